@@ -1,0 +1,23 @@
+//! backchat: a terminal chat client for Claude that behaves well when the API says "slow down".
+//!
+//! The library holds everything; `main.rs` only parses the command line and picks a surface.
+//! The seam between the network and everything above it is [`retry::TurnEvent`]: the turn
+//! driver yields them, and the TUI, the headless printer, the event log and the load test
+//! consume them.
+#![deny(clippy::unwrap_used)]
+
+pub mod api;
+pub mod bucket;
+pub mod chat;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod headless;
+pub mod limiter;
+pub mod loadtest;
+pub mod mock;
+pub mod retry;
+pub mod secret;
+pub mod tokens;
+pub mod tui;
+pub mod util;

@@ -1,0 +1,130 @@
+//! Small helpers shared across modules.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::Stream;
+
+/// At most `max` characters of `s`, with an ellipsis when cut. Never splits a character.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// The sending side of [`generate`]: pushes items to the stream's consumer.
+pub struct Emitter<T> {
+    queue: Arc<Mutex<VecDeque<T>>>,
+}
+
+impl<T> Emitter<T> {
+    /// Queue an item for the consumer. It is delivered before the producer runs again.
+    pub fn emit(&self, item: T) {
+        // A poisoned lock means a producer panicked mid-push; the queue itself is still valid.
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.push_back(item);
+    }
+}
+
+/// A stream driven by an async producer, like a generator: the producer runs only while the
+/// stream is polled, so dropping the stream stops it at its next await point (which is how a
+/// cancelled turn ends its wait at once). No task is spawned.
+pub fn generate<T, F, Fut>(producer: F) -> Generated<T>
+where
+    F: FnOnce(Emitter<T>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+    T: Send + 'static,
+{
+    let queue = Arc::new(Mutex::new(VecDeque::new()));
+    let fut = producer(Emitter {
+        queue: Arc::clone(&queue),
+    });
+    Generated {
+        queue,
+        fut: Some(Box::pin(fut)),
+    }
+}
+
+/// The stream returned by [`generate`].
+pub struct Generated<T> {
+    queue: Arc<Mutex<VecDeque<T>>>,
+    fut: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl<T> Generated<T> {
+    fn pop(&self) -> Option<T> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+}
+
+impl<T> Stream for Generated<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if let Some(item) = self.pop() {
+            return Poll::Ready(Some(item));
+        }
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let finished = fut.as_mut().poll(cx).is_ready();
+        if finished {
+            self.fut = None;
+        }
+        match self.pop() {
+            Some(item) => Poll::Ready(Some(item)),
+            None if finished => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use std::time::Duration;
+
+    #[test]
+    fn clip_respects_characters() {
+        assert_eq!(clip("héllo", 10), "héllo");
+        assert_eq!(clip("héllo wörld", 5), "héll…");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn generated_stream_yields_in_order_and_stops_when_dropped() {
+        let s = generate(|tx| async move {
+            tx.emit(1);
+            tx.emit(2);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tx.emit(3);
+        });
+        let all: Vec<i32> = s.collect().await;
+        assert_eq!(all, vec![1, 2, 3]);
+
+        let reached = Arc::new(Mutex::new(false));
+        let flag = Arc::clone(&reached);
+        let mut s = generate(move |tx| async move {
+            tx.emit(1);
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            *flag.lock().expect("lock") = true;
+        });
+        assert_eq!(s.next().await, Some(1));
+        drop(s);
+        tokio::time::advance(Duration::from_secs(7200)).await;
+        assert!(
+            !*reached.lock().expect("lock"),
+            "dropping the stream stops the producer"
+        );
+    }
+}
