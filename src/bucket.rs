@@ -36,7 +36,8 @@ impl TokenBucket {
 
     /// A bucket for a per-minute limit, as the API states them: refill `limit/60` per second,
     /// capacity `fraction × limit` (1.0 for the documented behaviour; RETRY.md §7.1 also
-    /// uses 1/6 and 1/60).
+    /// uses 1/6 and 1/60, "60 RPM enforced as 1 per second"). The capacity is never below one
+    /// unit, so a small limit with a small fraction still admits something.
     pub fn per_minute(limit: u64, capacity_fraction: f64, now: Instant) -> Self {
         let limit = limit as f64;
         let fraction = if capacity_fraction.is_finite() && capacity_fraction > 0.0 {
@@ -44,7 +45,7 @@ impl TokenBucket {
         } else {
             1.0
         };
-        Self::new(limit * fraction, limit / 60.0, now)
+        Self::new((limit * fraction).max(limit.min(1.0)), limit / 60.0, now)
     }
 
     /// Maximum level.
@@ -185,6 +186,8 @@ mod tests {
         let frac = TokenBucket::per_minute(60, 1.0 / 60.0, now);
         assert_eq!(frac.capacity(), 1.0);
         assert_eq!(frac.time_until(2.0, now), None);
+        let tiny = TokenBucket::per_minute(50, 1.0 / 60.0, now);
+        assert_eq!(tiny.capacity(), 1.0, "at least one unit");
     }
 
     #[tokio::test(start_paused = true)]

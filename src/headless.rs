@@ -1,1 +1,396 @@
-//! (in progress)
+//! Headless mode (`backchat -p`): one turn, the reply streamed to stdout as it arrives, one
+//! human line per notable event on stderr, every event as JSON Lines with `--events`.
+//!
+//! Exit codes (DESIGN.md): 0 done, 2 usage or config error, 3 API error that is not retried,
+//! 4 retries exhausted / wait too long / deadline passed, 5 the stream broke after it had
+//! started (the partial reply stays printed), 130 cancelled.
+
+use std::io::Write;
+
+use futures::{Stream, StreamExt};
+
+use crate::retry::driver::human_duration;
+use crate::retry::{DelaySource, TurnEvent, WaitCause};
+
+/// Exit code: the reply is complete.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: bad usage or configuration.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code: the stream broke after it had started.
+pub const EXIT_INTERRUPTED: i32 = 5;
+/// Exit code: cancelled (Ctrl+C).
+pub const EXIT_CANCELLED: i32 = 130;
+
+/// How a headless turn ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The exit code.
+    pub exit_code: i32,
+    /// The reply text printed (complete or partial).
+    pub text: String,
+    /// True when the turn ended `Interrupted`.
+    pub interrupted: bool,
+}
+
+/// Run `backchat -p`: read the prompt (`-` means stdin), start the backend, stream one turn.
+pub async fn run(
+    prompt_arg: &str,
+    events_path: Option<&str>,
+    config: &crate::config::Config,
+    mock: Option<crate::mock::MockConfig>,
+) -> i32 {
+    let mut stderr = std::io::stderr();
+    let prompt = match read_prompt(prompt_arg) {
+        Ok(p) => p,
+        Err(message) => {
+            let _ = writeln!(stderr, "backchat: {message}");
+            return EXIT_USAGE;
+        }
+    };
+    let mut events_file: Option<Box<dyn Write>> = match events_path {
+        None => None,
+        Some("-") => Some(Box::new(std::io::stderr())),
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
+            Err(e) => {
+                let _ = writeln!(stderr, "backchat: cannot open the events file {path}: {e}");
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let backend = match crate::backend::Backend::start(config, mock).await {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = writeln!(stderr, "backchat: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if backend.is_mock() {
+        let _ = writeln!(
+            stderr,
+            "backchat: no ANTHROPIC_API_KEY set; answering from the embedded mock API (canned replies, real rate limits)."
+        );
+    }
+    let request = crate::chat::single_prompt_request(config, &prompt);
+    let turn = backend.driver.run(request);
+    let mut stdout = std::io::stdout();
+    let cancel = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let outcome = print_turn(
+        turn,
+        &mut stdout,
+        &mut stderr,
+        events_file.as_mut().map(|w| &mut **w as &mut dyn Write),
+        cancel,
+    )
+    .await;
+    outcome.exit_code
+}
+
+/// The prompt from the argument, or from stdin when the argument is `-`.
+fn read_prompt(arg: &str) -> Result<String, String> {
+    let text = if arg == "-" {
+        use std::io::{IsTerminal, Read};
+        if std::io::stdin().is_terminal() {
+            return Err("-p needs a prompt: give it as an argument or pipe it on stdin".into());
+        }
+        let mut buf = String::new();
+        std::io::stdin()
+            .read_to_string(&mut buf)
+            .map_err(|e| format!("cannot read the prompt from stdin: {e}"))?;
+        buf
+    } else {
+        arg.to_string()
+    };
+    if text.trim().is_empty() {
+        return Err("the prompt is empty".into());
+    }
+    Ok(text)
+}
+
+/// Consume a turn's events: text to `out` (flushed per delta), human lines to `err`, JSON
+/// Lines to `events`. Stops at the terminal event, or when `cancel` resolves (exit 130).
+pub async fn print_turn<S, C>(
+    turn: S,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    mut events: Option<&mut dyn Write>,
+    cancel: C,
+) -> Outcome
+where
+    S: Stream<Item = TurnEvent>,
+    C: std::future::Future<Output = ()>,
+{
+    let mut turn = std::pin::pin!(turn);
+    let mut cancel = std::pin::pin!(cancel);
+    let mut text = String::new();
+    loop {
+        let next = tokio::select! {
+            ev = turn.next() => ev,
+            _ = &mut cancel => {
+                end_line(out, &text);
+                let _ = writeln!(err, "cancelled");
+                return Outcome { exit_code: EXIT_CANCELLED, text, interrupted: false };
+            }
+        };
+        let Some(event) = next else {
+            // A driver always ends with a terminal event; treat a silent end as a break.
+            end_line(out, &text);
+            let _ = writeln!(err, "interrupted: the turn ended without a result");
+            return Outcome {
+                exit_code: EXIT_INTERRUPTED,
+                text,
+                interrupted: true,
+            };
+        };
+        if let Some(w) = events.as_deref_mut() {
+            write_event(w, &event);
+        }
+        if let Some(line) = human_line(&event) {
+            let _ = writeln!(err, "{line}");
+        }
+        match event {
+            TurnEvent::TextDelta { text: t } => {
+                let _ = out.write_all(t.as_bytes());
+                let _ = out.flush();
+                text.push_str(&t);
+            }
+            TurnEvent::Finished { .. } => {
+                end_line(out, &text);
+                return Outcome {
+                    exit_code: EXIT_OK,
+                    text,
+                    interrupted: false,
+                };
+            }
+            TurnEvent::Interrupted { .. } => {
+                end_line(out, &text);
+                return Outcome {
+                    exit_code: EXIT_INTERRUPTED,
+                    text,
+                    interrupted: true,
+                };
+            }
+            TurnEvent::Failed(f) => {
+                return Outcome {
+                    exit_code: f.kind.exit_code(),
+                    text,
+                    interrupted: false,
+                };
+            }
+            _ => {}
+        }
+    }
+}
+
+fn end_line(out: &mut dyn Write, text: &str) {
+    if !text.is_empty() && !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+}
+
+/// One JSON line: the event's fields plus `ts`, the wall-clock time it was written.
+pub fn write_event(w: &mut dyn Write, event: &TurnEvent) {
+    let mut value = match serde_json::to_value(event) {
+        Ok(v) => v,
+        Err(e) => serde_json::json!({"event": "unserializable", "error": e.to_string()}),
+    };
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert(
+            "ts".into(),
+            serde_json::Value::String(crate::clock::rfc3339_millis(crate::clock::wall_now())),
+        );
+    }
+    let _ = writeln!(w, "{value}");
+    let _ = w.flush();
+}
+
+/// The one human line for an event, if it is notable.
+pub fn human_line(event: &TurnEvent) -> Option<String> {
+    match event {
+        TurnEvent::Pacing {
+            delay,
+            bucket,
+            source,
+            ..
+        } => Some(format!(
+            "pacing: waiting {} for {} quota before sending ({})",
+            human_duration(*delay),
+            bucket.label(),
+            source.label()
+        )),
+        TurnEvent::RetryScheduled {
+            attempt,
+            max_attempts,
+            delay,
+            cause,
+            status,
+            error_type,
+            source,
+            message,
+            ..
+        } => {
+            let what = match (status, error_type) {
+                (Some(s), Some(t)) => format!("{s} {t}"),
+                (None, Some(t)) => t.clone(),
+                _ => format!("network error ({})", crate::util::clip(message, 80)),
+            };
+            let cause = match cause {
+                WaitCause::Network
+                | WaitCause::Overloaded
+                | WaitCause::ServerError
+                | WaitCause::RateLimit => String::new(),
+                c => format!(", {}", c.label()),
+            };
+            let source = match source {
+                DelaySource::Backoff => "backoff".to_string(),
+                s => s.label().to_string(),
+            };
+            Some(format!(
+                "{what}: retrying in {} (attempt {attempt}/{max_attempts}, {source}{cause})",
+                human_duration(*delay)
+            ))
+        }
+        TurnEvent::Interrupted {
+            error,
+            partial_kept,
+        } => Some(if *partial_kept {
+            format!(
+                "interrupted: {error}. The partial reply above is kept; run the command again to retry."
+            )
+        } else {
+            format!("interrupted: {error}. No reply text arrived; run the command again to retry.")
+        }),
+        TurnEvent::Failed(f) => Some(format!("error: {}", f.message)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{StreamFailure, Usage};
+    use crate::retry::{Bucket, FailureKind, TurnFailure};
+    use std::time::Duration;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_read_like_the_issue_says() {
+        let now = Instant::now();
+        let ev = TurnEvent::RetryScheduled {
+            attempt: 2,
+            max_attempts: 9,
+            delay: Duration::from_millis(4200),
+            until: now + Duration::from_millis(4200),
+            cause: WaitCause::RateLimit,
+            status: Some(429),
+            error_type: Some("rate_limit_error".into()),
+            source: DelaySource::RetryAfter,
+            message: "x".into(),
+        };
+        assert_eq!(
+            human_line(&ev).as_deref(),
+            Some("429 rate_limit_error: retrying in 4.2s (attempt 2/9, retry-after)")
+        );
+        let pacing = TurnEvent::Pacing {
+            delay: Duration::from_millis(2100),
+            until: now,
+            bucket: Bucket::InputTokens,
+            source: DelaySource::Pacer,
+        };
+        assert_eq!(
+            human_line(&pacing).as_deref(),
+            Some("pacing: waiting 2.1s for input tokens quota before sending (pacer)")
+        );
+    }
+
+    #[tokio::test]
+    async fn text_goes_to_stdout_and_the_exit_code_follows_the_end() {
+        let events = vec![
+            TurnEvent::TextDelta {
+                text: "Hello".into(),
+            },
+            TurnEvent::ThinkingDelta {
+                text: "secret thoughts".into(),
+            },
+            TurnEvent::TextDelta {
+                text: ", world".into(),
+            },
+            TurnEvent::Interrupted {
+                error: StreamFailure::EndedEarly,
+                partial_kept: true,
+            },
+        ];
+        let (mut out, mut err, mut ev) = (Vec::new(), Vec::new(), Vec::new());
+        let o = print_turn(
+            futures::stream::iter(events),
+            &mut out,
+            &mut err,
+            Some(&mut ev),
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(o.exit_code, EXIT_INTERRUPTED);
+        assert_eq!(String::from_utf8_lossy(&out), "Hello, world\n");
+        assert!(
+            !String::from_utf8_lossy(&out).contains("secret"),
+            "thinking never goes to stdout"
+        );
+        assert!(
+            String::from_utf8_lossy(&ev).contains("secret thoughts"),
+            "but it is in the events"
+        );
+        assert_eq!(String::from_utf8_lossy(&ev).lines().count(), 4);
+
+        let failed = vec![TurnEvent::Failed(TurnFailure {
+            kind: FailureKind::RetriesExhausted,
+            message: "gave up".into(),
+            api: None,
+            transport: None,
+            resets_at: None,
+            attempts: 4,
+        })];
+        let o = print_turn(
+            futures::stream::iter(failed),
+            &mut Vec::new(),
+            &mut err,
+            None,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(o.exit_code, 4);
+
+        let done = vec![TurnEvent::Finished {
+            stop_reason: Some("end_turn".into()),
+            usage: Usage::default(),
+        }];
+        let o = print_turn(
+            futures::stream::iter(done),
+            &mut Vec::new(),
+            &mut Vec::new(),
+            None,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(o.exit_code, EXIT_OK);
+    }
+
+    #[tokio::test]
+    async fn cancel_exits_130() {
+        let o = print_turn(
+            futures::stream::pending::<TurnEvent>(),
+            &mut Vec::new(),
+            &mut Vec::new(),
+            None,
+            async {},
+        )
+        .await;
+        assert_eq!(o.exit_code, EXIT_CANCELLED);
+    }
+}

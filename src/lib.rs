@@ -7,6 +7,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod api;
+pub mod backend;
 pub mod bucket;
 pub mod chat;
 pub mod cli;

@@ -1,1 +1,109 @@
-//! (in progress)
+//! Quota admission before a request is sent: the [`Limiter`] trait, implemented in-process by
+//! [`crate::retry::pacer::Pacer`] and across processes by the Redis limiter.
+//!
+//! The driver asks for a reservation before each attempt, sleeps until its slot, and tells the
+//! limiter what happened: released (the request was not admitted), committed (a 2xx arrived)
+//! or settled (the reply's real usage is known). Every response's headers are observed, and a
+//! 429 blocks everyone until its `retry-after`.
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use crate::api::{MessagesRequest, Usage};
+use crate::retry::{Bucket, DelaySource, QuotaSnapshot};
+
+/// What one request needs from each bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Demand {
+    /// Requests (always 1).
+    pub requests: f64,
+    /// Estimated input tokens.
+    pub input_tokens: f64,
+    /// Expected output tokens.
+    pub output_tokens: f64,
+}
+
+impl Demand {
+    /// The amount for one bucket.
+    pub fn get(&self, bucket: Bucket) -> f64 {
+        match bucket {
+            Bucket::Requests => self.requests,
+            Bucket::InputTokens => self.input_tokens,
+            Bucket::OutputTokens => self.output_tokens,
+            Bucket::Tokens => self.input_tokens + self.output_tokens,
+        }
+    }
+}
+
+/// A reserved slot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grant {
+    /// Identifies the reservation to the limiter.
+    pub id: u64,
+    /// When the request may be sent (now, or later).
+    pub start_at: Instant,
+    /// The bucket that made it wait, if it waits.
+    pub bucket: Option<Bucket>,
+    /// Local pacer or shared limiter.
+    pub source: DelaySource,
+    /// What was reserved.
+    pub demand: Demand,
+}
+
+/// The answer to a reservation request.
+pub enum Reservation {
+    /// A slot.
+    Granted(Grant),
+    /// Nothing is known about the quota yet and a first request is on its way: wait for its
+    /// headers (at most until `until`), then ask again. Keeps a burst of turns at start-up from
+    /// finding the limit by hitting it.
+    AwaitFirstHeaders {
+        /// The longest this wait may last.
+        until: Instant,
+        /// Resolves when the first headers have been seen.
+        ready: BoxFuture<'static, ()>,
+    },
+}
+
+/// Where pacing state lives, for the status bar.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LimiterHealth {
+    /// In-process pacing.
+    Local,
+    /// Shared through Redis and healthy.
+    Shared,
+    /// Shared limiter unreachable: pacing locally until it is back (the message says why).
+    Degraded(String),
+}
+
+/// Admission control shared by all turns of a process.
+pub trait Limiter: Send + Sync + 'static {
+    /// What this request will need (estimates corrected by earlier usage).
+    fn estimate(&self, request: &MessagesRequest) -> Demand;
+
+    /// Reserve a slot for `demand`. With `may_await_probe`, the limiter may ask the caller to
+    /// wait for the first response's headers instead (see [`Reservation`]). Never fails: a
+    /// limiter that cannot decide lets the request go (fail open).
+    fn reserve(&self, demand: Demand, may_await_probe: bool) -> BoxFuture<'_, Reservation>;
+
+    /// The request was not sent or not admitted (cancelled, network error, 429, 5xx): give
+    /// its slot back.
+    fn release(&self, grant: &Grant);
+
+    /// The server admitted the request (a 2xx arrived).
+    fn commit(&self, grant: &Grant);
+
+    /// The reply ended; correct the reservation with what it really used.
+    fn settle(&self, grant: &Grant, usage: &Usage);
+
+    /// Headers of any response.
+    fn observe(&self, quota: &QuotaSnapshot);
+
+    /// A 429 said: nobody sends before `until`.
+    fn rate_limited(&self, until: Instant, bucket: Option<Bucket>);
+
+    /// Local, shared, or degraded.
+    fn health(&self) -> LimiterHealth {
+        LimiterHealth::Local
+    }
+}

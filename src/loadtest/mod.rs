@@ -1,1 +1,5 @@
-//! (in progress)
+//! `backchat loadtest` (in progress).
+
+/// Load-test options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LoadtestArgs {}

@@ -1,0 +1,106 @@
+//! What a surface talks to: the real API, or the embedded mock when there is no key.
+//! Builds the transport, the limiter and the driver from a [`Config`].
+
+use std::sync::Arc;
+
+use crate::api::{HttpTransport, HttpTransportConfig, client::DEFAULT_BASE_URL};
+use crate::config::Config;
+use crate::limiter::Limiter;
+use crate::mock::{MockConfig, MockServer};
+use crate::retry::{Driver, Pacer};
+use crate::secret::ApiKey;
+
+/// The key sent to the embedded mock (it accepts any key; this one is not a secret).
+pub const EMBEDDED_MOCK_KEY: &str = "backchat-embedded-mock";
+
+/// Where requests go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A real endpoint.
+    Remote {
+        /// Its base URL.
+        base_url: String,
+    },
+    /// The mock running inside this process.
+    EmbeddedMock {
+        /// Its loopback URL.
+        base_url: String,
+    },
+}
+
+/// A running backend.
+pub struct Backend {
+    /// Runs turns.
+    pub driver: Driver,
+    /// Where requests go.
+    pub target: Target,
+    /// The embedded mock, kept alive as long as the backend.
+    pub mock: Option<MockServer>,
+}
+
+/// Why a backend could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The embedded mock could not bind a loopback port.
+    #[error("could not start the embedded mock API: {0}")]
+    Mock(std::io::Error),
+    /// The HTTP client could not be built.
+    #[error("{0}")]
+    Transport(#[from] crate::api::TransportError),
+}
+
+impl Backend {
+    /// Start the backend `config` asks for. `mock` forces the embedded mock (with this
+    /// configuration); otherwise the mock is used only when no key and no base URL are set.
+    pub async fn start(config: &Config, mock: Option<MockConfig>) -> Result<Backend, BackendError> {
+        let mock = match mock {
+            Some(m) => Some(m),
+            None if config.wants_embedded_mock() => Some(MockConfig::default()),
+            None => None,
+        };
+        let (target, key, server) = match mock {
+            Some(mock_config) => {
+                let server = MockServer::start(mock_config)
+                    .await
+                    .map_err(BackendError::Mock)?;
+                let base_url = server.base_url();
+                (
+                    Target::EmbeddedMock {
+                        base_url: base_url.clone(),
+                    },
+                    ApiKey::new(EMBEDDED_MOCK_KEY),
+                    Some(server),
+                )
+            }
+            None => {
+                let base_url = config
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+                (Target::Remote { base_url }, config.api_key.clone(), None)
+            }
+        };
+        let base_url = match &target {
+            Target::Remote { base_url } | Target::EmbeddedMock { base_url } => base_url.clone(),
+        };
+        let transport = HttpTransport::new(HttpTransportConfig::new(base_url, key))?;
+        let limiter: Option<Arc<dyn Limiter>> = if config.pacing {
+            Some(Arc::new(Pacer::new()))
+        } else {
+            None
+        };
+        let driver = Driver::new(Arc::new(transport))
+            .with_config(config.retry.clone())
+            .with_limiter(limiter);
+        Ok(Backend {
+            driver,
+            target,
+            mock: server,
+        })
+    }
+
+    /// True when running on the embedded mock.
+    pub fn is_mock(&self) -> bool {
+        matches!(self.target, Target::EmbeddedMock { .. })
+    }
+}

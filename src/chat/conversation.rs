@@ -1,0 +1,265 @@
+//! The conversation: turns as the person saw them, and the API input built from them.
+//!
+//! The API input is always valid (PROTOCOL.md §1.3): roles alternate starting with the user,
+//! no block is empty, and the final message is the user's. Interrupted replies keep their
+//! partial text, marked as cut off, so that the model knows what it already said; turns that
+//! failed before any text arrived contribute only their prompt, merged with the next one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Message, MessagesRequest, Role, Thinking, Usage};
+use crate::config::Config;
+
+/// Marker appended to an interrupted reply in the API input.
+pub const INTERRUPTED_MARKER: &str = "[reply interrupted]";
+
+/// How a reply ended (or that it has not yet).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ReplyState {
+    /// Waiting, pacing or retrying before the stream starts.
+    Pending,
+    /// Text is arriving.
+    Streaming,
+    /// Complete.
+    Complete {
+        /// Why generation stopped.
+        #[serde(default)]
+        stop_reason: Option<String>,
+    },
+    /// The stream broke after it had started; the partial text is kept.
+    Interrupted {
+        /// What broke.
+        reason: String,
+    },
+    /// The turn failed before its stream started.
+    Failed {
+        /// The message shown to the person.
+        message: String,
+    },
+    /// The person cancelled it.
+    Cancelled,
+}
+
+impl ReplyState {
+    /// True once the turn has ended.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, ReplyState::Pending | ReplyState::Streaming)
+    }
+}
+
+/// One exchange: the prompt and the reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    /// The person's prompt.
+    pub user: String,
+    /// Reply text (complete or partial).
+    #[serde(default)]
+    pub assistant: String,
+    /// Thinking text, shown dimmed and collapsed; never sent back.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub thinking: String,
+    /// How the reply ended.
+    pub state: ReplyState,
+    /// The model that answered (or was asked).
+    #[serde(default)]
+    pub model: String,
+    /// Final usage, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// `request-id` of the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// A later turn retried this one: leave it out of the API input.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
+}
+
+impl Turn {
+    /// A new turn waiting for its reply.
+    pub fn new(user: impl Into<String>, model: impl Into<String>) -> Turn {
+        Turn {
+            user: user.into(),
+            assistant: String::new(),
+            thinking: String::new(),
+            state: ReplyState::Pending,
+            model: model.into(),
+            usage: None,
+            request_id: None,
+            superseded: false,
+        }
+    }
+
+    /// Whether a retry makes sense (failed, interrupted or cancelled).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.state,
+            ReplyState::Failed { .. } | ReplyState::Interrupted { .. } | ReplyState::Cancelled
+        )
+    }
+}
+
+/// A conversation: its turns and its system prompt.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// The turns, oldest first.
+    pub turns: Vec<Turn>,
+}
+
+impl Conversation {
+    /// The API messages for every turn up to and including `upto` (an index into `turns`),
+    /// whose reply is not sent (it is the one being requested).
+    pub fn messages_for(&self, upto: usize) -> Vec<Message> {
+        let mut out: Vec<Message> = Vec::new();
+        let mut pending_user: Vec<&str> = Vec::new();
+        for (i, turn) in self.turns.iter().enumerate().take(upto + 1) {
+            if turn.superseded && i != upto {
+                continue;
+            }
+            if !turn.user.trim().is_empty() {
+                pending_user.push(&turn.user);
+            }
+            if i == upto {
+                break;
+            }
+            let reply = reply_text(turn);
+            if let Some(reply) = reply {
+                if pending_user.is_empty() {
+                    // A reply with no prompt before it cannot be sent as the first message or
+                    // after another reply; skip it.
+                    continue;
+                }
+                out.push(Message::text(Role::User, pending_user.join("\n\n")));
+                pending_user.clear();
+                out.push(Message::text(Role::Assistant, reply));
+            }
+        }
+        if !pending_user.is_empty() {
+            out.push(Message::text(Role::User, pending_user.join("\n\n")));
+        }
+        out
+    }
+
+    /// The request for the turn at `index`.
+    pub fn request_for(
+        &self,
+        index: usize,
+        config: &Config,
+        system: Option<&str>,
+    ) -> MessagesRequest {
+        build_request(config, self.messages_for(index), system)
+    }
+}
+
+/// The text a turn contributes as the assistant's side, if any.
+fn reply_text(turn: &Turn) -> Option<String> {
+    let text = turn.assistant.trim_end();
+    match &turn.state {
+        ReplyState::Complete { .. } if !text.trim().is_empty() => Some(text.to_string()),
+        ReplyState::Interrupted { .. } | ReplyState::Cancelled if !text.trim().is_empty() => {
+            Some(format!("{text}\n\n{INTERRUPTED_MARKER}"))
+        }
+        _ => None,
+    }
+}
+
+fn build_request(config: &Config, messages: Vec<Message>, system: Option<&str>) -> MessagesRequest {
+    let mut req = MessagesRequest::new(config.model.clone(), config.max_tokens, messages);
+    req.system = system
+        .map(str::to_string)
+        .or_else(|| config.system.clone())
+        .filter(|s| !s.trim().is_empty());
+    if let Some(budget) = config.thinking_budget {
+        req.thinking = Some(Thinking::Enabled {
+            budget_tokens: budget,
+        });
+        // The API requires max_tokens > budget_tokens.
+        if req.max_tokens <= budget {
+            req.max_tokens = budget.saturating_add(1024);
+        }
+    }
+    req
+}
+
+/// The request for a single prompt (headless mode without a session).
+pub fn single_prompt_request(config: &Config, prompt: &str) -> MessagesRequest {
+    build_request(config, vec![Message::text(Role::User, prompt)], None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ContentBlock;
+
+    fn done(user: &str, reply: &str) -> Turn {
+        let mut t = Turn::new(user, "m");
+        t.assistant = reply.into();
+        t.state = ReplyState::Complete { stop_reason: None };
+        t
+    }
+
+    fn roles(m: &[Message]) -> Vec<Role> {
+        m.iter().map(|m| m.role).collect()
+    }
+
+    #[test]
+    fn roles_alternate_and_no_block_is_empty() {
+        let mut failed = Turn::new("first try", "m");
+        failed.state = ReplyState::Failed {
+            message: "429".into(),
+        };
+        let mut empty = Turn::new("second", "m");
+        empty.state = ReplyState::Complete { stop_reason: None }; // an empty reply is not sent
+        let mut cut = Turn::new("third", "m");
+        cut.assistant = "Once upon".into();
+        cut.state = ReplyState::Interrupted {
+            reason: "dropped".into(),
+        };
+        let c = Conversation {
+            turns: vec![
+                done("hi", "hello"),
+                failed,
+                empty,
+                cut,
+                Turn::new("go on", "m"),
+            ],
+        };
+        let m = c.messages_for(4);
+        assert_eq!(
+            roles(&m),
+            vec![
+                Role::User,
+                Role::Assistant,
+                Role::User,
+                Role::Assistant,
+                Role::User
+            ]
+        );
+        assert_eq!(m[2].joined_text(), "first try\n\nsecond\n\nthird");
+        assert_eq!(
+            m[3].joined_text(),
+            format!("Once upon\n\n{INTERRUPTED_MARKER}")
+        );
+        for msg in &m {
+            for b in &msg.content {
+                if let ContentBlock::Text { text } = b {
+                    assert!(!text.trim().is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn superseded_turns_are_left_out() {
+        let mut cut = Turn::new("tell me", "m");
+        cut.assistant = "partial".into();
+        cut.state = ReplyState::Interrupted { reason: "x".into() };
+        cut.superseded = true;
+        let c = Conversation {
+            turns: vec![done("a", "b"), cut, Turn::new("tell me", "m")],
+        };
+        let m = c.messages_for(2);
+        assert_eq!(roles(&m), vec![Role::User, Role::Assistant, Role::User]);
+        assert_eq!(m[2].joined_text(), "tell me");
+    }
+}
