@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -385,12 +384,13 @@ pub(crate) async fn whole_response(shared: Arc<Shared>, plan: Plan, request_id: 
     finish(&shared, &ending);
     let mut content = Vec::new();
     if out.thinking_started {
-        content.push(
-            json!({"type": "thinking", "thinking": out.thinking, "signature": plan.signature}),
-        );
+        content.push(sse::Block::Thinking {
+            thinking: &out.thinking,
+            signature: &plan.signature,
+        });
     }
     if out.text_started {
-        content.push(json!({"type": "text", "text": out.text}));
+        content.push(sse::Block::Text { text: &out.text });
     }
     let stop = matches!(ending, Ending::Complete).then_some(plan.stop_reason);
     let message = sse::message(
@@ -402,7 +402,7 @@ pub(crate) async fn whole_response(shared: Arc<Shared>, plan: Plan, request_id: 
         out.output_tokens.max(1),
     );
     match ending {
-        Ending::Complete => super::server::json_response(StatusCode::OK, &message),
+        Ending::Complete => super::server::json_text_response(StatusCode::OK, message),
         Ending::Abandoned => error_response(
             &ErrorReply::new(503, "api_error", "The server is shutting down."),
             request_id,
@@ -421,8 +421,7 @@ pub(crate) async fn whole_response(shared: Arc<Shared>, plan: Plan, request_id: 
 
 /// A 200 whose JSON body breaks off half-way: cut (`Drop`), ended cleanly (`EndWithoutStop`)
 /// or left hanging (`Stall`).
-fn truncated_json(shared: Arc<Shared>, message: &Value, fault: &StreamFault) -> Response {
-    let text = message.to_string();
+fn truncated_json(shared: Arc<Shared>, text: &str, fault: &StreamFault) -> Response {
     let mut cut = text.len() / 2;
     while !text.is_char_boundary(cut) {
         cut -= 1;

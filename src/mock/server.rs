@@ -722,7 +722,12 @@ async fn read_body(body: Body, max: usize) -> Result<Bytes, BodyError> {
 
 /// A JSON response.
 pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut r = Response::new(Body::from(body.to_string()));
+    json_text_response(status, body.to_string())
+}
+
+/// A response whose body is already JSON text.
+pub(crate) fn json_text_response(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -756,9 +761,9 @@ pub(crate) fn error_response(err: &ErrorReply, request_id: &str) -> Response {
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
         r
     } else {
-        json_response(
+        json_text_response(
             status,
-            &sse::error_body(
+            sse::error_body(
                 &err.error_type,
                 &err.message,
                 err.details.as_ref(),
