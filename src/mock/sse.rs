@@ -68,11 +68,14 @@ struct MessageOut<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum DeltaOut<'a> {
-    TextDelta { text: &'a str },
-    ThinkingDelta { thinking: &'a str },
-    SignatureDelta { signature: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
 }
 
 #[derive(Serialize)]
@@ -215,17 +218,17 @@ fn delta(index: usize, delta: DeltaOut<'_>) -> Bytes {
 
 /// A `text_delta`.
 pub(crate) fn text_delta(index: usize, text: &str) -> Bytes {
-    delta(index, DeltaOut::TextDelta { text })
+    delta(index, DeltaOut::Text { text })
 }
 
 /// A `thinking_delta`.
 pub(crate) fn thinking_delta(index: usize, thinking: &str) -> Bytes {
-    delta(index, DeltaOut::ThinkingDelta { thinking })
+    delta(index, DeltaOut::Thinking { thinking })
 }
 
 /// The one `signature_delta` that closes a thinking block.
 pub(crate) fn signature_delta(index: usize, signature: &str) -> Bytes {
-    delta(index, DeltaOut::SignatureDelta { signature })
+    delta(index, DeltaOut::Signature { signature })
 }
 
 /// `content_block_stop`.
