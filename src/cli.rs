@@ -102,7 +102,7 @@ pub struct CommonArgs {
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Serve the mock Anthropic API on a local address.
-    Mock(crate::mock::MockArgs),
+    Mock(Box<crate::mock::MockArgs>),
     /// Run K simulated users against a quota under each retry policy and compare them.
     Loadtest(crate::loadtest::LoadtestArgs),
     /// Show where the config file is, or the effective configuration.

@@ -25,7 +25,7 @@ fn main() {
 
 async fn run(cli: Cli) -> i32 {
     if let Some(Command::Mock(args)) = &cli.command {
-        return backchat::mock::run_standalone(args.clone()).await;
+        return backchat::mock::run_standalone((**args).clone()).await;
     }
     let env = |name: &str| std::env::var(name).ok();
     let config = match Config::resolve(&cli.common, &env) {

@@ -1,40 +1,40 @@
-//! The embedded mock API (being built on its own branch; these stubs keep the crate building).
+//! The embedded mock of the Anthropic Messages API: a real HTTP server (axum) on loopback
+//! that speaks the protocol of PROTOCOL.md, with per-key token buckets, the
+//! `anthropic-ratelimit-*` headers, 429s with `retry-after`, injected faults and scripted
+//! responses. It runs in-process (tests, and the client when no key is set) or standalone
+//! (`backchat mock`). Everything runs on tokio's clock, so a test on a paused clock streams a
+//! ten-second reply instantly. docs/mock.md is the user's guide.
+//!
+//! A file per idea:
+//! - `server.rs`: routing, auth, the order of checks, [`MockServer`] and [`MockControl`];
+//! - `limits.rs`: the per-key buckets, admission and the rate-limit headers;
+//! - `generate.rs`: the timed reply loop (streamed and whole);
+//! - `sse.rs`: the JSON of events, messages and error envelopes;
+//! - `replies.rs`: the canned replies (from `assets/replies/`) and chunking;
+//! - `validate.rs`: request validation and the input-token count;
+//! - `faults.rs`: outages, random faults and their error replies;
+//! - `script.rs`: scripted steps; `config.rs` and `scenario.rs`: settings and files;
+//! - `models.rs`: the models endpoints; `stats.rs`: counters; `args.rs`: `backchat mock`.
 
-use std::net::SocketAddr;
+mod args;
+mod config;
+mod faults;
+mod generate;
+mod limits;
+mod models;
+mod replies;
+mod scenario;
+mod script;
+mod server;
+mod sse;
+mod stats;
+mod validate;
 
-/// Mock options.
-#[derive(clap::Args, Debug, Clone)]
-pub struct MockArgs {}
-
-/// Mock configuration.
-#[derive(Clone, Debug, Default)]
-pub struct MockConfig {}
-
-impl MockConfig {
-    /// Tight limits for `--demo`.
-    pub fn tight_demo() -> MockConfig {
-        MockConfig {}
-    }
-}
-
-/// A running mock server.
-pub struct MockServer {
-    addr: SocketAddr,
-}
-
-impl MockServer {
-    /// Start on a free loopback port.
-    pub async fn start(_config: MockConfig) -> std::io::Result<MockServer> {
-        Err(std::io::Error::other("the mock is not built yet"))
-    }
-
-    /// Base URL.
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-/// Run the standalone mock.
-pub async fn run_standalone(_args: MockArgs) -> i32 {
-    2
-}
+pub use args::{MockArgs, run_standalone};
+pub use config::{FaultRates, MockConfig, MockConfigError, MockLimits, Outage};
+pub use models::model_ids;
+pub use replies::{Reply, choose_reply, replies, thinking_text};
+pub use script::{ScriptStep, default_error_type, default_message};
+pub use server::{MockControl, MockServer, ORG_ID};
+pub use stats::{MockStats, RequestRecord};
+pub use validate::count_input_tokens;

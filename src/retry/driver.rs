@@ -267,10 +267,11 @@ impl Driver {
                 )));
                 return;
             }
-            if error.is_rate_limit() && source != DelaySource::Backoff {
-                if let Some(l) = &self.limiter {
-                    l.rate_limited(until, cause_bucket(cause));
-                }
+            if error.is_rate_limit()
+                && source != DelaySource::Backoff
+                && let Some(l) = &self.limiter
+            {
+                l.rate_limited(until, cause_bucket(cause));
             }
             tx.emit(TurnEvent::RetryScheduled {
                 attempt: attempt + 1,

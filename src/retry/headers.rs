@@ -176,7 +176,7 @@ pub fn parse_quota(headers: &HeaderMap, now: Instant) -> QuotaSnapshot {
             limit: header_u64(headers, &format!("anthropic-ratelimit-{name}-limit")),
             remaining: header_u64(headers, &format!("anthropic-ratelimit-{name}-remaining")),
             reset: header(headers, &format!("anthropic-ratelimit-{name}-reset"))
-                .and_then(|v| parse_rfc3339(v))
+                .and_then(parse_rfc3339)
                 .map(|t| clock::instant_for_wall(t, now)),
         };
         (!q.is_empty()).then_some(q)
@@ -259,10 +259,10 @@ pub fn parse_retry_after(v: &str, wall_now: SystemTime) -> Option<Duration> {
 /// An RFC 3339 timestamp as the API sends (`2025-06-02T15:15:48Z`); offsets other than `Z`
 /// are accepted too.
 pub fn parse_rfc3339(v: &str) -> Option<SystemTime> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(v.trim_end_matches('Z')) {
-        if v.ends_with('Z') || v.ends_with('z') {
-            return Some(t);
-        }
+    if let Ok(t) = humantime::parse_rfc3339_weak(v.trim_end_matches('Z'))
+        && (v.ends_with('Z') || v.ends_with('z'))
+    {
+        return Some(t);
     }
     // Numeric offset: `2025-06-02T17:15:48+02:00`.
     let v = v.trim();

@@ -118,11 +118,11 @@ impl Pacer {
         let mut st = self.lock();
         let mut start = now;
         let mut binding = None;
-        if let Some((until, bucket)) = st.blocked_until {
-            if until > start {
-                start = until;
-                binding = bucket;
-            }
+        if let Some((until, bucket)) = st.blocked_until
+            && until > start
+        {
+            start = until;
+            binding = bucket;
         }
         for (i, dim) in DIMS.iter().enumerate() {
             let Some(bucket) = st.buckets[i].as_ref() else {
@@ -459,7 +459,7 @@ mod tests {
         // 30,000 ITPM enforced as a 5,000-token bucket: 2,000 left, full again in 6 s.
         p.observe(&quota(now, (50, 49, 2), (30_000, 2_000, 6)));
         let cap = p.capacity(Bucket::InputTokens).expect("known");
-        assert!(cap < 5_000.0 && cap >= 4_000.0, "{cap}");
+        assert!((4_000.0..5_000.0).contains(&cap), "{cap}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -118,21 +118,20 @@ pub fn classify(
             ),
         };
     }
-    if status == 429 {
-        if let Some(limit) = input_limit(limits) {
-            if estimated_input_tokens > limit {
-                return Verdict::Fail {
-                    kind: FailureKind::ExceedsQuota,
-                    message: format!(
-                        "This request needs about {} input tokens, more than your limit of {} \
+    if status == 429
+        && let Some(limit) = input_limit(limits)
+        && estimated_input_tokens > limit
+    {
+        return Verdict::Fail {
+            kind: FailureKind::ExceedsQuota,
+            message: format!(
+                "This request needs about {} input tokens, more than your limit of {} \
                          input tokens per minute, so it can never be accepted. Shorten the \
                          conversation (/clear, or a shorter prompt) or ask for a higher tier.",
-                        group(estimated_input_tokens),
-                        group(limit)
-                    ),
-                };
-            }
-        }
+                group(estimated_input_tokens),
+                group(limit)
+            ),
+        };
     }
 
     // The server may force or forbid a retry (PROTOCOL.md §3.3); it wins over the status.
@@ -341,7 +340,7 @@ pub fn group(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
