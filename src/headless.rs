@@ -9,6 +9,9 @@ use std::io::Write;
 
 use futures::{Stream, StreamExt};
 
+use crate::chat::{
+    Conversation, LoadReport, Session, SessionChoice, SessionError, SessionStore, Turn,
+};
 use crate::retry::driver::human_duration;
 use crate::retry::{DelaySource, TurnEvent, WaitCause};
 
@@ -32,18 +35,23 @@ pub struct Outcome {
     pub interrupted: bool,
 }
 
-/// Run `backchat -p`: read the prompt (`-` means stdin), start the backend, stream one turn.
+/// Run `backchat -p`: read the prompt (`-` means stdin), open the session, start the backend,
+/// stream one turn, and append it to the session.
+///
+/// The session's earlier turns are sent as context. Without `--session`/`--continue` the turn
+/// goes to a new session with a generated name, so that `backchat -p --continue` can follow up.
 pub async fn run(
     prompt_arg: &str,
     events_path: Option<&str>,
     config: &crate::config::Config,
     mock: Option<crate::mock::MockConfig>,
+    session_choice: &SessionChoice,
 ) -> i32 {
     let mut stderr = std::io::stderr();
     let prompt = match read_prompt(prompt_arg) {
         Ok(p) => p,
         Err(message) => {
-            let _ = writeln!(stderr, "backchat: {message}");
+            say(&mut stderr, &message);
             return EXIT_USAGE;
         }
     };
@@ -57,39 +65,122 @@ pub async fn run(
         {
             Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
             Err(e) => {
-                let _ = writeln!(stderr, "backchat: cannot open the events file {path}: {e}");
+                say(
+                    &mut stderr,
+                    &format!("cannot open the events file {path}: {e}"),
+                );
                 return EXIT_USAGE;
             }
         },
     };
+    let (mut session, mut conversation) = match open_session(config, session_choice) {
+        Ok((session, conversation, report)) => {
+            if let Some(s) = &session {
+                for line in report.lines(s.name()) {
+                    say(&mut stderr, &line);
+                }
+            }
+            (session, conversation)
+        }
+        Err(SessionOpenError::Fatal(message)) => {
+            say(&mut stderr, &message);
+            return EXIT_USAGE;
+        }
+    };
     let backend = match crate::backend::Backend::start(config, mock).await {
         Ok(b) => b,
         Err(e) => {
-            let _ = writeln!(stderr, "backchat: {e}");
+            say(&mut stderr, &e.to_string());
             return EXIT_USAGE;
         }
     };
     if backend.is_mock() {
-        let _ = writeln!(
-            stderr,
-            "backchat: no ANTHROPIC_API_KEY set; answering from the embedded mock API (canned replies, real rate limits)."
+        say(
+            &mut stderr,
+            "no ANTHROPIC_API_KEY set; answering from the embedded mock API (canned replies, real rate limits).",
         );
     }
-    let request = crate::chat::single_prompt_request(config, &prompt);
-    let turn = backend.driver.run(request);
+    conversation
+        .turns
+        .push(Turn::new(prompt, config.model.clone()));
+    let index = conversation.turns.len() - 1;
+    let request = conversation.request_for(index, config, None);
+    let mut turn = conversation.turns[index].clone();
+    let mut logger = crate::logging::TurnLogger::new();
+    let events = backend.driver.run(request).inspect(|event| {
+        crate::chat::apply_event(&mut turn, event);
+        logger.observe(event);
+    });
     let mut stdout = std::io::stdout();
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     let outcome = print_turn(
-        turn,
+        events,
         &mut stdout,
         &mut stderr,
         events_file.as_mut().map(|w| &mut **w as &mut dyn Write),
         cancel,
     )
     .await;
+    crate::chat::end_unfinished(&mut turn, outcome.exit_code == EXIT_CANCELLED);
+    if let Some(session) = session.as_mut() {
+        match session.append_turn(&turn) {
+            Ok(()) => tracing::debug!(
+                session = session.name(),
+                path = %session.path().display(),
+                "turn saved"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not save the turn");
+                say(
+                    &mut stderr,
+                    &format!("warning: the turn was not saved to the session: {e}"),
+                );
+            }
+        }
+    }
     outcome.exit_code
+}
+
+/// A line on stderr, `backchat: …`, with any secret redacted.
+fn say(err: &mut dyn Write, message: &str) {
+    let _ = writeln!(err, "backchat: {}", crate::logging::redact(message));
+}
+
+enum SessionOpenError {
+    /// The session the person asked for cannot be used: stop (exit 2).
+    Fatal(String),
+}
+
+/// The session to append to and its conversation so far. A new unnamed session that cannot
+/// be set up (no data directory) is not fatal: the turn runs, unsaved, with a warning.
+fn open_session(
+    config: &crate::config::Config,
+    choice: &SessionChoice,
+) -> Result<(Option<Session>, Conversation, LoadReport), SessionOpenError> {
+    let fatal = |e: SessionError| SessionOpenError::Fatal(format!("session error: {e}"));
+    let opened = SessionStore::from_paths(&config.paths).and_then(|store| store.choose(choice));
+    let mut session = match (opened, choice) {
+        (Ok(s), _) => s,
+        (Err(e), SessionChoice::New) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "backchat: warning: this turn will not be saved: {e}"
+            );
+            return Ok((None, Conversation::default(), LoadReport::default()));
+        }
+        (Err(e), _) => return Err(fatal(e)),
+    };
+    let (conversation, report) = session.load().map_err(fatal)?;
+    tracing::info!(
+        session = session.name(),
+        path = %session.path().display(),
+        turns = report.turns,
+        skipped = report.issues.len(),
+        "session opened"
+    );
+    Ok((Some(session), conversation, report))
 }
 
 /// The prompt from the argument, or from stdin when the argument is `-`.
@@ -152,7 +243,7 @@ where
             write_event(w, &event);
         }
         if let Some(line) = human_line(&event) {
-            let _ = writeln!(err, "{line}");
+            let _ = writeln!(err, "{}", crate::logging::redact(&line));
         }
         match event {
             TurnEvent::TextDelta { text: t } => {
@@ -195,7 +286,8 @@ fn end_line(out: &mut dyn Write, text: &str) {
     let _ = out.flush();
 }
 
-/// One JSON line: the event's fields plus `ts`, the wall-clock time it was written.
+/// One JSON line: the event's fields plus `ts`, the wall-clock time it was written. Any
+/// registered secret is redacted (a misbehaving proxy could echo the key in an error).
 pub fn write_event(w: &mut dyn Write, event: &TurnEvent) {
     let mut value = match serde_json::to_value(event) {
         Ok(v) => v,
@@ -207,7 +299,7 @@ pub fn write_event(w: &mut dyn Write, event: &TurnEvent) {
             serde_json::Value::String(crate::clock::rfc3339_millis(crate::clock::wall_now())),
         );
     }
-    let _ = writeln!(w, "{value}");
+    let _ = writeln!(w, "{}", crate::logging::redact(&value.to_string()));
     let _ = w.flush();
 }
 

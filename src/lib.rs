@@ -16,6 +16,7 @@ pub mod config;
 pub mod headless;
 pub mod limiter;
 pub mod loadtest;
+pub mod logging;
 pub mod mock;
 pub mod retry;
 pub mod secret;

@@ -2,10 +2,13 @@
 
 use clap::Parser;
 
-use backchat::cli::{Cli, Command};
+use backchat::chat::SessionChoice;
+use backchat::cli::{Cli, Command, ConfigAction};
 use backchat::config::Config;
 
 fn main() {
+    // First of all, so that no panic message can show the key unfiltered.
+    backchat::logging::install_panic_hook();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -28,6 +31,13 @@ async fn run(cli: Cli) -> i32 {
         return backchat::mock::run_standalone((**args).clone()).await;
     }
     let env = |name: &str| std::env::var(name).ok();
+    if let Some(Command::Config {
+        action: ConfigAction::Path,
+    }) = &cli.command
+    {
+        // Before resolving: `config path` must work even when the file is broken.
+        return print_config_path(&cli, &env);
+    }
     let config = match Config::resolve(&cli.common, &env) {
         Ok(c) => c,
         Err(e) => {
@@ -35,6 +45,25 @@ async fn run(cli: Cli) -> i32 {
             return backchat::headless::EXIT_USAGE;
         }
     };
+    if let Some(key) = &config.api_key {
+        backchat::logging::register_secret(key);
+    }
+    for warning in &config.warnings {
+        eprintln!("backchat: warning: {}", backchat::logging::redact(warning));
+    }
+    if let Some(Command::Config { .. }) = &cli.command {
+        print!("{}", config.show());
+        return backchat::headless::EXIT_OK;
+    }
+    start_logging(&config);
+    if cfg!(debug_assertions) && std::env::var("BACKCHAT_TEST_PANIC").as_deref() == Ok("1") {
+        // Test hook (debug builds only): prove that a panic message holding the key is
+        // redacted on its way out (tests/key_leak.rs).
+        let key = config.api_key.as_ref().map_or("(no key)", |k| k.expose());
+        panic!("BACKCHAT_TEST_PANIC: deliberate panic; the key is {key}");
+    }
+    let session =
+        SessionChoice::from_flags(cli.common.session.as_deref(), cli.common.continue_last);
     let mock = if cli.demo {
         Some(backchat::mock::MockConfig::tight_demo())
     } else if cli.mock {
@@ -47,16 +76,52 @@ async fn run(cli: Cli) -> i32 {
             eprintln!("backchat: loadtest is not available yet");
             backchat::headless::EXIT_USAGE
         }
-        (Some(Command::Config { .. }), _) => {
-            eprintln!("backchat: config is not available yet");
-            backchat::headless::EXIT_USAGE
-        }
         (_, Some(prompt)) => {
-            backchat::headless::run(prompt, cli.events.as_deref(), &config, mock).await
+            backchat::headless::run(prompt, cli.events.as_deref(), &config, mock, &session).await
         }
         _ => {
             eprintln!("backchat: the TUI is not available yet; use -p PROMPT");
             backchat::headless::EXIT_USAGE
         }
+    }
+}
+
+/// `backchat config path`: the file that applies, whether or not it exists.
+fn print_config_path(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> i32 {
+    match backchat::config::config_path(&cli.common, env) {
+        Some(loc) => {
+            println!("{}", loc.path.display());
+            if !loc.path.exists() {
+                eprintln!(
+                    "backchat: (no file there yet; built-in defaults apply. \
+                     assets/config.example.toml lists every key)"
+                );
+            }
+            backchat::headless::EXIT_OK
+        }
+        None => {
+            eprintln!(
+                "backchat: config error: there is no home directory; set HOME or \
+                 XDG_CONFIG_HOME, or name a file with --config"
+            );
+            backchat::headless::EXIT_USAGE
+        }
+    }
+}
+
+/// The log file, in the XDG state directory; never the terminal. Without it, say so once.
+fn start_logging(config: &Config) {
+    match backchat::logging::init(&config.log_level, config.paths.log_file().as_deref()) {
+        Ok(Some(path)) => tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            log = %path.display(),
+            model = config.model.as_str(),
+            base_url = config.base_url.as_deref().unwrap_or("-"),
+            key = %config.api_key.as_ref().map_or_else(|| "none".to_string(), |k| k.redacted()),
+            key_source = %config.api_key_source.as_ref().map_or_else(String::new, |s| s.to_string()),
+            "backchat started"
+        ),
+        Ok(None) => {}
+        Err(e) => eprintln!("backchat: {e}; continuing without a log"),
     }
 }

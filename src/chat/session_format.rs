@@ -1,0 +1,471 @@
+//! The session file format: JSON Lines, one record per line, each versioned.
+//!
+//! ```text
+//! {"type":"header","v":1,"app":"backchat","created":"2026-11-27T19:29:15Z","name":"work","model":"claude-sonnet-4-6"}
+//! {"type":"turn","v":1,"n":1,"ts":"…","user":"hi","reply":"Hello!","end":"complete","stop_reason":"end_turn","model":"…","usage":{…},"request_id":"req_…"}
+//! {"type":"turn","v":1,"n":2,"ts":"…","user":"go on","reply":"Once upon","end":"interrupted","reason":"the connection dropped mid-reply: …","model":"…"}
+//! {"type":"turn","v":1,"n":3,"ts":"…","user":"and?","end":"failed","reason":"429 rate_limit_error: …","model":"…"}
+//! {"type":"superseded","v":1,"n":2,"ts":"…"}
+//! ```
+//!
+//! `end` is `complete`, `interrupted`, `cancelled` or `failed`. A `complete` record always has a
+//! non-empty `reply`: an empty reply is written as `failed` ("the reply was empty"), so that it
+//! can never be sent back to the API as an empty assistant turn. `n` numbers the turns of the
+//! file; a `superseded` record marks a turn that a later one retried. Readers ignore unknown
+//! fields, and skip (and report) lines they cannot read, so one bad line never costs the rest.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api::Usage;
+use crate::chat::{ReplyState, Turn};
+
+/// The format version this code writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The `app` field of the header.
+pub const APP: &str = "backchat";
+
+/// Why a turn has no reply when the API answered with nothing.
+pub const EMPTY_REPLY: &str = "the reply was empty";
+
+/// The first record of a session file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionHeader {
+    /// Format version of the file.
+    #[serde(rename = "v", default = "one")]
+    pub version: u32,
+    /// Always `"backchat"`.
+    #[serde(default)]
+    pub app: String,
+    /// When the session was created (RFC 3339, UTC).
+    #[serde(default)]
+    pub created: String,
+    /// The name it was created with (a rename moves the file; the file name wins).
+    #[serde(default)]
+    pub name: String,
+    /// The model of its first turn.
+    #[serde(default)]
+    pub model: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A turn as stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct TurnRecord {
+    #[serde(default = "one")]
+    v: u32,
+    #[serde(default)]
+    n: u64,
+    #[serde(default)]
+    ts: String,
+    user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    reply: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    thinking: String,
+    end: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stop_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(default)]
+    model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    superseded: bool,
+}
+
+/// "A later turn retried turn `n`."
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct SupersededRecord {
+    #[serde(default = "one")]
+    v: u32,
+    n: u64,
+    #[serde(default)]
+    ts: String,
+}
+
+/// The header line (with its newline).
+pub fn header_line(name: &str, model: &str, created: &str) -> String {
+    let h = SessionHeader {
+        version: FORMAT_VERSION,
+        app: APP.into(),
+        created: created.into(),
+        name: name.into(),
+        model: model.into(),
+    };
+    line_of(Outgoing::Header(&h))
+}
+
+/// The line (with its newline) that stores `turn` as turn number `n`, ended at `ts`.
+///
+/// A turn that has not ended is stored as what it would become if the program stopped now:
+/// still waiting → failed, still streaming → interrupted. An empty reply is never stored as a
+/// reply.
+pub fn turn_line(turn: &Turn, n: u64, ts: &str) -> String {
+    let has_reply = !turn.assistant.trim().is_empty();
+    let (end, stop_reason, reason, keep_reply) = match &turn.state {
+        ReplyState::Complete { stop_reason } if has_reply => {
+            ("complete", stop_reason.clone(), None, true)
+        }
+        ReplyState::Complete { .. } => ("failed", None, Some(EMPTY_REPLY.to_string()), false),
+        ReplyState::Interrupted { reason } => ("interrupted", None, Some(reason.clone()), true),
+        ReplyState::Cancelled => ("cancelled", None, None, true),
+        ReplyState::Failed { message } => ("failed", None, Some(message.clone()), false),
+        ReplyState::Pending => (
+            "failed",
+            None,
+            Some("unfinished: the program stopped before a reply started".into()),
+            false,
+        ),
+        ReplyState::Streaming => (
+            "interrupted",
+            None,
+            Some("unfinished: the program stopped while the reply was streaming".into()),
+            true,
+        ),
+    };
+    let record = TurnRecord {
+        v: FORMAT_VERSION,
+        n,
+        ts: ts.into(),
+        user: turn.user.clone(),
+        reply: if keep_reply && has_reply {
+            turn.assistant.clone()
+        } else {
+            String::new()
+        },
+        thinking: turn.thinking.clone(),
+        end: end.into(),
+        stop_reason,
+        reason,
+        model: turn.model.clone(),
+        usage: turn.usage.clone(),
+        request_id: turn.request_id.clone(),
+        superseded: turn.superseded,
+    };
+    line_of(Outgoing::Turn(&record))
+}
+
+/// The line (with its newline) that marks turn `n` superseded.
+pub fn superseded_line(n: u64, ts: &str) -> String {
+    line_of(Outgoing::Superseded(&SupersededRecord {
+        v: FORMAT_VERSION,
+        n,
+        ts: ts.into(),
+    }))
+}
+
+/// A record as written: `type` first (serde's internal tag), then the record's fields in
+/// declaration order, `v` first among them.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Outgoing<'a> {
+    Header(&'a SessionHeader),
+    Turn(&'a TurnRecord),
+    Superseded(&'a SupersededRecord),
+}
+
+fn line_of(record: Outgoing<'_>) -> String {
+    // Serializing these plain structs cannot fail (string keys, no maps with odd keys).
+    let json = serde_json::to_string(&record).unwrap_or_default();
+    format!("{json}\n")
+}
+
+/// A line that could not be read as it was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadIssue {
+    /// 1-based line number.
+    pub line: usize,
+    /// True when the line was left out; false when it was kept with a repair.
+    pub skipped: bool,
+    /// What was wrong (and, for a repair, what was done).
+    pub reason: String,
+}
+
+impl std::fmt::Display for LoadIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.skipped { "skipped" } else { "repaired" };
+        write!(f, "line {} {what}: {}", self.line, self.reason)
+    }
+}
+
+/// A session file, read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decoded {
+    /// The header, if its line could be read.
+    pub header: Option<SessionHeader>,
+    /// The turns in file order, each with its number `n`.
+    pub turns: Vec<(u64, Turn)>,
+    /// Lines skipped or repaired.
+    pub issues: Vec<LoadIssue>,
+    /// Lines in the file (blank ones included).
+    pub lines: usize,
+}
+
+/// Read a session file's bytes. Never fails: whatever can be read is returned, and every line
+/// that could not be is listed in `issues`.
+pub fn decode(bytes: &[u8]) -> Decoded {
+    let mut out = Decoded::default();
+    let mut superseded: Vec<(usize, u64)> = Vec::new();
+    let ends_cleanly = bytes.is_empty() || bytes.ends_with(b"\n");
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // `split` yields an empty piece after the final newline; it is not a line.
+    let count = if ends_cleanly {
+        lines.len().saturating_sub(1)
+    } else {
+        lines.len()
+    };
+    out.lines = count;
+    for (i, raw) in lines.iter().take(count).enumerate() {
+        let line = i + 1;
+        let is_last_unterminated = !ends_cleanly && i + 1 == count;
+        let (text, lossy) = match std::str::from_utf8(raw) {
+            Ok(t) => (std::borrow::Cow::Borrowed(t), false),
+            Err(_) => (String::from_utf8_lossy(raw), true),
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        let value: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                skip(
+                    &mut out,
+                    line,
+                    if lossy {
+                        "not valid UTF-8 (a damaged line)".to_string()
+                    } else if is_last_unterminated || e.is_eof() {
+                        "truncated: the write was cut off (the program was killed or the disk filled)"
+                        .to_string()
+                    } else {
+                        format!("not valid JSON ({e})")
+                    },
+                );
+                continue;
+            }
+        };
+        let repaired_utf8 = |out: &mut Decoded| {
+            if lossy {
+                out.issues.push(LoadIssue {
+                    line,
+                    skipped: false,
+                    reason: "invalid UTF-8 bytes replaced with \u{FFFD}".into(),
+                });
+            }
+        };
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match kind.as_str() {
+            "header" => match serde_json::from_value::<SessionHeader>(value) {
+                Ok(h) if out.header.is_none() => {
+                    repaired_utf8(&mut out);
+                    out.header = Some(h);
+                }
+                // A second header (two processes created the file at once): harmless.
+                Ok(_) => {}
+                Err(e) => skip(&mut out, line, format!("a header with a bad field ({e})")),
+            },
+            "turn" => match serde_json::from_value::<TurnRecord>(value) {
+                Ok(r) => {
+                    repaired_utf8(&mut out);
+                    let n = if r.n == 0 {
+                        out.turns.last().map_or(1, |(n, _)| n + 1)
+                    } else {
+                        r.n
+                    };
+                    match turn_from_record(r) {
+                        Ok((turn, repair)) => {
+                            if let Some(reason) = repair {
+                                out.issues.push(LoadIssue {
+                                    line,
+                                    skipped: false,
+                                    reason,
+                                });
+                            }
+                            out.turns.push((n, turn));
+                        }
+                        Err(reason) => skip(&mut out, line, reason),
+                    }
+                }
+                Err(e) => skip(&mut out, line, format!("a turn with a bad field ({e})")),
+            },
+            "superseded" => match serde_json::from_value::<SupersededRecord>(value) {
+                Ok(r) => superseded.push((line, r.n)),
+                Err(e) => skip(
+                    &mut out,
+                    line,
+                    format!("a superseded mark with a bad field ({e})"),
+                ),
+            },
+            "" => skip(&mut out, line, "not a session record (no \"type\")".into()),
+            other => skip(
+                &mut out,
+                line,
+                format!("unknown record type {other:?} (written by a newer backchat?)"),
+            ),
+        }
+    }
+    for (line, n) in superseded {
+        // If two turns share a number (two writers raced), the later one is meant.
+        match out.turns.iter_mut().rev().find(|(tn, _)| *tn == n) {
+            Some((_, t)) => t.superseded = true,
+            None => out.issues.push(LoadIssue {
+                line,
+                skipped: true,
+                reason: format!("marks turn {n} superseded, but there is no such turn"),
+            }),
+        }
+    }
+    out
+}
+
+fn skip(out: &mut Decoded, line: usize, reason: String) {
+    out.issues.push(LoadIssue {
+        line,
+        skipped: true,
+        reason,
+    });
+}
+
+/// The turn a record stands for, and the repair made to it, if any.
+fn turn_from_record(r: TurnRecord) -> Result<(Turn, Option<String>), String> {
+    let has_reply = !r.reply.trim().is_empty();
+    if r.user.trim().is_empty() && !has_reply {
+        return Err("an empty turn (no prompt and no reply)".into());
+    }
+    let mut repair = None;
+    let state = match r.end.as_str() {
+        "complete" if has_reply => ReplyState::Complete {
+            stop_reason: r.stop_reason,
+        },
+        "complete" => {
+            repair = Some(
+                "an empty reply was recorded as complete; kept the prompt, dropped the reply"
+                    .into(),
+            );
+            ReplyState::Failed {
+                message: EMPTY_REPLY.into(),
+            }
+        }
+        "interrupted" => ReplyState::Interrupted {
+            reason: r.reason.unwrap_or_else(|| "interrupted".into()),
+        },
+        "cancelled" => ReplyState::Cancelled,
+        "failed" => ReplyState::Failed {
+            message: r.reason.unwrap_or_else(|| "failed".into()),
+        },
+        other => {
+            repair = Some(format!(
+                "unknown end {other:?}; the reply is kept as an interrupted one"
+            ));
+            if has_reply {
+                ReplyState::Interrupted {
+                    reason: format!("ended as {other:?}"),
+                }
+            } else {
+                ReplyState::Failed {
+                    message: format!("ended as {other:?}"),
+                }
+            }
+        }
+    };
+    let keeps_reply = matches!(
+        state,
+        ReplyState::Complete { .. } | ReplyState::Interrupted { .. } | ReplyState::Cancelled
+    );
+    Ok((
+        Turn {
+            user: r.user,
+            assistant: if keeps_reply { r.reply } else { String::new() },
+            thinking: r.thinking,
+            state,
+            model: r.model,
+            usage: r.usage,
+            request_id: r.request_id,
+            superseded: r.superseded,
+        },
+        repair,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(user: &str, reply: &str, state: ReplyState) -> Turn {
+        let mut t = Turn::new(user, "m");
+        t.assistant = reply.into();
+        t.state = state;
+        t
+    }
+
+    #[test]
+    fn lines_round_trip() {
+        let complete = turn(
+            "hi",
+            "hello",
+            ReplyState::Complete {
+                stop_reason: Some("end_turn".into()),
+            },
+        );
+        let cut = turn(
+            "more",
+            "Once upon",
+            ReplyState::Interrupted {
+                reason: "dropped".into(),
+            },
+        );
+        let failed = turn(
+            "again",
+            "",
+            ReplyState::Failed {
+                message: "429".into(),
+            },
+        );
+        let mut file = header_line("s", "m", "2026-01-01T00:00:00Z");
+        file += &turn_line(&complete, 1, "t");
+        file += &turn_line(&cut, 2, "t");
+        file += &turn_line(&failed, 3, "t");
+        file += &superseded_line(2, "t");
+        assert!(file.starts_with("{\"type\":\"header\",\"v\":1,"), "{file}");
+        let d = decode(file.as_bytes());
+        assert_eq!(d.issues, vec![]);
+        assert_eq!(d.header.as_ref().map(|h| h.name.as_str()), Some("s"));
+        let turns: Vec<Turn> = d.turns.into_iter().map(|(_, t)| t).collect();
+        let mut cut_superseded = cut.clone();
+        cut_superseded.superseded = true;
+        assert_eq!(turns, vec![complete, cut_superseded, failed]);
+    }
+
+    #[test]
+    fn an_empty_reply_is_never_stored_as_a_reply() {
+        let empty = turn("prompt", "  \n", ReplyState::Complete { stop_reason: None });
+        let line = turn_line(&empty, 1, "t");
+        assert!(line.contains("\"end\":\"failed\""), "{line}");
+        assert!(!line.contains("\"reply\""), "{line}");
+        let d = decode(line.as_bytes());
+        assert_eq!(d.turns.len(), 1);
+        assert_eq!(d.turns[0].1.user, "prompt");
+        assert!(matches!(d.turns[0].1.state, ReplyState::Failed { .. }));
+    }
+
+    #[test]
+    fn unknown_fields_and_newer_versions_are_read() {
+        let line =
+            r#"{"v":7,"type":"turn","n":1,"user":"u","reply":"r","end":"complete","mood":"happy"}"#;
+        let d = decode(format!("{line}\n").as_bytes());
+        assert_eq!(d.issues, vec![]);
+        assert_eq!(d.turns[0].1.assistant, "r");
+    }
+}
