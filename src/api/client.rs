@@ -29,6 +29,9 @@ pub struct HttpTransportConfig {
     pub header_timeout: Duration,
     /// Longest gap allowed between two SSE events before the stream counts as stalled.
     pub idle_timeout: Duration,
+    /// How long an idle keep-alive connection is kept (`None`: no expiry timer; tests on a
+    /// paused clock use that, so the pool's timer cannot make the clock jump).
+    pub pool_idle_timeout: Option<Duration>,
 }
 
 impl HttpTransportConfig {
@@ -40,6 +43,7 @@ impl HttpTransportConfig {
             connect_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(90),
+            pool_idle_timeout: Some(Duration::from_secs(90)),
         }
     }
 }
@@ -62,6 +66,7 @@ impl HttpTransport {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(config.pool_idle_timeout)
             .user_agent(concat!("backchat/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| TransportError::Other(format!("cannot set up the HTTP client: {e}")))?;

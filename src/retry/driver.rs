@@ -320,7 +320,11 @@ impl Driver {
                 Reservation::Granted(grant) => {
                     let ticket = Ticket::new(Arc::clone(limiter), grant);
                     let now = Instant::now();
-                    let start = ticket.grant.start_at;
+                    // Whole milliseconds, like tokio's timers, so the announced wait is exact.
+                    let start = now
+                        + policy::whole_millis(
+                            ticket.grant.start_at.saturating_duration_since(now),
+                        );
                     if start > now {
                         let delay = start - now;
                         if start > deadline {

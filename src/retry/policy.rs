@@ -274,10 +274,18 @@ pub fn delay(
     } else {
         None
     };
-    match server {
+    let (d, source) = match server {
         Some((d, source)) => (d.saturating_add(spread(config, rng)), source),
         None => (full_jitter(retry, config, rng), DelaySource::Backoff),
-    }
+    };
+    (whole_millis(d), source)
+}
+
+/// Round up to a whole millisecond: tokio's timers have millisecond resolution, so a wait
+/// announced this way is exactly the wait that happens.
+pub fn whole_millis(d: Duration) -> Duration {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 fn is_rate_limit(cause: WaitCause) -> bool {
@@ -611,11 +619,11 @@ mod tests {
             let honoured = hints.retry_after_ms.or(hints.retry_after);
             match honoured {
                 Some(h) => {
-                    prop_assert!(d >= h && d <= h + cfg.server_delay_spread);
+                    prop_assert!(d >= h && d <= whole_millis(h + cfg.server_delay_spread));
                     prop_assert_ne!(src, DelaySource::Backoff);
                 }
                 None => {
-                    prop_assert!(d <= backoff_bound(retry, &cfg));
+                    prop_assert!(d <= whole_millis(backoff_bound(retry, &cfg)));
                     prop_assert!(d <= cfg.backoff_cap);
                 }
             }
