@@ -91,7 +91,7 @@ fn run_p(dir: &Path, mock: &Mock, extra: &[&str]) -> Run {
     }
 }
 
-fn events_named<'a>(events: &'a str, name: &str) -> Vec<serde_json::Value> {
+fn events_named(events: &str, name: &str) -> Vec<serde_json::Value> {
     events
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("each line is JSON"))
