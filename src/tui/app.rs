@@ -85,6 +85,8 @@ pub struct ViewMetrics {
     pub total_rows: usize,
     /// Rows on screen.
     pub height: usize,
+    /// Rows the last frame looked up in the cache (the visible ones only).
+    pub drawn_rows: usize,
 }
 
 /// How the last turn ended, for the status bar when nothing is in flight.
@@ -252,10 +254,10 @@ impl App {
         let q = self.quota.as_ref()?;
         let mut next = live::age_text_changes_at(q.read_at, now);
         for b in Bucket::PACED {
-            if let Some(r) = q.bucket(b).and_then(|x| x.reset) {
-                if r > now {
-                    next = next.min(r);
-                }
+            if let Some(r) = q.bucket(b).and_then(|x| x.reset)
+                && r > now
+            {
+                next = next.min(r);
             }
         }
         Some(next)
@@ -282,7 +284,9 @@ impl App {
             .push(Turn::new(prompt, self.config.model.clone()));
         let id = self.new_id();
         self.labels.push(id.0);
-        let request = self.conversation.request_for(turn_index, &self.config, None);
+        let request = self
+            .conversation
+            .request_for(turn_index, &self.config, None);
         self.live.push(LiveTurn::new(id, turn_index, now));
         self.timeline.begin(id, now);
         self.scroll = Scroll::Bottom;
@@ -378,7 +382,10 @@ impl App {
             }
             Command::Model(None) => {
                 let m = self.config.model.clone();
-                self.notice(NoticeKind::Info, format!("model: {m} — /model NAME to change"));
+                self.notice(
+                    NoticeKind::Info,
+                    format!("model: {m} — /model NAME to change"),
+                );
             }
             Command::System(Some(s)) => {
                 self.notice(NoticeKind::Info, "system prompt set (from the next turn)");

@@ -86,7 +86,10 @@ mod tests {
         assert_eq!(parse("/model x"), Command::Model(Some("x".into())));
         assert_eq!(parse("/model"), Command::Model(None));
         assert!(matches!(parse("/model a b"), Command::Invalid(_)));
-        assert_eq!(parse("/system  be brief "), Command::System(Some("be brief".into())));
+        assert_eq!(
+            parse("/system  be brief "),
+            Command::System(Some("be brief".into()))
+        );
         assert_eq!(
             parse("/burst 3"),
             Command::Burst {

@@ -103,7 +103,10 @@ impl TerminalGuard {
                 EnableMouseCapture
             )?;
             // Lets terminals that support it report Shift+Enter (kitty protocol).
-            if matches!(crossterm::terminal::supports_keyboard_enhancement(), Ok(true)) {
+            if matches!(
+                crossterm::terminal::supports_keyboard_enhancement(),
+                Ok(true)
+            ) {
                 execute!(
                     out,
                     PushKeyboardEnhancementFlags(
@@ -179,7 +182,12 @@ pub fn translate(event: Event) -> Option<Msg> {
     match event {
         Event::Key(k) if k.kind != KeyEventKind::Release => Some(Msg::Key(k)),
         Event::Paste(text) => Some(Msg::Paste(text)),
-        Event::Mouse(m) if matches!(m.kind, MouseEventKind::ScrollUp | MouseEventKind::ScrollDown) => {
+        Event::Mouse(m)
+            if matches!(
+                m.kind,
+                MouseEventKind::ScrollUp | MouseEventKind::ScrollDown
+            ) =>
+        {
             Some(Msg::Mouse(m))
         }
         Event::Resize(width, height) => Some(Msg::Resize { width, height }),
@@ -259,13 +267,14 @@ fn draw(
 ) -> io::Result<()> {
     // Synchronized updates: the terminal shows the frame whole, never half-drawn.
     execute!(terminal.backend_mut(), BeginSynchronizedUpdate)?;
-    let drawn = terminal.draw(|f| {
-        let area = f.area();
-        if let Some(p) = view::render(app, area, f.buffer_mut(), now) {
-            f.set_cursor_position(p);
-        }
-    })
-    .map(|_| ());
+    let drawn = terminal
+        .draw(|f| {
+            let area = f.area();
+            if let Some(p) = view::render(app, area, f.buffer_mut(), now) {
+                f.set_cursor_position(p);
+            }
+        })
+        .map(|_| ());
     execute!(terminal.backend_mut(), EndSynchronizedUpdate)?;
     drawn
 }

@@ -56,14 +56,26 @@ pub struct KeyContext {
 pub const BINDINGS: &[(&str, &str)] = &[
     ("Enter", "send"),
     ("Shift+Enter, Alt+Enter, Ctrl+J", "new line"),
-    ("Esc", "cancel the turn or wait in flight (keeps the partial reply)"),
+    (
+        "Esc",
+        "cancel the turn or wait in flight (keeps the partial reply)",
+    ),
     ("Ctrl+C", "cancel; press again to quit"),
     ("Ctrl+R", "retry the last failed or interrupted turn"),
-    ("Up / Down", "previous / next prompt (from the first / last line)"),
+    (
+        "Up / Down",
+        "previous / next prompt (from the first / last line)",
+    ),
     ("PgUp / PgDn, wheel", "scroll the transcript"),
-    ("Home / End", "top / bottom of the transcript (empty composer; else Ctrl+Home/End)"),
+    (
+        "Home / End (empty composer)",
+        "top / bottom of the transcript (or Ctrl+Home/End)",
+    ),
     ("Ctrl+Left/Right, Alt+B/F", "word left / right"),
-    ("Ctrl+U / Ctrl+W / Ctrl+K", "delete to line start / word / to line end"),
+    (
+        "Ctrl+U / Ctrl+W / Ctrl+K",
+        "delete to line start / word / to line end",
+    ),
     ("F1, ? (empty composer)", "this help"),
     ("F2", "release the mouse to select text / take it back"),
     ("F3, Ctrl+Q", "quota panel and timeline"),
@@ -77,7 +89,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/system TEXT", "set the system prompt (no text: clear it)"),
     ("/clear", "start a new conversation"),
     ("/retry", "retry the last failed or interrupted turn"),
-    ("/burst N [PROMPT]", "send N prompts at once (max 50) to watch pacing and 429s"),
+    (
+        "/burst N [PROMPT]",
+        "send N prompts at once (max 50) to watch pacing and 429s",
+    ),
     ("/copy", "copy the last reply to the clipboard (OSC 52)"),
     ("/help", "this help"),
     ("/quit", "leave"),
@@ -156,7 +171,10 @@ mod tests {
     fn enter_sends_and_modified_enter_breaks_the_line() {
         let ctx = KeyContext::default();
         let none = KeyModifiers::NONE;
-        assert_eq!(action_for(&key(KeyCode::Enter, none), ctx), Some(Action::Submit));
+        assert_eq!(
+            action_for(&key(KeyCode::Enter, none), ctx),
+            Some(Action::Submit)
+        );
         for m in [KeyModifiers::SHIFT, KeyModifiers::ALT] {
             assert_eq!(
                 action_for(&key(KeyCode::Enter, m), ctx),

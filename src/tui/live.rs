@@ -162,6 +162,27 @@ impl LiveTurn {
         }
     }
 
+    /// A shorter form for narrow status bars: `retry 2/8 in 4.2s (429)`, `pacing 2.1s`.
+    pub fn describe_short(&self, now: Instant) -> String {
+        match &self.phase {
+            Phase::Pacing { until, .. } => format!("pacing {}", countdown_text(*until, now)),
+            Phase::Waiting {
+                attempt,
+                max_attempts,
+                until,
+                status,
+                ..
+            } => {
+                let what = status.map_or_else(|| "net".to_string(), |s| s.to_string());
+                format!(
+                    "retry {attempt}/{max_attempts} in {} ({what})",
+                    countdown_text(*until, now)
+                )
+            }
+            _ => self.describe(now),
+        }
+    }
+
     /// True when the phase shows a countdown.
     pub fn has_countdown(&self) -> bool {
         matches!(self.phase, Phase::Pacing { .. } | Phase::Waiting { .. })

@@ -106,7 +106,8 @@ pub fn boundaries(text: &str, from: usize) -> Vec<usize> {
 /// Render one chunk of markdown (already sanitized) into `out`, every line indented by
 /// `indent`.
 pub fn render_chunk(text: &str, theme: Theme, indent: &str, out: &mut Vec<StyledLine>) {
-    let options = Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS;
+    let options =
+        Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS;
     // Neutralised here, chunk by chunk, so that streaming never re-scans the whole reply.
     let clean = sanitize(text, 0);
     let mut r = Renderer::new(theme, indent, out);
@@ -179,7 +180,10 @@ impl MdStream {
 
 enum Container {
     Quote,
-    Item { marker: Option<String>, width: usize },
+    Item {
+        marker: Option<String>,
+        width: usize,
+    },
 }
 
 struct CodeBlock {
@@ -382,7 +386,9 @@ impl<'a> Renderer<'a> {
                 self.push_style(style);
                 self.push_span(Span::styled(
                     format!("{} ", "#".repeat(usize::from(n))),
-                    style.add_modifier(Modifier::DIM).remove_modifier(Modifier::UNDERLINED),
+                    style
+                        .add_modifier(Modifier::DIM)
+                        .remove_modifier(Modifier::UNDERLINED),
                 ));
             }
             Tag::BlockQuote(_) => {
@@ -452,10 +458,10 @@ impl<'a> Renderer<'a> {
                 }
             }
             Tag::TableCell => {
-                if let Some(t) = &mut self.table {
-                    if let Some(r) = t.rows.last_mut() {
-                        r.push(Vec::new());
-                    }
+                if let Some(t) = &mut self.table
+                    && let Some(r) = t.rows.last_mut()
+                {
+                    r.push(Vec::new());
                 }
             }
             Tag::Emphasis => self.push_style(Style::new().add_modifier(Modifier::ITALIC)),
@@ -608,10 +614,7 @@ impl<'a> Renderer<'a> {
             self.emit(spans, WrapMode::Word);
             if head && ri + 1 == table.head_rows {
                 let rule: Vec<String> = widths.iter().map(|w| "─".repeat(*w)).collect();
-                self.emit(
-                    vec![Span::styled(rule.join("─┼─"), dim)],
-                    WrapMode::Char,
-                );
+                self.emit(vec![Span::styled(rule.join("─┼─"), dim)], WrapMode::Char);
             }
         }
         self.need_blank = true;
@@ -685,7 +688,8 @@ mod tests {
 
     #[test]
     fn streaming_matches_the_finished_rendering() {
-        let t = "Intro para.\n\n## Head\n\n1. a\n2. b\n\n```python\nprint(1)\n\nprint(2)\n```\n\nEnd.";
+        let t =
+            "Intro para.\n\n## Head\n\n1. a\n2. b\n\n```python\nprint(1)\n\nprint(2)\n```\n\nEnd.";
         let full = render_document(t, Theme::default(), "  ");
         let mut s = MdStream::default();
         for cut in (0..=t.len()).filter(|c| t.is_char_boundary(*c)) {

@@ -11,6 +11,7 @@ pub mod clipboard;
 pub mod commands;
 pub mod composer;
 pub mod event_loop;
+pub mod harness;
 pub mod keymap;
 pub mod live;
 pub mod markdown;

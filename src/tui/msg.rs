@@ -14,6 +14,9 @@ use crate::retry::TurnEvent;
 pub struct TurnId(pub u64);
 
 /// An input to [`update`](super::app::update).
+// Messages are moved once through a channel; boxing the turn event would cost an allocation
+// per text delta for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Msg {
     /// A key press.

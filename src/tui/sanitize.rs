@@ -106,11 +106,18 @@ mod tests {
         assert_eq!(sanitize("\tx", 0), "    x");
         assert_eq!(sanitize("ab\tx\n\ty", 0), "ab  x\n    y");
         assert_eq!(sanitize("\tx", 2), "  x");
-        assert_eq!(sanitize("日\tx", 0), "日  x", "wide chars count two columns");
+        assert_eq!(
+            sanitize("日\tx", 0),
+            "日  x",
+            "wide chars count two columns"
+        );
     }
 
     #[test]
     fn clean_text_is_borrowed() {
-        assert!(matches!(sanitize("plain text\nline two", 0), Cow::Borrowed(_)));
+        assert!(matches!(
+            sanitize("plain text\nline two", 0),
+            Cow::Borrowed(_)
+        ));
     }
 }

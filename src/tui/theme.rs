@@ -48,7 +48,9 @@ impl Theme {
     /// Errors and exhausted quota. Reverse video stands in for red without colour.
     pub fn error(&self) -> Style {
         if self.color {
-            Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD)
+            Style::new()
+                .fg(Color::LightRed)
+                .add_modifier(Modifier::BOLD)
         } else {
             Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)
         }

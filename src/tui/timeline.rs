@@ -172,6 +172,16 @@ fn mark_for(status: Option<u16>, cause: WaitCause) -> MarkKind {
 }
 
 impl Lane {
+    /// The latest moment anything happened on the lane (planned waits count up to `now`).
+    pub fn last_activity(&self, now: Instant) -> Instant {
+        let marks = self.marks.iter().map(|m| m.at);
+        let spans = self
+            .spans
+            .iter()
+            .map(|s| s.end.unwrap_or(now).min(now).max(s.start));
+        marks.chain(spans).max().unwrap_or(self.start)
+    }
+
     fn close(&mut self, at: Instant) {
         if let Some(last) = self.spans.last_mut() {
             match last.end {

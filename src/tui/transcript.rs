@@ -39,7 +39,9 @@ impl Fingerprint {
         let (state, state_len) = match &turn.state {
             ReplyState::Pending => (0, 0),
             ReplyState::Streaming => (1, 0),
-            ReplyState::Complete { stop_reason } => (2, stop_reason.as_ref().map_or(0, String::len)),
+            ReplyState::Complete { stop_reason } => {
+                (2, stop_reason.as_ref().map_or(0, String::len))
+            }
             ReplyState::Interrupted { reason } => (3, reason.len()),
             ReplyState::Failed { message } => (4, message.len()),
             ReplyState::Cancelled => (5, 0),
@@ -308,7 +310,10 @@ fn head(turn: &Turn, fp: Fingerprint, theme: Theme) -> Vec<StyledLine> {
     out.push(StyledLine::blank());
     let mut claude = vec![Span::styled("▌ claude", theme.assistant_header())];
     if !turn.model.is_empty() {
-        claude.push(Span::styled(format!(" · {}", sanitize(&turn.model, 0)), dim));
+        claude.push(Span::styled(
+            format!(" · {}", sanitize(&turn.model, 0)),
+            dim,
+        ));
     }
     out.push(StyledLine {
         spans: claude,
@@ -359,7 +364,11 @@ fn footer(turn: &Turn, fp: Fingerprint, theme: Theme) -> Vec<StyledLine> {
                     theme.warn(),
                 )),
                 Some("refusal") => {
-                    out.push(StyledLine::simple(INDENT, "! the model declined", theme.warn()));
+                    out.push(StyledLine::simple(
+                        INDENT,
+                        "! the model declined",
+                        theme.warn(),
+                    ));
                 }
                 _ => {}
             }
@@ -444,10 +453,17 @@ mod tests {
         turn.assistant.push_str("More");
         c.sync(std::slice::from_ref(&turn), &view, 40, 0);
         let after = c.stats();
-        assert_eq!(after.rebuilds, before.rebuilds, "no rebuild while streaming");
+        assert_eq!(
+            after.rebuilds, before.rebuilds,
+            "no rebuild while streaming"
+        );
         // The paragraph that just finished and the new tail were wrapped (each with its
         // separating blank line); the 49 paragraphs before them were not.
-        assert_eq!(after.lines_wrapped - before.lines_wrapped, 4, "{before:?} {after:?}");
+        assert_eq!(
+            after.lines_wrapped - before.lines_wrapped,
+            4,
+            "{before:?} {after:?}"
+        );
         let r = rows(&c);
         assert_eq!(r[r.len() - 3], "  More");
         assert_eq!(r[r.len() - 2], "<live 0>");

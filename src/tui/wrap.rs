@@ -108,12 +108,12 @@ impl<'a> Builder<'a> {
     }
 
     fn push(&mut self, text: &str, style: Style, w: usize) {
-        if let Some(last) = self.cur.last_mut() {
-            if last.style == style {
-                last.content.to_mut().push_str(text);
-                self.cur_w += w;
-                return;
-            }
+        if let Some(last) = self.cur.last_mut()
+            && last.style == style
+        {
+            last.content.to_mut().push_str(text);
+            self.cur_w += w;
+            return;
         }
         self.cur.push(Span::styled(text.to_string(), style));
         self.cur_w += w;
@@ -265,10 +265,7 @@ mod tests {
     fn words_wrap_and_prefixes_repeat() {
         let mut l = StyledLine::simple("  ", "the quick brown fox jumps", Style::new());
         l.first_prefix = vec![Span::raw("- ")];
-        assert_eq!(
-            wrap(&l, 12),
-            vec!["- the quick", "  brown fox", "  jumps"]
-        );
+        assert_eq!(wrap(&l, 12), vec!["- the quick", "  brown fox", "  jumps"]);
     }
 
     #[test]

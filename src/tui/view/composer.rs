@@ -51,6 +51,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) -> Option<Position> {
         buf.set_line(area.x, area.y + y as u16, &line, area.width);
     }
     let y = cur_row.saturating_sub(top);
-    let x = PREFIX.saturating_add(cur_col).min(area.width.saturating_sub(1));
+    let x = PREFIX
+        .saturating_add(cur_col)
+        .min(area.width.saturating_sub(1));
     Some(Position::new(area.x + x, area.y + y as u16))
 }

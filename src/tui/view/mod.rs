@@ -100,9 +100,10 @@ fn render_rule(app: &App, area: Rect, buf: &mut Buffer) {
             },
         ),
         None if app.demo => (DEMO_HINT.to_string(), theme.warn()),
-        None if app.quota_open && !app.mouse_captured => {
-            ("mouse released: select with the mouse · F2 to scroll".to_string(), theme.dim())
-        }
+        None if app.quota_open && !app.mouse_captured => (
+            "mouse released: select with the mouse · F2 to scroll".to_string(),
+            theme.dim(),
+        ),
         None => return,
     };
     let line = Line::from(vec![
@@ -126,7 +127,13 @@ fn render_too_small(area: Rect, buf: &mut Buffer) {
         }
         let w = u16::try_from(text.chars().count()).unwrap_or(u16::MAX);
         let x = area.x + area.width.saturating_sub(w) / 2;
-        buf.set_stringn(x, y, text, usize::from(area.width), ratatui::style::Style::new());
+        buf.set_stringn(
+            x,
+            y,
+            text,
+            usize::from(area.width),
+            ratatui::style::Style::new(),
+        );
     }
 }
 

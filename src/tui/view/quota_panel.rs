@@ -16,6 +16,7 @@ use crate::tui::app::App;
 use crate::tui::live;
 use crate::tui::theme::Theme;
 use crate::tui::timeline::{self, CellKind, EntryKind, MarkKind, SpanKind};
+use crate::tui::wrap::{StyledLine, WrapMode, wrap_into};
 
 /// Width of the panel beside the transcript.
 pub const WIDTH: u16 = 46;
@@ -30,7 +31,13 @@ fn set(buf: &mut Buffer, area: Rect, y: u16, line: &Line<'_>) {
 }
 
 /// Draw the three gauges into `area` (at most [`GAUGE_ROWS`] rows).
-pub fn render_gauges(quota: Option<&QuotaSnapshot>, area: Rect, buf: &mut Buffer, now: Instant, theme: Theme) {
+pub fn render_gauges(
+    quota: Option<&QuotaSnapshot>,
+    area: Rect,
+    buf: &mut Buffer,
+    now: Instant,
+    theme: Theme,
+) {
     let header = match quota {
         None => Line::from(Span::styled("no rate-limit headers yet", theme.dim())),
         Some(q) => {
@@ -49,7 +56,15 @@ pub fn render_gauges(quota: Option<&QuotaSnapshot>, area: Rect, buf: &mut Buffer
     }
 }
 
-fn gauge(b: Bucket, q: Option<&BucketQuota>, area: Rect, buf: &mut Buffer, y: u16, now: Instant, theme: Theme) {
+fn gauge(
+    b: Bucket,
+    q: Option<&BucketQuota>,
+    area: Rect,
+    buf: &mut Buffer,
+    y: u16,
+    now: Instant,
+    theme: Theme,
+) {
     let w = usize::from(area.width);
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let stale = q.is_some_and(|q| bucket_stale(q, now));
@@ -86,8 +101,16 @@ fn gauge(b: Bucket, q: Option<&BucketQuota>, area: Rect, buf: &mut Buffer, y: u1
     let pct = frac.map(|f| format!(" {:>3}%", (f * 100.0).round() as u64));
     let bar_w = w.saturating_sub(pct.as_ref().map_or(5, |p| p.len()));
     let filled = frac.map_or(0, |f| ((f * bar_w as f64).round() as usize).min(bar_w));
-    let fill_style = if stale { theme.dim() } else { theme.gauge(frac) };
-    let (full, empty) = if theme.color { ('█', '░') } else { ('#', '.') };
+    let fill_style = if stale {
+        theme.dim()
+    } else {
+        theme.gauge(frac)
+    };
+    let (full, empty) = if theme.color {
+        ('█', '░')
+    } else {
+        ('#', '.')
+    };
     set(
         buf,
         area,
@@ -115,10 +138,19 @@ fn gauge(b: Bucket, q: Option<&BucketQuota>, area: Rect, buf: &mut Buffer, y: u1
 
 fn cell_style(kind: CellKind, theme: Theme) -> Style {
     match kind {
-        CellKind::Mark(MarkKind::RateLimited | MarkKind::Overloaded | MarkKind::ServerError | MarkKind::Network | MarkKind::Failed | MarkKind::Interrupted) => theme.error(),
+        CellKind::Mark(
+            MarkKind::RateLimited
+            | MarkKind::Overloaded
+            | MarkKind::ServerError
+            | MarkKind::Network
+            | MarkKind::Failed
+            | MarkKind::Interrupted,
+        ) => theme.error(),
         CellKind::Mark(MarkKind::Finished) => theme.ok(),
         CellKind::Mark(_) => Style::new().add_modifier(Modifier::BOLD),
-        CellKind::Span(SpanKind::Paced | SpanKind::Waiting) => theme.warn().remove_modifier(Modifier::BOLD),
+        CellKind::Span(SpanKind::Paced | SpanKind::Waiting) => {
+            theme.warn().remove_modifier(Modifier::BOLD)
+        }
         CellKind::Span(SpanKind::Streaming) => theme.ok(),
         CellKind::Span(SpanKind::InFlight) => theme.dim(),
     }
@@ -132,7 +164,12 @@ pub fn render_timeline(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
     }
     let tl = &app.timeline;
     if tl.lanes.is_empty() {
-        set(buf, area, 0, &Line::from(Span::styled("timeline: no attempts yet", theme.dim())));
+        set(
+            buf,
+            area,
+            0,
+            &Line::from(Span::styled("timeline: no attempts yet", theme.dim())),
+        );
         return;
     }
     let rows = area.height;
@@ -147,7 +184,18 @@ pub fn render_timeline(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         + 1;
     let cols = usize::from(area.width).saturating_sub(label_w).max(1);
     let start = lanes.iter().map(|l| l.start).min().unwrap_or(now);
-    let end = now.max(start + Duration::from_secs(5));
+    // While something runs the axis ends now; once all is done it stops growing, so
+    // finished lanes keep their shape instead of shrinking into the left edge.
+    let last = if lanes.iter().any(|l| !l.done) {
+        now
+    } else {
+        lanes
+            .iter()
+            .map(|l| l.last_activity(now))
+            .max()
+            .unwrap_or(now)
+    };
+    let end = last.max(start + Duration::from_secs(5));
     let window = Duration::from_secs(600);
     let start = if end.saturating_duration_since(start) > window {
         end - window
@@ -161,7 +209,15 @@ pub fn render_timeline(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         timeline::relative(start, origin),
         timeline::relative(end, origin)
     );
-    set(buf, area, 0, &Line::from(Span::styled(head, Style::new().add_modifier(Modifier::BOLD))));
+    set(
+        buf,
+        area,
+        0,
+        &Line::from(Span::styled(
+            head,
+            Style::new().add_modifier(Modifier::BOLD),
+        )),
+    );
     let mut y = 1u16;
     for lane in &lanes {
         let mut spans = vec![Span::styled(
@@ -172,7 +228,9 @@ pub fn render_timeline(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
             let from = start + span.mul_f64(c as f64 / cols as f64);
             let to = start + span.mul_f64((c + 1) as f64 / cols as f64);
             match timeline::cell(lane, from, to, now) {
-                Some((ch, kind)) => spans.push(Span::styled(ch.to_string(), cell_style(kind, theme))),
+                Some((ch, kind)) => {
+                    spans.push(Span::styled(ch.to_string(), cell_style(kind, theme)))
+                }
                 None => spans.push(Span::raw(" ")),
             }
         }
@@ -184,26 +242,41 @@ pub fn render_timeline(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         area,
         y,
         &Line::from(Span::styled(
-            "S sent 4 429 5 529 ░ wait · paced = stream ✓ done",
+            "S sent 4/5 429/529 ░ wait · paced = stream",
             theme.dim(),
         )),
     );
     y += 1;
+    // The log, newest at the bottom; long entries wrap under their text.
     let log_rows = usize::from(rows.saturating_sub(y));
-    let skip = tl.entries.len().saturating_sub(log_rows);
-    for e in tl.entries.iter().skip(skip) {
+    let mut wrapped: Vec<Line<'static>> = Vec::new();
+    for e in tl.entries.iter().rev() {
+        if wrapped.len() >= log_rows {
+            break;
+        }
         let style = match e.kind {
             EntryKind::Info => Style::new(),
             EntryKind::Wait => theme.warn().remove_modifier(Modifier::BOLD),
             EntryKind::Error => theme.error(),
             EntryKind::Ok => theme.ok(),
         };
-        let line = Line::from(vec![
-            Span::styled(format!("{:>7} ", timeline::relative(e.at, origin)), theme.dim()),
-            Span::styled(format!("#{} ", e.id.0), theme.dim()),
-            Span::styled(e.text.clone(), style),
-        ]);
-        set(buf, area, y, &line);
+        let head = format!("{:>7} #{} ", timeline::relative(e.at, origin), e.id.0);
+        let indent = " ".repeat(head.chars().count());
+        let line = StyledLine {
+            first_prefix: vec![Span::styled(head, theme.dim())],
+            prefix: vec![Span::raw(indent)],
+            spans: vec![Span::styled(e.text.clone(), style)],
+            mode: WrapMode::Word,
+        };
+        let mut lines = Vec::new();
+        wrap_into(&line, area.width, &mut lines);
+        for l in lines.into_iter().rev() {
+            wrapped.push(l);
+        }
+    }
+    let start = wrapped.len().saturating_sub(log_rows);
+    for l in wrapped[start..].iter().rev() {
+        set(buf, area, y, l);
         y += 1;
     }
 }

@@ -76,6 +76,10 @@ fn short_label(b: Bucket, compact_labels: bool) -> &'static str {
 /// (retry-after)`, `streaming 312 tok`, `interrupted`, `error`; with a count when several
 /// turns are in flight.
 pub fn state_spans(app: &App, now: Instant) -> Vec<Span<'static>> {
+    state_spans_as(app, now, false)
+}
+
+fn state_spans_as(app: &App, now: Instant, short: bool) -> Vec<Span<'static>> {
     let theme = app.theme;
     let Some(focus) = app.focus() else {
         return match app.outcome() {
@@ -90,17 +94,31 @@ pub fn state_spans(app: &App, now: Instant) -> Vec<Span<'static>> {
         live::spinner(now, app.started_at)
     )));
     if app.live.len() > 1 {
-        out.push(Span::raw(format!("{} in flight · ", app.live.len())));
+        if short {
+            out.push(Span::raw(format!("{}× ", app.live.len())));
+        } else {
+            out.push(Span::raw(format!("{} in flight · ", app.live.len())));
+        }
     }
     let style = match focus.urgency() {
         Urgency::Waiting | Urgency::Paced => theme.warn(),
         Urgency::Busy | Urgency::Active => Style::new(),
     };
-    out.push(Span::styled(focus.describe(now), style));
+    let text = if short {
+        focus.describe_short(now)
+    } else {
+        focus.describe(now)
+    };
+    out.push(Span::styled(text, style));
     out
 }
 
-fn quota_spans(app: &App, now: Instant, compact_labels: bool, with_age: bool) -> Vec<Span<'static>> {
+fn quota_spans(
+    app: &App,
+    now: Instant,
+    compact_labels: bool,
+    with_age: bool,
+) -> Vec<Span<'static>> {
     let theme = app.theme;
     let Some(q) = &app.quota else {
         return vec![Span::styled("quota unknown", theme.dim())];
@@ -132,11 +150,14 @@ fn quota_spans(app: &App, now: Instant, compact_labels: bool, with_age: bool) ->
     }
     if with_age {
         out.push(Span::styled(
-            format!(" · {}", live::age_text(now.saturating_duration_since(q.read_at))),
+            format!(
+                " · {}",
+                live::age_text(now.saturating_duration_since(q.read_at))
+            ),
             theme.dim(),
         ));
         if quota_stale(q, now) {
-            out.push(Span::raw(" "));
+            out.push(Span::styled(", ", theme.dim()));
             out.push(Span::styled("stale", theme.warn()));
         }
     }
@@ -162,35 +183,46 @@ pub fn spans(app: &App, width: u16, now: Instant) -> Vec<Span<'static>> {
     } else {
         Vec::new()
     };
-    let model = vec![Span::raw(crate::tui::sanitize::sanitize(&app.config.model, 0).into_owned())];
+    let model = vec![Span::raw(
+        crate::tui::sanitize::sanitize(&app.config.model, 0).into_owned(),
+    )];
     let state = state_spans(app, now);
+    let short = state_spans_as(app, now, true);
     let help = vec![Span::styled("F1 help", theme.dim())];
+    let full_quota = quota_spans(app, now, false, true);
+    let compact_quota = quota_spans(app, now, true, true);
+    let bare_quota = quota_spans(app, now, true, false);
+    // From the most detailed to the least; the first that fits is drawn.
     let variants: Vec<Vec<Vec<Span<'static>>>> = vec![
         vec![
             mock.clone(),
             model.clone(),
             state.clone(),
-            quota_spans(app, now, false, true),
+            full_quota.clone(),
             help,
         ],
         vec![
             mock.clone(),
             model.clone(),
             state.clone(),
-            quota_spans(app, now, false, true),
+            full_quota.clone(),
         ],
         vec![
             mock.clone(),
+            model.clone(),
             state.clone(),
-            quota_spans(app, now, false, true),
+            compact_quota.clone(),
         ],
         vec![
             mock.clone(),
-            state.clone(),
-            quota_spans(app, now, true, false),
+            model.clone(),
+            short.clone(),
+            compact_quota.clone(),
         ],
-        vec![mock.clone(), state.clone()],
-        vec![state],
+        vec![mock.clone(), short.clone(), compact_quota.clone()],
+        vec![mock.clone(), short.clone(), bare_quota],
+        vec![mock.clone(), short.clone()],
+        vec![short],
     ];
     let width = usize::from(width);
     let mut last = Vec::new();

@@ -26,7 +26,7 @@ fn welcome(app: &App) -> Vec<Line<'static>> {
     ];
     if app.mock {
         out.push(Line::from(Span::styled(
-            "  Embedded mock API: canned replies, real rate-limit behaviour (no ANTHROPIC_API_KEY set, or --mock/--demo).",
+            "  Embedded mock API: canned replies, real rate limits.",
             theme.dim(),
         )));
     }
@@ -49,7 +49,10 @@ pub fn live_line(app: &App, index: usize, now: Instant) -> Line<'static> {
                 Span::styled("  · Esc to cancel", theme.dim()),
             ])
         }
-        None => Line::from(vec![Span::raw(INDENT), Span::styled("waiting…", theme.dim())]),
+        None => Line::from(vec![
+            Span::raw(INDENT),
+            Span::styled("waiting…", theme.dim()),
+        ]),
     }
 }
 
@@ -64,10 +67,12 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
     };
     let total = cache.total_rows();
     let height = usize::from(area.height);
-    app.metrics.set(ViewMetrics {
+    let mut metrics = ViewMetrics {
         total_rows: total,
         height,
-    });
+        drawn_rows: 0,
+    };
+    app.metrics.set(metrics);
     if app.conversation.turns.is_empty() {
         for (i, line) in welcome(app).iter().take(height).enumerate() {
             buf.set_line(area.x, area.y + i as u16, line, area.width);
@@ -79,6 +84,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         let Some(row) = cache.row(top + y) else {
             break;
         };
+        metrics.drawn_rows += 1;
         let yy = area.y + y as u16;
         match row {
             Row::Line(line) => {
@@ -90,6 +96,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
             Row::Blank => {}
         }
     }
+    app.metrics.set(metrics);
     let below = total.saturating_sub(top + height);
     if below > 0 {
         let text = format!(" ↓ {below} more · End to follow ");
