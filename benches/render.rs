@@ -10,8 +10,8 @@ use backchat::tui::app::Scroll;
 use backchat::tui::harness::{Harness, sample_turns};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn session(bytes: usize, middle: bool) -> Harness {
-    let mut h = Harness::new(120, 40);
+fn session(bytes: usize, middle: bool, (w, h_): (u16, u16)) -> Harness {
+    let mut h = Harness::new(w, h_);
     h.load(sample_turns(bytes));
     let _ = h.draw();
     if middle {
@@ -24,12 +24,16 @@ fn session(bytes: usize, middle: bool) -> Harness {
 
 fn render(c: &mut Criterion) {
     let mut group = c.benchmark_group("frame");
-    for (name, bytes) in [("1KB", 1024), ("10MB", 10 * 1024 * 1024)] {
-        for (pos, middle) in [("bottom", false), ("middle", true)] {
-            let h = session(bytes, middle);
-            group.bench_function(format!("{name}/{pos}"), |b| {
-                b.iter(|| black_box(h.draw()));
-            });
+    // 80×24: 1 KB about fills the transcript, so both draw as many rows. 120×40: 1 KB
+    // fills half of it, so the 10 MB frame also draws twice the text.
+    for size in [(80, 24), (120, 40)] {
+        for (name, bytes) in [("1KB", 1024), ("10MB", 10 * 1024 * 1024)] {
+            for (pos, middle) in [("bottom", false), ("middle", true)] {
+                let h = session(bytes, middle, size);
+                group.bench_function(format!("{}x{}/{name}/{pos}", size.0, size.1), |b| {
+                    b.iter(|| black_box(h.draw()));
+                });
+            }
         }
     }
     group.finish();

@@ -443,3 +443,26 @@ fn the_key_never_reaches_the_app() {
     );
     assert!(app.config.api_key.is_none());
 }
+
+#[test]
+fn only_the_turn_ctrl_r_would_retry_shows_the_hint() {
+    let mut h = Harness::new(80, 40);
+    for prompt in ["one", "two"] {
+        let id = only_id(&h.submit(prompt));
+        h.turn(
+            id,
+            TurnEvent::Interrupted {
+                error: StreamFailure::EndedEarly,
+                partial_kept: false,
+            },
+        );
+        let _ = h.draw();
+    }
+    assert_eq!(h.screen().matches("Ctrl+R to retry").count(), 1);
+    h.key(KeyCode::Char('r'), KeyModifiers::CONTROL);
+    let screen = h.screen();
+    assert!(screen.contains("superseded by a retry"), "{screen}");
+    // The first one is now the target again.
+    assert_eq!(screen.matches("Ctrl+R to retry").count(), 1);
+    assert_eq!(h.app.retry_target(), Some(0));
+}

@@ -17,7 +17,7 @@ use super::live::{self, LiveTurn, Phase};
 use super::msg::{Effect, Msg, TurnId};
 use super::theme::Theme;
 use super::timeline::Timeline;
-use super::transcript::{TranscriptCache, TurnView};
+use super::transcript::TranscriptCache;
 use crate::chat::{Conversation, ReplyState, Turn};
 use crate::config::Config;
 use crate::retry::{Bucket, QuotaSnapshot, TurnEvent};
@@ -140,6 +140,7 @@ pub struct App {
     /// When the session started (the timeline's origin).
     pub started_at: Instant,
     ctrl_c_at: Option<Instant>,
+    retry_target: Option<usize>,
     /// Wrapped lines per turn and width (filled while rendering).
     pub transcript: RefCell<TranscriptCache>,
     /// The last frame's transcript size.
@@ -175,6 +176,7 @@ impl App {
             theme,
             started_at: now,
             ctrl_c_at: None,
+            retry_target: None,
             transcript: RefCell::new(TranscriptCache::new(theme)),
             metrics: Cell::new(ViewMetrics::default()),
         }
@@ -185,29 +187,43 @@ impl App {
         !self.live.is_empty()
     }
 
-    /// The turn Ctrl+R would retry.
+    /// The turn Ctrl+R would retry: the last failed, interrupted or cancelled one that was
+    /// not retried yet. Kept up to date by every change of a turn's state, so that frames
+    /// need not scan the history.
     pub fn retry_target(&self) -> Option<usize> {
-        self.conversation
-            .turns
-            .iter()
-            .rposition(|t| t.is_retryable() && !t.superseded)
+        self.retry_target
     }
 
-    /// What the transcript needs to know about turn `i` besides the turn.
-    pub fn turn_view(&self, i: usize, retry_target: Option<usize>) -> TurnView {
-        TurnView {
-            label: self.labels.get(i).copied().unwrap_or(i as u64 + 1),
-            expanded: self.expand_thinking,
-            retry_hint: retry_target == Some(i),
-        }
+    fn refresh_retry_target(&mut self) {
+        self.retry_target = self
+            .conversation
+            .turns
+            .iter()
+            .rposition(|t| t.is_retryable() && !t.superseded);
+    }
+
+    /// Replace the whole conversation (a loaded session, a test fixture).
+    pub fn load(&mut self, turns: Vec<Turn>) {
+        let _ = self.cancel_all(self.started_at);
+        self.labels = (1..=turns.len() as u64).collect();
+        self.next_id = self.next_id.max(turns.len() as u64 + 1);
+        self.conversation.turns = turns;
+        self.epoch += 1;
+        self.scroll = Scroll::Bottom;
+        self.refresh_retry_target();
     }
 
     /// Bring the transcript cache up to date for `width` (rendering does this).
     pub fn sync_transcript(&self, width: u16) {
-        let target = self.retry_target();
-        let view = |i: usize| self.turn_view(i, target);
         if let Ok(mut cache) = self.transcript.try_borrow_mut() {
-            cache.sync(&self.conversation.turns, &view, width, self.epoch);
+            cache.sync(
+                &self.conversation.turns,
+                &self.labels,
+                self.expand_thinking,
+                self.retry_target,
+                width,
+                self.epoch,
+            );
         }
     }
 
@@ -664,6 +680,24 @@ impl App {
 
 /// Apply one message; return the work for the event loop.
 pub fn update(app: &mut App, msg: Msg, now: Instant) -> Vec<Effect> {
+    let effects = dispatch(app, msg, now);
+    // Turn states change only when a turn starts or ends (or on /clear, which also
+    // cancels): recompute the retry target then, not on every text delta.
+    if effects.iter().any(|e| {
+        matches!(
+            e,
+            Effect::StartTurn { .. } | Effect::TurnEnded { .. } | Effect::CancelTurn { .. }
+        )
+    }) || app
+        .retry_target
+        .is_some_and(|i| i >= app.conversation.turns.len())
+    {
+        app.refresh_retry_target();
+    }
+    effects
+}
+
+fn dispatch(app: &mut App, msg: Msg, now: Instant) -> Vec<Effect> {
     match msg {
         Msg::Key(k) => app.on_key(k, now),
         Msg::Paste(text) => {

@@ -79,8 +79,7 @@ impl Harness {
 
     /// Replace the conversation (e.g. with [`sample_turns`]).
     pub fn load(&mut self, turns: Vec<Turn>) {
-        self.app.labels = (1..=turns.len() as u64).collect();
-        self.app.conversation.turns = turns;
+        self.app.load(turns);
     }
 
     /// Move the clock.

@@ -155,6 +155,8 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
         KeyCode::Delete => edit(EditOp::Delete),
         KeyCode::Tab => edit(EditOp::Insert('\t')),
         KeyCode::Char(c) if !ctrl && !alt => edit(EditOp::Insert(c)),
+        // AltGr arrives as Ctrl+Alt on some platforms: it types a character.
+        KeyCode::Char(c) if ctrl && alt => edit(EditOp::Insert(c)),
         _ => None,
     }
 }

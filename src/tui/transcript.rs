@@ -107,24 +107,20 @@ pub enum Row<'a> {
     Blank,
 }
 
-/// Everything a turn's rows depend on besides the turn.
-#[derive(Clone, Copy, Debug)]
-pub struct TurnView {
-    /// The number shown in its header (matches the timeline).
-    pub label: u64,
-    /// Thinking expanded.
-    pub expanded: bool,
-    /// It is the turn Ctrl+R would retry.
-    pub retry_hint: bool,
-}
-
 /// The cache.
 pub struct TranscriptCache {
     theme: Theme,
     width: u16,
     epoch: u64,
+    expanded: bool,
     entries: Vec<Entry>,
     offsets: Vec<usize>,
+    /// Leading turns that had ended at the last sync. An ended turn changes only when it
+    /// becomes (or stops being) the retry target, or is superseded (it was the target), so
+    /// a frame checks the turns after these plus the old and new target: a long history
+    /// costs nothing per frame.
+    settled: usize,
+    last_target: Option<usize>,
     stats: Stats,
 }
 
@@ -135,8 +131,11 @@ impl TranscriptCache {
             theme,
             width: 0,
             epoch: 0,
+            expanded: false,
             entries: Vec::new(),
             offsets: vec![0],
+            settled: 0,
+            last_target: None,
             stats: Stats::default(),
         }
     }
@@ -151,34 +150,47 @@ impl TranscriptCache {
         self.offsets.last().copied().unwrap_or(0)
     }
 
-    /// Bring the cache up to date with `turns` at `width`. `epoch` changes when the
-    /// conversation is replaced (`/clear`), which drops everything.
+    /// Bring the cache up to date with `turns` at `width`. `labels` are the turns' numbers,
+    /// `expanded` whether thinking is expanded, `retry_target` the turn Ctrl+R would retry.
+    /// `epoch` changes when the conversation is replaced (`/clear`), which drops everything.
     pub fn sync(
         &mut self,
         turns: &[Turn],
-        view: &dyn Fn(usize) -> TurnView,
+        labels: &[u64],
+        expanded: bool,
+        retry_target: Option<usize>,
         width: u16,
         epoch: u64,
     ) {
-        if width != self.width || epoch != self.epoch {
+        if width != self.width || epoch != self.epoch || expanded != self.expanded {
             self.entries.clear();
+            self.offsets.truncate(1);
+            self.settled = 0;
             self.width = width;
             self.epoch = epoch;
+            self.expanded = expanded;
         }
-        let mut first_changed = if self.entries.len() > turns.len() {
+        let mut first_changed = None;
+        if self.entries.len() > turns.len() {
             self.entries.truncate(turns.len());
-            Some(turns.len())
-        } else {
-            None
-        };
-        for (i, turn) in turns.iter().enumerate() {
-            let v = view(i);
-            let fp = Fingerprint::of(turn, v.label, v.expanded, v.retry_hint);
+            first_changed = Some(turns.len());
+        }
+        self.settled = self.settled.min(self.entries.len());
+        let mut check: Vec<usize> = [self.last_target, retry_target]
+            .into_iter()
+            .flatten()
+            .filter(|&i| i < self.settled)
+            .collect();
+        check.sort_unstable();
+        check.dedup();
+        check.extend(self.settled..turns.len());
+        for i in check {
+            let turn = &turns[i];
+            let label = labels.get(i).copied().unwrap_or(i as u64 + 1);
+            let fp = Fingerprint::of(turn, label, expanded, retry_target == Some(i));
             match self.entries.get(i).map(|e| e.fp) {
                 Some(old) if old == fp => continue,
-                Some(old) if !old.needs_rebuild(&fp) => {
-                    self.update(i, turn, fp, old);
-                }
+                Some(old) if !old.needs_rebuild(&fp) => self.update(i, turn, fp),
                 Some(_) => {
                     let e = self.build(turn, fp);
                     self.entries[i] = e;
@@ -188,14 +200,15 @@ impl TranscriptCache {
                     self.entries.push(e);
                 }
             }
-            first_changed.get_or_insert(i);
+            first_changed = Some(first_changed.map_or(i, |f: usize| f.min(i)));
+        }
+        self.last_target = retry_target;
+        while self.settled < self.entries.len() && turns[self.settled].state.is_final() {
+            self.settled += 1;
         }
         if let Some(from) = first_changed {
             self.offsets.truncate(from + 1);
-            if self.offsets.is_empty() {
-                self.offsets.push(0);
-            }
-            for i in from..self.entries.len() {
+            for i in self.offsets.len() - 1..self.entries.len() {
                 let prev = self.offsets[i];
                 self.offsets.push(prev + self.entries[i].height());
             }
@@ -226,7 +239,7 @@ impl TranscriptCache {
         e
     }
 
-    fn update(&mut self, i: usize, turn: &Turn, fp: Fingerprint, _old: Fingerprint) {
+    fn update(&mut self, i: usize, turn: &Turn, fp: Fingerprint) {
         let mut e = std::mem::replace(
             &mut self.entries[i],
             Entry {
@@ -283,6 +296,31 @@ impl TranscriptCache {
             return Some(Row::Live(i));
         }
         Some(Row::Blank)
+    }
+
+    /// The rows from `top` on, in order (one binary search, then a walk).
+    pub fn rows_from(&self, top: usize) -> impl Iterator<Item = Row<'_>> + '_ {
+        let start = self
+            .offsets
+            .partition_point(|&o| o <= top)
+            .saturating_sub(1);
+        let skip = top.saturating_sub(self.offsets.get(start).copied().unwrap_or(0));
+        self.entries
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+            .flat_map(move |(k, e)| {
+                let i = start + k;
+                e.head
+                    .iter()
+                    .chain(&e.md_wrapped)
+                    .chain(&e.tail)
+                    .map(Row::Line)
+                    .chain(e.live.then_some(Row::Live(i)))
+                    .chain(std::iter::once(Row::Blank))
+            })
+            .skip(skip)
     }
 
     /// The first row of the turn at `index`.
@@ -419,14 +457,6 @@ fn footer(turn: &Turn, fp: Fingerprint, theme: Theme) -> Vec<StyledLine> {
 mod tests {
     use super::*;
 
-    fn view(_: usize) -> TurnView {
-        TurnView {
-            label: 1,
-            expanded: false,
-            retry_hint: false,
-        }
-    }
-
     fn rows(c: &TranscriptCache) -> Vec<String> {
         (0..c.total_rows())
             .map(|r| match c.row(r) {
@@ -448,10 +478,10 @@ mod tests {
             text.push_str(&format!("Paragraph {i} with some words.\n\n"));
         }
         turn.assistant = text.clone();
-        c.sync(std::slice::from_ref(&turn), &view, 40, 0);
+        c.sync(std::slice::from_ref(&turn), &[1], false, None, 40, 0);
         let before = c.stats();
         turn.assistant.push_str("More");
-        c.sync(std::slice::from_ref(&turn), &view, 40, 0);
+        c.sync(std::slice::from_ref(&turn), &[1], false, None, 40, 0);
         let after = c.stats();
         assert_eq!(
             after.rebuilds, before.rebuilds,
@@ -465,6 +495,16 @@ mod tests {
             "{before:?} {after:?}"
         );
         let r = rows(&c);
+        // Walking from a row gives the same rows as looking each one up.
+        let walked: Vec<String> = c
+            .rows_from(5)
+            .map(|row| match row {
+                Row::Line(l) => l.to_string(),
+                Row::Live(i) => format!("<live {i}>"),
+                Row::Blank => String::new(),
+            })
+            .collect();
+        assert_eq!(walked, r[5..]);
         assert_eq!(r[r.len() - 3], "  More");
         assert_eq!(r[r.len() - 2], "<live 0>");
     }
@@ -476,16 +516,16 @@ mod tests {
         t.state = ReplyState::Complete { stop_reason: None };
         let turns = vec![t.clone(), t.clone(), t];
         let mut c = TranscriptCache::new(Theme::default());
-        c.sync(&turns, &view, 30, 0);
+        c.sync(&turns, &[1, 1, 1], false, None, 30, 0);
         let s = c.stats();
-        c.sync(&turns, &view, 30, 0);
+        c.sync(&turns, &[1, 1, 1], false, None, 30, 0);
         assert_eq!(c.stats(), s);
         assert_eq!(
             rows(&c)[..6],
             ["▌ you  #1", "  q", "", "▌ claude · m", "  answer", ""]
         );
         // A new width re-wraps once.
-        c.sync(&turns, &view, 31, 0);
+        c.sync(&turns, &[1, 1, 1], false, None, 31, 0);
         assert!(c.stats().lines_wrapped > s.lines_wrapped);
     }
 }

@@ -14,6 +14,7 @@ use super::status_bar::{bucket_stale, compact};
 use crate::retry::{Bucket, BucketQuota, QuotaSnapshot};
 use crate::tui::app::App;
 use crate::tui::live;
+use crate::tui::sanitize::sanitize;
 use crate::tui::theme::Theme;
 use crate::tui::timeline::{self, CellKind, EntryKind, MarkKind, SpanKind};
 use crate::tui::wrap::{StyledLine, WrapMode, wrap_into};
@@ -265,7 +266,8 @@ pub fn render_timeline(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         let line = StyledLine {
             first_prefix: vec![Span::styled(head, theme.dim())],
             prefix: vec![Span::raw(indent)],
-            spans: vec![Span::styled(e.text.clone(), style)],
+            // Entries quote server messages: neutralise them like any outside text.
+            spans: vec![Span::styled(sanitize(&e.text, 0).into_owned(), style)],
             mode: WrapMode::Word,
         };
         let mut lines = Vec::new();

@@ -80,10 +80,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         return;
     }
     let top = app.scroll.top(total, height);
-    for y in 0..height {
-        let Some(row) = cache.row(top + y) else {
-            break;
-        };
+    for (y, row) in cache.rows_from(top).take(height).enumerate() {
         metrics.drawn_rows += 1;
         let yy = area.y + y as u16;
         match row {
