@@ -360,12 +360,15 @@ impl App {
     }
 
     fn retry(&mut self, now: Instant) -> Vec<Effect> {
-        let Some(i) = self.retry_target() else {
+        let Some(turn) = self
+            .retry_target()
+            .and_then(|i| self.conversation.turns.get_mut(i))
+        else {
             self.notice(NoticeKind::Info, "nothing to retry");
             return Vec::new();
         };
-        self.conversation.turns[i].superseded = true;
-        let prompt = self.conversation.turns[i].user.clone();
+        turn.superseded = true;
+        let prompt = turn.user.clone();
         self.notice = None;
         vec![self.start_turn(prompt, now)]
     }

@@ -512,6 +512,35 @@ mod tests {
         assert_eq!(c.cursor(), (1, "    b␛[2J".len()));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_edit_sequence_keeps_the_cursor_valid(
+            text in "\\PC{0,30}",
+            ops in proptest::collection::vec(0u8..16, 0..40),
+            width in 1u16..12,
+        ) {
+            let mut c = Composer::default();
+            c.insert_str(&text);
+            for op in ops {
+                let op = match op {
+                    0 => EditOp::Backspace, 1 => EditOp::Delete, 2 => EditOp::Left,
+                    3 => EditOp::Right, 4 => EditOp::Up, 5 => EditOp::Down, 6 => EditOp::Home,
+                    7 => EditOp::End, 8 => EditOp::WordLeft, 9 => EditOp::WordRight,
+                    10 => EditOp::DeleteToStart, 11 => EditOp::DeleteToEnd,
+                    12 => EditOp::DeleteWordBack, 13 => EditOp::Newline,
+                    14 => EditOp::Insert('日'), _ => EditOp::Insert('e'),
+                };
+                c.apply(op);
+                let (row, col) = c.cursor();
+                proptest::prop_assert!(row < c.lines().len());
+                proptest::prop_assert!(c.lines()[row].is_char_boundary(col));
+                let (rows, (vr, vc)) = c.layout(width);
+                proptest::prop_assert!(vr < rows.len());
+                proptest::prop_assert!(vc <= width);
+            }
+        }
+    }
+
     #[test]
     fn layout_keeps_the_cursor_inside() {
         let c = typed("abcd");

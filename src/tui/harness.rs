@@ -37,15 +37,8 @@ pub struct Harness {
 /// The default configuration, with nothing read from the environment.
 pub fn test_config() -> Config {
     let none = |_: &str| None;
-    match Config::resolve(&CommonArgs::default(), &none) {
-        Ok(c) => c,
-        Err(_) => unreachable_config(),
-    }
-}
-
-fn unreachable_config() -> Config {
-    // Defaults always resolve; this keeps the harness free of unwrap.
-    Config {
+    Config::resolve(&CommonArgs::default(), &none).unwrap_or_else(|_| Config {
+        // Defaults always resolve; this fallback keeps the harness free of unwrap.
         model: crate::config::DEFAULT_MODEL.to_string(),
         max_tokens: crate::config::DEFAULT_MAX_TOKENS,
         system: None,
@@ -56,7 +49,7 @@ fn unreachable_config() -> Config {
         pacing: true,
         shared_limiter: None,
         log_level: "info".to_string(),
-    }
+    })
 }
 
 impl Harness {

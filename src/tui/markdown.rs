@@ -700,6 +700,20 @@ mod tests {
         assert_eq!(plain(&lines), plain(&full));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_renders_without_panicking(text in "[\\PC\n`*#>|_\\-\\[\\]() ]{0,120}") {
+            let lines = render_document(&text, Theme::default(), "  ");
+            let mut s = MdStream::default();
+            for cut in (0..=text.len()).filter(|c| text.is_char_boundary(*c)) {
+                s.advance(&text[..cut], Theme::default(), "  ");
+            }
+            let mut streamed = s.stable.clone();
+            streamed.extend(s.tail(&text, Theme::default(), "  "));
+            proptest::prop_assert_eq!(plain(&streamed), plain(&lines));
+        }
+    }
+
     #[test]
     fn tables_and_links() {
         let t = "| a | bb |\n|---|---|\n| ccc | d |\n\nsee [docs](https://x.y/z)";

@@ -306,6 +306,19 @@ mod tests {
         assert_eq!(wrap(&r, 5), vec!["─────"]);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_text_wraps_within_the_width(text in "\\PC{0,80}", width in 1u16..30) {
+            let l = StyledLine::simple("  ", text, Style::new());
+            let mut out = Vec::new();
+            wrap_into(&l, width, &mut out);
+            for line in &out {
+                // A grapheme wider than the whole line is the only way past the edge.
+                proptest::prop_assert!(line.width() <= usize::from(width).max(2) + 1);
+            }
+        }
+    }
+
     #[test]
     fn degenerate_widths_never_loop() {
         let l = StyledLine::simple("    ", "日本 words here", Style::new());
