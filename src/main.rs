@@ -79,10 +79,7 @@ async fn run(cli: Cli) -> i32 {
         (_, Some(prompt)) => {
             backchat::headless::run(prompt, cli.events.as_deref(), &config, mock, &session).await
         }
-        _ => {
-            eprintln!("backchat: the TUI is not available yet; use -p PROMPT");
-            backchat::headless::EXIT_USAGE
-        }
+        _ => backchat::tui::run(config, mock, cli.demo).await,
     }
 }
 

@@ -1,1 +1,36 @@
-//! (in progress)
+//! The terminal UI: a scrollable transcript, a multi-line composer, a status bar with the
+//! live retry/pacing state and quota, and a quota panel with a timeline of attempts.
+//!
+//! The shape follows the ratatui apps worth learning from (STYLE.md): [`app`] holds the state
+//! and `update(&mut App, Msg, now) -> Vec<Effect>` with no IO; [`view`] is pure render
+//! functions of the state and `now`; [`event_loop`] owns the terminal, turns crossterm and
+//! turn events into messages, runs the effects and draws only when something changed.
+
+pub mod app;
+pub mod clipboard;
+pub mod commands;
+pub mod composer;
+pub mod event_loop;
+pub mod harness;
+pub mod keymap;
+pub mod live;
+pub mod markdown;
+pub mod msg;
+pub mod sanitize;
+pub mod theme;
+pub mod timeline;
+pub mod transcript;
+pub mod view;
+pub mod wrap;
+
+pub use app::{App, update};
+pub use msg::{Effect, Msg, TurnId};
+
+use crate::config::Config;
+use crate::mock::MockConfig;
+
+/// Run the TUI until the person quits. Starts the backend (the embedded mock when asked or
+/// when there is no key). Returns the exit code: 0 on quit, 2 when it cannot start.
+pub async fn run(config: Config, mock: Option<MockConfig>, demo: bool) -> i32 {
+    event_loop::run(config, mock, demo).await
+}

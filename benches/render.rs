@@ -1,0 +1,43 @@
+//! Frame render time with a 10 MB transcript against a 1 KB one, scrolled to the bottom and
+//! to the middle. The cache is warm (the first frame has wrapped everything), as it is for
+//! every frame after the first in a real session; the target is a ratio of at most 1.5.
+//!
+//! `cargo bench --bench render -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+
+use backchat::tui::app::Scroll;
+use backchat::tui::harness::{Harness, sample_turns};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn session(bytes: usize, middle: bool, (w, h_): (u16, u16)) -> Harness {
+    let mut h = Harness::new(w, h_);
+    h.load(sample_turns(bytes));
+    let _ = h.draw();
+    if middle {
+        let total = h.app.metrics.get().total_rows;
+        h.app.scroll = Scroll::At(total / 2);
+        let _ = h.draw();
+    }
+    h
+}
+
+fn render(c: &mut Criterion) {
+    let mut group = c.benchmark_group("frame");
+    // 80×24: 1 KB about fills the transcript, so both draw as many rows. 120×40: 1 KB
+    // fills half of it, so the 10 MB frame also draws twice the text.
+    for size in [(80, 24), (120, 40)] {
+        for (name, bytes) in [("1KB", 1024), ("10MB", 10 * 1024 * 1024)] {
+            for (pos, middle) in [("bottom", false), ("middle", true)] {
+                let h = session(bytes, middle, size);
+                group.bench_function(format!("{}x{}/{name}/{pos}", size.0, size.1), |b| {
+                    b.iter(|| black_box(h.draw()));
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, render);
+criterion_main!(benches);

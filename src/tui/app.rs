@@ -1,0 +1,720 @@
+//! The app's state and `update`: a message in, effects out, no IO.
+//!
+//! Everything the screen shows is here or derived from here at render time (with `now`
+//! passed in). The event loop feeds key presses, pastes and turn events in as [`Msg`]s and
+//! runs the [`Effect`]s that come back.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use crossterm::event::{KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
+use tokio::time::Instant;
+
+use super::commands::{self, Command};
+use super::composer::Composer;
+use super::keymap::{self, Action, KeyContext};
+use super::live::{self, LiveTurn, Phase};
+use super::msg::{Effect, Msg, TurnId};
+use super::theme::Theme;
+use super::timeline::Timeline;
+use super::transcript::TranscriptCache;
+use crate::chat::{Conversation, ReplyState, Turn};
+use crate::config::Config;
+use crate::retry::{Bucket, QuotaSnapshot, TurnEvent};
+
+/// A second Ctrl+C within this long quits even while a turn is in flight.
+pub const QUIT_WINDOW: Duration = Duration::from_secs(2);
+
+/// Rows the mouse wheel scrolls per notch.
+pub const WHEEL_ROWS: usize = 3;
+
+/// The prompt the demo starts with in the composer.
+pub const DEMO_PROMPT: &str =
+    "Explain exponential backoff with jitter in three short paragraphs, with a tiny Rust example.";
+
+/// The one-line hint shown in demo mode.
+pub const DEMO_HINT: &str = "demo: tight mock limits — try /burst 8 to watch pacing and 429s";
+
+/// The prompt `/burst` sends when none is given.
+pub const BURST_PROMPT: &str = "Say hello in one short sentence.";
+
+/// Where the transcript is scrolled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scroll {
+    /// Follow the bottom (new text stays in view).
+    Bottom,
+    /// The first visible row, fixed while text arrives below.
+    At(usize),
+}
+
+impl Scroll {
+    /// The first visible row for a transcript of `total` rows in `height` rows.
+    pub fn top(self, total: usize, height: usize) -> usize {
+        let max = total.saturating_sub(height);
+        match self {
+            Scroll::Bottom => max,
+            Scroll::At(t) => t.min(max),
+        }
+    }
+}
+
+/// How a one-line notice reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// Information.
+    Info,
+    /// Something to notice.
+    Warn,
+    /// Something went wrong.
+    Error,
+}
+
+/// A one-line message above the composer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    /// The text.
+    pub text: String,
+    /// How it reads.
+    pub kind: NoticeKind,
+}
+
+/// What the last frame's transcript looked like, for scrolling by pages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ViewMetrics {
+    /// Rows in the whole transcript.
+    pub total_rows: usize,
+    /// Rows on screen.
+    pub height: usize,
+    /// Rows the last frame looked up in the cache (the visible ones only).
+    pub drawn_rows: usize,
+}
+
+/// How the last turn ended, for the status bar when nothing is in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to report.
+    Idle,
+    /// The last turn was interrupted or cancelled.
+    Interrupted,
+    /// The last turn failed.
+    Error,
+}
+
+/// The whole state of the TUI.
+pub struct App {
+    /// Model, system prompt, limits (no key: the app never needs it).
+    pub config: Config,
+    /// The turns.
+    pub conversation: Conversation,
+    /// Each turn's number as shown (matches the timeline), parallel to the turns.
+    pub labels: Vec<u64>,
+    /// Bumped when the conversation is replaced, so caches start over.
+    pub epoch: u64,
+    /// Turns in flight.
+    pub live: Vec<LiveTurn>,
+    next_id: u64,
+    /// The latest rate-limit readings, merged across responses.
+    pub quota: Option<QuotaSnapshot>,
+    /// This session's attempts.
+    pub timeline: Timeline,
+    /// The editor.
+    pub composer: Composer,
+    /// Where the transcript is scrolled.
+    pub scroll: Scroll,
+    /// Help is open.
+    pub help_open: bool,
+    /// The quota panel is wanted (shown when the terminal is big enough).
+    pub quota_open: bool,
+    /// Thinking is expanded.
+    pub expand_thinking: bool,
+    /// The mouse is captured (wheel scrolls; native selection off).
+    pub mouse_captured: bool,
+    /// Running on the embedded mock.
+    pub mock: bool,
+    /// `--demo`.
+    pub demo: bool,
+    /// The one-line notice.
+    pub notice: Option<Notice>,
+    /// Colours or `NO_COLOR`.
+    pub theme: Theme,
+    /// When the session started (the timeline's origin).
+    pub started_at: Instant,
+    ctrl_c_at: Option<Instant>,
+    retry_target: Option<usize>,
+    /// Wrapped lines per turn and width (filled while rendering).
+    pub transcript: RefCell<TranscriptCache>,
+    /// The last frame's transcript size.
+    pub metrics: Cell<ViewMetrics>,
+}
+
+impl App {
+    /// A fresh session. The key is dropped from `config`: the app never needs it.
+    pub fn new(mut config: Config, mock: bool, demo: bool, theme: Theme, now: Instant) -> App {
+        config.api_key = None;
+        let mut composer = Composer::default();
+        if demo {
+            composer.set_text(DEMO_PROMPT);
+        }
+        App {
+            config,
+            conversation: Conversation::default(),
+            labels: Vec::new(),
+            epoch: 0,
+            live: Vec::new(),
+            next_id: 1,
+            quota: None,
+            timeline: Timeline::default(),
+            composer,
+            scroll: Scroll::Bottom,
+            help_open: false,
+            quota_open: demo,
+            expand_thinking: false,
+            mouse_captured: true,
+            mock,
+            demo,
+            notice: None,
+            theme,
+            started_at: now,
+            ctrl_c_at: None,
+            retry_target: None,
+            transcript: RefCell::new(TranscriptCache::new(theme)),
+            metrics: Cell::new(ViewMetrics::default()),
+        }
+    }
+
+    /// True while any turn is in flight.
+    pub fn is_busy(&self) -> bool {
+        !self.live.is_empty()
+    }
+
+    /// The turn Ctrl+R would retry: the last failed, interrupted or cancelled one that was
+    /// not retried yet. Kept up to date by every change of a turn's state, so that frames
+    /// need not scan the history.
+    pub fn retry_target(&self) -> Option<usize> {
+        self.retry_target
+    }
+
+    fn refresh_retry_target(&mut self) {
+        self.retry_target = self
+            .conversation
+            .turns
+            .iter()
+            .rposition(|t| t.is_retryable() && !t.superseded);
+    }
+
+    /// Replace the whole conversation (a loaded session, a test fixture).
+    pub fn load(&mut self, turns: Vec<Turn>) {
+        let _ = self.cancel_all(self.started_at);
+        self.labels = (1..=turns.len() as u64).collect();
+        self.next_id = self.next_id.max(turns.len() as u64 + 1);
+        self.conversation.turns = turns;
+        self.epoch += 1;
+        self.scroll = Scroll::Bottom;
+        self.refresh_retry_target();
+    }
+
+    /// Bring the transcript cache up to date for `width` (rendering does this).
+    pub fn sync_transcript(&self, width: u16) {
+        if let Ok(mut cache) = self.transcript.try_borrow_mut() {
+            cache.sync(
+                &self.conversation.turns,
+                &self.labels,
+                self.expand_thinking,
+                self.retry_target,
+                width,
+                self.epoch,
+            );
+        }
+    }
+
+    /// The live turn of a conversation index.
+    pub fn live_for(&self, turn_index: usize) -> Option<&LiveTurn> {
+        self.live.iter().find(|l| l.turn_index == turn_index)
+    }
+
+    /// The turn in flight that the status bar describes: the most urgent (waiting beats
+    /// pacing beats sending beats streaming), the newest among equals.
+    pub fn focus(&self) -> Option<&LiveTurn> {
+        self.live.iter().rev().max_by_key(|l| l.urgency())
+    }
+
+    /// How the last turn ended, when nothing is in flight.
+    pub fn outcome(&self) -> Outcome {
+        let last = self.conversation.turns.iter().rev().find(|t| !t.superseded);
+        match last.map(|t| &t.state) {
+            Some(ReplyState::Failed { .. }) => Outcome::Error,
+            Some(ReplyState::Interrupted { .. } | ReplyState::Cancelled) => Outcome::Interrupted,
+            _ => Outcome::Idle,
+        }
+    }
+
+    /// True while something on screen moves by itself (a countdown or a spinner): the
+    /// event loop then ticks at 10 Hz or more.
+    pub fn animating(&self, now: Instant) -> bool {
+        if self.is_busy() {
+            return true;
+        }
+        // The panel's reset countdowns.
+        self.quota_open
+            && self.quota.as_ref().is_some_and(|q| {
+                Bucket::PACED
+                    .iter()
+                    .filter_map(|b| q.bucket(*b).and_then(|x| x.reset))
+                    .any(|r| r > now)
+            })
+    }
+
+    /// When the screen next changes by itself with nothing animating: the quota's age label
+    /// ticking over, or a reset passing (which marks the numbers stale). `None`: never.
+    pub fn next_change(&self, now: Instant) -> Option<Instant> {
+        let q = self.quota.as_ref()?;
+        let mut next = live::age_text_changes_at(q.read_at, now);
+        for b in Bucket::PACED {
+            if let Some(r) = q.bucket(b).and_then(|x| x.reset)
+                && r > now
+            {
+                next = next.min(r);
+            }
+        }
+        Some(next)
+    }
+
+    fn notice(&mut self, kind: NoticeKind, text: impl Into<String>) {
+        self.notice = Some(Notice {
+            text: text.into(),
+            kind,
+        });
+    }
+
+    fn new_id(&mut self) -> TurnId {
+        let id = TurnId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    /// Add a turn for `prompt` and start it.
+    fn start_turn(&mut self, prompt: String, now: Instant) -> Effect {
+        let turn_index = self.conversation.turns.len();
+        self.conversation
+            .turns
+            .push(Turn::new(prompt, self.config.model.clone()));
+        let id = self.new_id();
+        self.labels.push(id.0);
+        let request = self
+            .conversation
+            .request_for(turn_index, &self.config, None);
+        self.live.push(LiveTurn::new(id, turn_index, now));
+        self.timeline.begin(id, now);
+        self.scroll = Scroll::Bottom;
+        Effect::StartTurn {
+            id,
+            turn_index,
+            request,
+        }
+    }
+
+    /// Start `n` turns at once. Each request carries the history before the burst and its
+    /// own prompt only (not the other burst prompts).
+    fn burst(&mut self, n: u32, prompt: &str, now: Instant) -> Vec<Effect> {
+        let base = self.conversation.clone();
+        let mut effects = Vec::new();
+        for i in 0..n {
+            let text = format!("[burst {}/{n}] {prompt}", i + 1);
+            let turn_index = self.conversation.turns.len();
+            let turn = Turn::new(text, self.config.model.clone());
+            let mut scratch = base.clone();
+            scratch.turns.push(turn.clone());
+            let request = scratch.request_for(scratch.turns.len() - 1, &self.config, None);
+            self.conversation.turns.push(turn);
+            let id = self.new_id();
+            self.labels.push(id.0);
+            self.live.push(LiveTurn::new(id, turn_index, now));
+            self.timeline.begin(id, now);
+            effects.push(Effect::StartTurn {
+                id,
+                turn_index,
+                request,
+            });
+        }
+        self.scroll = Scroll::Bottom;
+        effects
+    }
+
+    /// Cancel everything in flight; partial text stays in the turns.
+    fn cancel_all(&mut self, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for l in std::mem::take(&mut self.live) {
+            if let Some(t) = self.conversation.turns.get_mut(l.turn_index) {
+                t.state = ReplyState::Cancelled;
+            }
+            self.timeline.cancelled(l.id, now);
+            effects.push(Effect::CancelTurn {
+                id: l.id,
+                turn_index: l.turn_index,
+            });
+            effects.push(Effect::TurnEnded {
+                turn_index: l.turn_index,
+            });
+        }
+        effects
+    }
+
+    fn retry(&mut self, now: Instant) -> Vec<Effect> {
+        let Some(turn) = self
+            .retry_target()
+            .and_then(|i| self.conversation.turns.get_mut(i))
+        else {
+            self.notice(NoticeKind::Info, "nothing to retry");
+            return Vec::new();
+        };
+        turn.superseded = true;
+        let prompt = turn.user.clone();
+        self.notice = None;
+        vec![self.start_turn(prompt, now)]
+    }
+
+    fn submit(&mut self, now: Instant) -> Vec<Effect> {
+        let text = self.composer.text();
+        if text.trim().is_empty() {
+            return Vec::new();
+        }
+        self.composer.push_history(&text);
+        self.composer.clear();
+        self.notice = None;
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('/') && !trimmed.starts_with("//") {
+            return self.command(commands::parse(trimmed), now);
+        }
+        // `//text` sends `/text`.
+        let prompt = match trimmed.strip_prefix('/') {
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            _ => text,
+        };
+        vec![self.start_turn(prompt, now)]
+    }
+
+    fn command(&mut self, cmd: Command, now: Instant) -> Vec<Effect> {
+        match cmd {
+            Command::Model(Some(m)) => {
+                self.notice(NoticeKind::Info, format!("model: {m} (from the next turn)"));
+                self.config.model = m;
+            }
+            Command::Model(None) => {
+                let m = self.config.model.clone();
+                self.notice(
+                    NoticeKind::Info,
+                    format!("model: {m} — /model NAME to change"),
+                );
+            }
+            Command::System(Some(s)) => {
+                self.notice(NoticeKind::Info, "system prompt set (from the next turn)");
+                self.config.system = Some(s);
+            }
+            Command::System(None) => {
+                self.config.system = None;
+                self.notice(NoticeKind::Info, "system prompt cleared");
+            }
+            Command::Clear => {
+                let effects = self.cancel_all(now);
+                self.conversation.turns.clear();
+                self.labels.clear();
+                self.epoch += 1;
+                self.scroll = Scroll::Bottom;
+                self.notice(NoticeKind::Info, "new conversation");
+                return effects;
+            }
+            Command::Retry => return self.retry(now),
+            Command::Help => self.help_open = true,
+            Command::Quit => {
+                let mut effects = self.cancel_all(now);
+                effects.push(Effect::Quit);
+                return effects;
+            }
+            Command::Burst { n, prompt, capped } => {
+                if capped {
+                    self.notice(
+                        NoticeKind::Warn,
+                        format!("burst capped at {}", commands::BURST_MAX),
+                    );
+                }
+                let prompt = prompt.unwrap_or_else(|| BURST_PROMPT.to_string());
+                return self.burst(n, &prompt, now);
+            }
+            Command::Copy => {
+                let last = self
+                    .conversation
+                    .turns
+                    .iter()
+                    .rev()
+                    .find(|t| !t.assistant.trim().is_empty())
+                    .map(|t| t.assistant.clone());
+                match last {
+                    Some(text) => {
+                        self.notice(
+                            NoticeKind::Info,
+                            format!(
+                                "copied the last reply ({} chars) via OSC 52 (if your terminal allows it)",
+                                text.chars().count()
+                            ),
+                        );
+                        return vec![Effect::CopyToClipboard(text)];
+                    }
+                    None => self.notice(NoticeKind::Info, "no reply to copy yet"),
+                }
+            }
+            Command::Invalid(msg) => self.notice(NoticeKind::Error, msg),
+            Command::Unknown(name) => self.notice(
+                NoticeKind::Error,
+                format!("unknown command /{name} — /help lists the commands"),
+            ),
+        }
+        Vec::new()
+    }
+
+    fn scroll_by(&mut self, delta: isize) {
+        let m = self.metrics.get();
+        if m.total_rows <= m.height {
+            self.scroll = Scroll::Bottom;
+            return;
+        }
+        let max = m.total_rows - m.height;
+        let top = self.scroll.top(m.total_rows, m.height);
+        let new = top.saturating_add_signed(delta).min(max);
+        self.scroll = if new >= max {
+            Scroll::Bottom
+        } else {
+            Scroll::At(new)
+        };
+    }
+
+    fn page(&self) -> isize {
+        let h = self.metrics.get().height;
+        h.saturating_sub(1).max(1) as isize
+    }
+
+    fn on_action(&mut self, action: Action, now: Instant) -> Vec<Effect> {
+        if !matches!(action, Action::Interrupt) {
+            self.ctrl_c_at = None;
+        }
+        match action {
+            Action::Submit => return self.submit(now),
+            Action::Cancel => {
+                if self.is_busy() {
+                    return self.cancel_all(now);
+                }
+                self.notice = None;
+            }
+            Action::Interrupt => {
+                let armed = self.ctrl_c_at.take();
+                let quits = armed.is_some_and(|at| {
+                    !self.is_busy() || now.saturating_duration_since(at) <= QUIT_WINDOW
+                });
+                if quits {
+                    let mut effects = self.cancel_all(now);
+                    effects.push(Effect::Quit);
+                    return effects;
+                }
+                self.ctrl_c_at = Some(now);
+                let effects = self.cancel_all(now);
+                self.notice(NoticeKind::Warn, "press Ctrl+C again to quit");
+                return effects;
+            }
+            Action::Retry => return self.retry(now),
+            Action::Help => self.help_open = true,
+            Action::CloseHelp => self.help_open = false,
+            Action::ToggleQuota => self.quota_open = !self.quota_open,
+            Action::ToggleMouse => {
+                self.mouse_captured = !self.mouse_captured;
+                let text = if self.mouse_captured {
+                    "mouse captured: the wheel scrolls (F2 to select text instead)"
+                } else {
+                    "mouse released: select text with the mouse (F2 to scroll with the wheel again)"
+                };
+                self.notice(NoticeKind::Info, text);
+                return vec![Effect::SetMouseCapture(self.mouse_captured)];
+            }
+            Action::ToggleThinking => self.expand_thinking = !self.expand_thinking,
+            Action::Redraw => return vec![Effect::ClearScreen],
+            Action::PageUp => self.scroll_by(-self.page()),
+            Action::PageDown => self.scroll_by(self.page()),
+            Action::LineUp => self.scroll_by(-1),
+            Action::LineDown => self.scroll_by(1),
+            Action::Top => self.scroll = Scroll::At(0),
+            Action::Bottom => self.scroll = Scroll::Bottom,
+            Action::Edit(op) => self.composer.apply(op),
+        }
+        Vec::new()
+    }
+
+    fn on_key(&mut self, key: KeyEvent, now: Instant) -> Vec<Effect> {
+        if key.kind == KeyEventKind::Release {
+            return Vec::new();
+        }
+        let ctx = KeyContext {
+            help_open: self.help_open,
+            composer_empty: self.composer.is_empty(),
+        };
+        match keymap::action_for(&key, ctx) {
+            Some(a) => self.on_action(a, now),
+            None => Vec::new(),
+        }
+    }
+
+    fn on_mouse(&mut self, m: MouseEvent) {
+        match m.kind {
+            MouseEventKind::ScrollUp => self.scroll_by(-(WHEEL_ROWS as isize)),
+            MouseEventKind::ScrollDown => self.scroll_by(WHEEL_ROWS as isize),
+            _ => {}
+        }
+    }
+
+    fn on_turn(&mut self, id: TurnId, event: TurnEvent, now: Instant) -> Vec<Effect> {
+        let Some(pos) = self.live.iter().position(|l| l.id == id) else {
+            // Cancelled or cleared: its late events mean nothing now.
+            return Vec::new();
+        };
+        self.timeline.record(id, &event, now);
+        let turn_index = self.live[pos].turn_index;
+        let Some(turn) = self.conversation.turns.get_mut(turn_index) else {
+            self.live.remove(pos);
+            return Vec::new();
+        };
+        let live = &mut self.live[pos];
+        match event {
+            TurnEvent::Pacing {
+                until,
+                bucket,
+                source,
+                ..
+            } => {
+                live.phase = Phase::Pacing {
+                    until,
+                    bucket,
+                    source,
+                };
+            }
+            TurnEvent::Sending {
+                attempt,
+                max_attempts,
+            } => {
+                live.phase = Phase::Sending {
+                    attempt,
+                    max_attempts,
+                };
+            }
+            TurnEvent::Quota(q) => match &mut self.quota {
+                Some(old) => old.merge_newer(&q),
+                None => self.quota = Some(q),
+            },
+            TurnEvent::RetryScheduled {
+                attempt,
+                max_attempts,
+                until,
+                cause,
+                status,
+                source,
+                ..
+            } => {
+                live.phase = Phase::Waiting {
+                    attempt,
+                    max_attempts,
+                    until,
+                    cause,
+                    status,
+                    source,
+                };
+            }
+            TurnEvent::Started { request_id, model } => {
+                live.phase = Phase::Streaming;
+                turn.state = ReplyState::Streaming;
+                turn.request_id = request_id;
+                if !model.is_empty() {
+                    turn.model = model;
+                }
+            }
+            TurnEvent::TextDelta { text } => {
+                live.streamed_chars += text.chars().count() as u64;
+                turn.assistant.push_str(&text);
+            }
+            TurnEvent::ThinkingDelta { text } => turn.thinking.push_str(&text),
+            TurnEvent::Usage(u) => {
+                live.output_tokens = u.output_tokens;
+                turn.usage = Some(u);
+            }
+            TurnEvent::Finished { stop_reason, usage } => {
+                turn.state = ReplyState::Complete { stop_reason };
+                turn.usage = Some(usage);
+                self.live.remove(pos);
+                return vec![Effect::TurnEnded { turn_index }];
+            }
+            TurnEvent::Interrupted { error, .. } => {
+                turn.state = ReplyState::Interrupted {
+                    reason: error.to_string(),
+                };
+                self.live.remove(pos);
+                return vec![Effect::TurnEnded { turn_index }];
+            }
+            TurnEvent::Failed(f) => {
+                turn.state = ReplyState::Failed { message: f.message };
+                self.live.remove(pos);
+                return vec![Effect::TurnEnded { turn_index }];
+            }
+        }
+        Vec::new()
+    }
+
+    fn on_stream_ended(&mut self, id: TurnId, now: Instant) -> Vec<Effect> {
+        let Some(pos) = self.live.iter().position(|l| l.id == id) else {
+            return Vec::new();
+        };
+        // A driver always ends with a terminal event; a silent end is a break.
+        let l = self.live.remove(pos);
+        if let Some(t) = self.conversation.turns.get_mut(l.turn_index) {
+            t.state = ReplyState::Interrupted {
+                reason: "the turn ended without a result".to_string(),
+            };
+        }
+        self.timeline.cancelled(l.id, now);
+        vec![Effect::TurnEnded {
+            turn_index: l.turn_index,
+        }]
+    }
+}
+
+/// Apply one message; return the work for the event loop.
+pub fn update(app: &mut App, msg: Msg, now: Instant) -> Vec<Effect> {
+    let effects = dispatch(app, msg, now);
+    // Turn states change only when a turn starts or ends (or on /clear, which also
+    // cancels): recompute the retry target then, not on every text delta.
+    if effects.iter().any(|e| {
+        matches!(
+            e,
+            Effect::StartTurn { .. } | Effect::TurnEnded { .. } | Effect::CancelTurn { .. }
+        )
+    }) || app
+        .retry_target
+        .is_some_and(|i| i >= app.conversation.turns.len())
+    {
+        app.refresh_retry_target();
+    }
+    effects
+}
+
+fn dispatch(app: &mut App, msg: Msg, now: Instant) -> Vec<Effect> {
+    match msg {
+        Msg::Key(k) => app.on_key(k, now),
+        Msg::Paste(text) => {
+            if !app.help_open {
+                app.composer.insert_str(&text);
+            }
+            Vec::new()
+        }
+        Msg::Mouse(m) => {
+            app.on_mouse(m);
+            Vec::new()
+        }
+        Msg::Resize { .. } | Msg::Tick => Vec::new(),
+        Msg::Turn { id, event } => app.on_turn(id, event, now),
+        Msg::TurnStreamEnded { id } => app.on_stream_ended(id, now),
+    }
+}

@@ -1,0 +1,113 @@
+//! Slash commands: parsing only (the app carries them out).
+
+/// Most prompts `/burst` sends at once.
+pub const BURST_MAX: u32 = 50;
+
+/// A parsed command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `/model NAME` (`None`: show the current one).
+    Model(Option<String>),
+    /// `/system TEXT` (`None`: clear it).
+    System(Option<String>),
+    /// `/clear`.
+    Clear,
+    /// `/retry`.
+    Retry,
+    /// `/help`.
+    Help,
+    /// `/quit`.
+    Quit,
+    /// `/burst N [PROMPT]`; `capped` when N was above [`BURST_MAX`].
+    Burst {
+        /// How many.
+        n: u32,
+        /// The prompt, if given.
+        prompt: Option<String>,
+        /// N was lowered to the maximum.
+        capped: bool,
+    },
+    /// `/copy`.
+    Copy,
+    /// A command that exists, used wrongly: the message says how.
+    Invalid(String),
+    /// No such command.
+    Unknown(String),
+}
+
+/// Parse a line that starts with `/`.
+pub fn parse(line: &str) -> Command {
+    let line = line.trim();
+    let body = line.strip_prefix('/').unwrap_or(line);
+    let (name, rest) = match body.split_once(char::is_whitespace) {
+        Some((n, r)) => (n, r.trim()),
+        None => (body, ""),
+    };
+    let arg = (!rest.is_empty()).then(|| rest.to_string());
+    match name {
+        "model" => match arg {
+            Some(m) if m.split_whitespace().count() > 1 => {
+                Command::Invalid("usage: /model NAME (one word, e.g. claude-sonnet-4-6)".into())
+            }
+            m => Command::Model(m),
+        },
+        "system" => Command::System(arg),
+        "clear" | "new" => Command::Clear,
+        "retry" => Command::Retry,
+        "help" | "?" => Command::Help,
+        "quit" | "exit" | "q" => Command::Quit,
+        "copy" => Command::Copy,
+        "burst" => {
+            let (n, prompt) = match rest.split_once(char::is_whitespace) {
+                Some((n, p)) => (n, Some(p.trim().to_string()).filter(|p| !p.is_empty())),
+                None => (rest, None),
+            };
+            match n.parse::<u64>() {
+                Ok(0) | Err(_) => Command::Invalid(format!(
+                    "usage: /burst N [PROMPT] with N from 1 to {BURST_MAX}"
+                )),
+                Ok(n) => Command::Burst {
+                    n: n.min(u64::from(BURST_MAX)) as u32,
+                    prompt,
+                    capped: n > u64::from(BURST_MAX),
+                },
+            }
+        }
+        other => Command::Unknown(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse("/model x"), Command::Model(Some("x".into())));
+        assert_eq!(parse("/model"), Command::Model(None));
+        assert!(matches!(parse("/model a b"), Command::Invalid(_)));
+        assert_eq!(
+            parse("/system  be brief "),
+            Command::System(Some("be brief".into()))
+        );
+        assert_eq!(
+            parse("/burst 3"),
+            Command::Burst {
+                n: 3,
+                prompt: None,
+                capped: false
+            }
+        );
+        assert_eq!(
+            parse("/burst 500 hi there"),
+            Command::Burst {
+                n: 50,
+                prompt: Some("hi there".into()),
+                capped: true
+            }
+        );
+        assert!(matches!(parse("/burst"), Command::Invalid(_)));
+        assert!(matches!(parse("/burst -1"), Command::Invalid(_)));
+        assert_eq!(parse("/frobnicate"), Command::Unknown("frobnicate".into()));
+    }
+}

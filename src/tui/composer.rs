@@ -1,0 +1,558 @@
+//! The multi-line editor under the transcript.
+//!
+//! Our own, because tui-textarea does not support ratatui 0.30. The text is a list of lines;
+//! the cursor is a (line, byte offset) pair that always sits on a grapheme boundary, so that
+//! wide characters and combining marks move and delete as one. Up on the first line recalls
+//! earlier prompts, Down goes forward again and finally back to the draft.
+
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
+
+use super::sanitize::sanitize;
+
+/// An editing operation (the keymap turns keys into these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EditOp {
+    /// Type a character.
+    Insert(char),
+    /// Split the line at the cursor.
+    Newline,
+    /// Delete the grapheme before the cursor (joins lines at the start of one).
+    Backspace,
+    /// Delete the grapheme under the cursor.
+    Delete,
+    /// One grapheme left.
+    Left,
+    /// One grapheme right.
+    Right,
+    /// One line up, or the previous prompt from the first line.
+    Up,
+    /// One line down, or the next prompt while recalling.
+    Down,
+    /// Start of the line.
+    Home,
+    /// End of the line.
+    End,
+    /// Start of the previous word.
+    WordLeft,
+    /// End of the next word.
+    WordRight,
+    /// Delete from the start of the line to the cursor (Ctrl+U).
+    DeleteToStart,
+    /// Delete from the cursor to the end of the line (Ctrl+K).
+    DeleteToEnd,
+    /// Delete the word before the cursor (Ctrl+W).
+    DeleteWordBack,
+}
+
+/// Prompts kept for recall.
+const HISTORY_LIMIT: usize = 500;
+
+/// The editor's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Composer {
+    lines: Vec<String>,
+    row: usize,
+    col: usize,
+    history: Vec<String>,
+    recall: Option<usize>,
+    draft: Option<String>,
+}
+
+impl Default for Composer {
+    fn default() -> Self {
+        Composer {
+            lines: vec![String::new()],
+            row: 0,
+            col: 0,
+            history: Vec::new(),
+            recall: None,
+            draft: None,
+        }
+    }
+}
+
+/// One visual (wrapped) row of the composer: a byte range of a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VisualRow {
+    /// The line.
+    pub line: usize,
+    /// Byte range start.
+    pub start: usize,
+    /// Byte range end.
+    pub end: usize,
+}
+
+fn is_word(g: &str) -> bool {
+    g.chars().any(|c| c.is_alphanumeric() || c == '_')
+}
+
+impl Composer {
+    /// The text, lines joined with `\n`.
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    /// True when there is no text at all.
+    pub fn is_empty(&self) -> bool {
+        self.lines.len() == 1 && self.lines[0].is_empty()
+    }
+
+    /// The lines.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// The cursor: (line, byte offset).
+    pub fn cursor(&self) -> (usize, usize) {
+        (self.row, self.col)
+    }
+
+    /// Replace the text; the cursor goes to its end.
+    pub fn set_text(&mut self, text: &str) {
+        let clean = sanitize(text, 0);
+        self.lines = clean.split('\n').map(str::to_string).collect();
+        if self.lines.is_empty() {
+            self.lines.push(String::new());
+        }
+        self.row = self.lines.len() - 1;
+        self.col = self.lines[self.row].len();
+    }
+
+    /// Empty the editor (history stays).
+    pub fn clear(&mut self) {
+        self.lines = vec![String::new()];
+        self.row = 0;
+        self.col = 0;
+        self.recall = None;
+        self.draft = None;
+    }
+
+    /// Remember a sent prompt for recall.
+    pub fn push_history(&mut self, text: &str) {
+        if self.history.last().map(String::as_str) != Some(text) {
+            self.history.push(text.to_string());
+            if self.history.len() > HISTORY_LIMIT {
+                self.history.remove(0);
+            }
+        }
+        self.recall = None;
+        self.draft = None;
+    }
+
+    /// The prompts remembered, oldest first.
+    pub fn history(&self) -> &[String] {
+        &self.history
+    }
+
+    /// Insert text at the cursor (a paste: newlines split lines, control characters are
+    /// neutralised, tabs expanded).
+    pub fn insert_str(&mut self, text: &str) {
+        self.recall = None;
+        let line = &self.lines[self.row];
+        let col_w = line[..self.col].width();
+        let normalized = text.replace("\r\n", "\n").replace('\r', "\n");
+        let clean = sanitize(&normalized, col_w);
+        let tail = self.lines[self.row].split_off(self.col);
+        let mut parts = clean.split('\n');
+        if let Some(first) = parts.next() {
+            self.lines[self.row].push_str(first);
+        }
+        for part in parts {
+            self.row += 1;
+            self.lines.insert(self.row, part.to_string());
+        }
+        self.col = self.lines[self.row].len();
+        self.lines[self.row].push_str(&tail);
+    }
+
+    fn prev_boundary(&self) -> usize {
+        let line = &self.lines[self.row];
+        line[..self.col]
+            .grapheme_indices(true)
+            .next_back()
+            .map(|(i, _)| i)
+            .unwrap_or(0)
+    }
+
+    fn next_boundary(&self) -> usize {
+        let line = &self.lines[self.row];
+        line[self.col..]
+            .graphemes(true)
+            .next()
+            .map(|g| self.col + g.len())
+            .unwrap_or(line.len())
+    }
+
+    /// Move to `row`, keeping the display column as near as possible.
+    fn move_vertically(&mut self, row: usize) {
+        let target = self.lines[self.row][..self.col].width();
+        self.row = row;
+        let line = &self.lines[row];
+        let mut w = 0;
+        let mut col = line.len();
+        for (i, g) in line.grapheme_indices(true) {
+            let gw = g.width();
+            if w + gw > target {
+                col = i;
+                break;
+            }
+            w += gw;
+        }
+        self.col = col;
+    }
+
+    fn word_left(&mut self) {
+        if self.col == 0 {
+            if self.row > 0 {
+                self.row -= 1;
+                self.col = self.lines[self.row].len();
+            }
+            return;
+        }
+        let line = &self.lines[self.row];
+        let gs: Vec<(usize, &str)> = line[..self.col].grapheme_indices(true).collect();
+        let mut i = gs.len();
+        while i > 0 && !is_word(gs[i - 1].1) {
+            i -= 1;
+        }
+        while i > 0 && is_word(gs[i - 1].1) {
+            i -= 1;
+        }
+        self.col = gs.get(i).map(|(b, _)| *b).unwrap_or(0);
+    }
+
+    fn word_right(&mut self) {
+        let line = &self.lines[self.row];
+        if self.col >= line.len() {
+            if self.row + 1 < self.lines.len() {
+                self.row += 1;
+                self.col = 0;
+            }
+            return;
+        }
+        let mut col = self.col;
+        let mut seen_word = false;
+        for g in line[self.col..].graphemes(true) {
+            if is_word(g) {
+                seen_word = true;
+            } else if seen_word {
+                break;
+            }
+            col += g.len();
+        }
+        self.col = col;
+    }
+
+    fn recall_previous(&mut self) {
+        if self.history.is_empty() {
+            return;
+        }
+        let pos = match self.recall {
+            None => {
+                self.draft = Some(self.text());
+                self.history.len() - 1
+            }
+            Some(0) => return,
+            Some(p) => p - 1,
+        };
+        let text = self.history[pos].clone();
+        self.set_text(&text);
+        self.recall = Some(pos);
+    }
+
+    fn recall_next(&mut self) {
+        let Some(pos) = self.recall else {
+            return;
+        };
+        if pos + 1 < self.history.len() {
+            let text = self.history[pos + 1].clone();
+            self.set_text(&text);
+            self.recall = Some(pos + 1);
+        } else {
+            let draft = self.draft.take().unwrap_or_default();
+            self.set_text(&draft);
+            self.recall = None;
+        }
+    }
+
+    /// Apply an editing operation.
+    pub fn apply(&mut self, op: EditOp) {
+        if !matches!(op, EditOp::Up | EditOp::Down) {
+            // Editing a recalled prompt makes it the draft.
+            if !matches!(
+                op,
+                EditOp::Left
+                    | EditOp::Right
+                    | EditOp::Home
+                    | EditOp::End
+                    | EditOp::WordLeft
+                    | EditOp::WordRight
+            ) {
+                self.recall = None;
+                self.draft = None;
+            }
+        }
+        match op {
+            EditOp::Insert('\n') | EditOp::Newline => {
+                let tail = self.lines[self.row].split_off(self.col);
+                self.row += 1;
+                self.lines.insert(self.row, tail);
+                self.col = 0;
+            }
+            EditOp::Insert(c) => {
+                let mut buf = [0u8; 4];
+                self.insert_str(c.encode_utf8(&mut buf));
+            }
+            EditOp::Backspace => {
+                if self.col > 0 {
+                    let start = self.prev_boundary();
+                    self.lines[self.row].replace_range(start..self.col, "");
+                    self.col = start;
+                } else if self.row > 0 {
+                    let line = self.lines.remove(self.row);
+                    self.row -= 1;
+                    self.col = self.lines[self.row].len();
+                    self.lines[self.row].push_str(&line);
+                }
+            }
+            EditOp::Delete => {
+                if self.col < self.lines[self.row].len() {
+                    let end = self.next_boundary();
+                    self.lines[self.row].replace_range(self.col..end, "");
+                } else if self.row + 1 < self.lines.len() {
+                    let next = self.lines.remove(self.row + 1);
+                    self.lines[self.row].push_str(&next);
+                }
+            }
+            EditOp::Left => {
+                if self.col > 0 {
+                    self.col = self.prev_boundary();
+                } else if self.row > 0 {
+                    self.row -= 1;
+                    self.col = self.lines[self.row].len();
+                }
+            }
+            EditOp::Right => {
+                if self.col < self.lines[self.row].len() {
+                    self.col = self.next_boundary();
+                } else if self.row + 1 < self.lines.len() {
+                    self.row += 1;
+                    self.col = 0;
+                }
+            }
+            EditOp::Up => {
+                if self.row == 0 {
+                    self.recall_previous();
+                } else {
+                    self.move_vertically(self.row - 1);
+                }
+            }
+            EditOp::Down => {
+                if self.row + 1 < self.lines.len() {
+                    self.move_vertically(self.row + 1);
+                } else {
+                    self.recall_next();
+                }
+            }
+            EditOp::Home => self.col = 0,
+            EditOp::End => self.col = self.lines[self.row].len(),
+            EditOp::WordLeft => self.word_left(),
+            EditOp::WordRight => self.word_right(),
+            EditOp::DeleteToStart => {
+                self.lines[self.row].replace_range(..self.col, "");
+                self.col = 0;
+            }
+            EditOp::DeleteToEnd => {
+                let col = self.col;
+                self.lines[self.row].truncate(col);
+            }
+            EditOp::DeleteWordBack => {
+                if self.col == 0 {
+                    self.apply(EditOp::Backspace);
+                } else {
+                    let end = self.col;
+                    self.word_left();
+                    let start = self.col;
+                    self.lines[self.row].replace_range(start..end, "");
+                }
+            }
+        }
+    }
+
+    /// Wrap the text to `width` cells. Returns the visual rows and the cursor's (row,
+    /// column) among them. A cursor at the end of a full row moves to a fresh row, so it is
+    /// always inside the area.
+    pub fn layout(&self, width: u16) -> (Vec<VisualRow>, (usize, u16)) {
+        let width = usize::from(width).max(1);
+        let mut rows = Vec::new();
+        let mut cursor = (0usize, 0u16);
+        for (li, line) in self.lines.iter().enumerate() {
+            let mut start = 0;
+            let mut w = 0;
+            for (i, g) in line.grapheme_indices(true) {
+                let gw = g.width();
+                if w + gw > width && w > 0 {
+                    rows.push(VisualRow {
+                        line: li,
+                        start,
+                        end: i,
+                    });
+                    start = i;
+                    w = 0;
+                }
+                if li == self.row && i == self.col {
+                    cursor = (rows.len(), w as u16);
+                }
+                w += gw;
+            }
+            if li == self.row && self.col >= line.len() {
+                if w >= width {
+                    rows.push(VisualRow {
+                        line: li,
+                        start,
+                        end: line.len(),
+                    });
+                    start = line.len();
+                    w = 0;
+                }
+                cursor = (rows.len(), w as u16);
+            }
+            rows.push(VisualRow {
+                line: li,
+                start,
+                end: line.len(),
+            });
+        }
+        (rows, cursor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typed(s: &str) -> Composer {
+        let mut c = Composer::default();
+        for ch in s.chars() {
+            c.apply(EditOp::Insert(ch));
+        }
+        c
+    }
+
+    #[test]
+    fn typing_newlines_and_backspace() {
+        let mut c = typed("ab");
+        c.apply(EditOp::Newline);
+        c.apply(EditOp::Insert('c'));
+        assert_eq!(c.text(), "ab\nc");
+        c.apply(EditOp::Home);
+        c.apply(EditOp::Backspace);
+        assert_eq!(c.text(), "abc");
+        assert_eq!(c.cursor(), (0, 2));
+    }
+
+    #[test]
+    fn wide_and_combining_graphemes_move_as_one() {
+        let mut c = typed("e\u{301}日x");
+        c.apply(EditOp::Left);
+        c.apply(EditOp::Left);
+        assert_eq!(c.cursor(), (0, 3), "before 日");
+        c.apply(EditOp::Backspace);
+        assert_eq!(c.text(), "日x", "the accent went with its e");
+        let (_, cur) = c.layout(10);
+        assert_eq!(cur, (0, 0));
+        c.apply(EditOp::Right);
+        let (_, cur) = c.layout(10);
+        assert_eq!(cur, (0, 2), "日 is two cells");
+    }
+
+    #[test]
+    fn words_and_kills() {
+        let mut c = typed("hello big world");
+        c.apply(EditOp::WordLeft);
+        assert_eq!(c.cursor(), (0, 10));
+        c.apply(EditOp::DeleteWordBack);
+        assert_eq!(c.text(), "hello world");
+        c.apply(EditOp::WordRight);
+        assert_eq!(c.cursor(), (0, 11));
+        c.apply(EditOp::DeleteToStart);
+        assert_eq!(c.text(), "");
+        let mut c = typed("abc def");
+        c.apply(EditOp::Home);
+        c.apply(EditOp::WordRight);
+        c.apply(EditOp::DeleteToEnd);
+        assert_eq!(c.text(), "abc");
+    }
+
+    #[test]
+    fn history_recall_up_and_down() {
+        let mut c = Composer::default();
+        c.push_history("first");
+        c.push_history("second\nline");
+        c.set_text("draft");
+        c.apply(EditOp::Up);
+        assert_eq!(c.text(), "second\nline");
+        // The cursor is on the last line: Up moves within the text first.
+        c.apply(EditOp::Up);
+        assert_eq!(c.text(), "second\nline");
+        c.apply(EditOp::Up);
+        assert_eq!(c.text(), "first");
+        c.apply(EditOp::Down);
+        assert_eq!(c.text(), "second\nline");
+        c.apply(EditOp::Down);
+        assert_eq!(c.text(), "draft");
+    }
+
+    #[test]
+    fn paste_is_sanitized_and_splits_lines() {
+        let mut c = typed("> ");
+        c.insert_str("a\r\n\tb\u{1b}[2J");
+        assert_eq!(c.text(), "> a\n    b␛[2J");
+        assert_eq!(c.cursor(), (1, "    b␛[2J".len()));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_edit_sequence_keeps_the_cursor_valid(
+            text in "\\PC{0,30}",
+            ops in proptest::collection::vec(0u8..16, 0..40),
+            width in 1u16..12,
+        ) {
+            let mut c = Composer::default();
+            c.insert_str(&text);
+            for op in ops {
+                let op = match op {
+                    0 => EditOp::Backspace, 1 => EditOp::Delete, 2 => EditOp::Left,
+                    3 => EditOp::Right, 4 => EditOp::Up, 5 => EditOp::Down, 6 => EditOp::Home,
+                    7 => EditOp::End, 8 => EditOp::WordLeft, 9 => EditOp::WordRight,
+                    10 => EditOp::DeleteToStart, 11 => EditOp::DeleteToEnd,
+                    12 => EditOp::DeleteWordBack, 13 => EditOp::Newline,
+                    14 => EditOp::Insert('日'), _ => EditOp::Insert('e'),
+                };
+                c.apply(op);
+                let (row, col) = c.cursor();
+                proptest::prop_assert!(row < c.lines().len());
+                proptest::prop_assert!(c.lines()[row].is_char_boundary(col));
+                let (rows, (vr, vc)) = c.layout(width);
+                proptest::prop_assert!(vr < rows.len());
+                proptest::prop_assert!(vc <= width);
+            }
+        }
+    }
+
+    #[test]
+    fn layout_keeps_the_cursor_inside() {
+        let c = typed("abcd");
+        let (rows, cur) = c.layout(4);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(cur, (1, 0));
+        let c = typed("日本語");
+        let (rows, cur) = c.layout(3);
+        assert_eq!(
+            rows.iter().map(|r| (r.start, r.end)).collect::<Vec<_>>(),
+            vec![(0, 3), (3, 6), (6, 9)]
+        );
+        assert_eq!(cur, (2, 2));
+    }
+}

@@ -1,0 +1,355 @@
+//! The thin shell around the pure app: terminal setup and teardown, the crossterm event
+//! stream, turn tasks, the effect runner, and frame scheduling.
+//!
+//! Redraws happen on change only: every message marks the screen dirty, draws are coalesced
+//! and capped at about 60 per second, and a 10 Hz-plus tick runs only while a countdown or a
+//! spinner is on screen (otherwise the loop sleeps until the next label change, e.g. the
+//! quota's age ticking over). An idle TUI uses no CPU.
+
+use std::collections::HashMap;
+use std::io::{self, Stdout, Write};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    EventStream, KeyEventKind, KeyboardEnhancementFlags, MouseEventKind,
+    PopKeyboardEnhancementFlags, PushKeyboardEnhancementFlags,
+};
+use crossterm::terminal::{
+    BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen, LeaveAlternateScreen,
+    disable_raw_mode, enable_raw_mode,
+};
+use crossterm::{cursor, execute};
+use futures::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::app::{App, update};
+use super::clipboard;
+use super::msg::{Effect, Msg, TurnId};
+use super::theme::Theme;
+use super::view;
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::mock::MockConfig;
+use crate::retry::Driver;
+
+/// Shortest time between two frames (about 60 fps).
+pub const FRAME: Duration = Duration::from_millis(16);
+
+/// Tick while a countdown or spinner is on screen: faster than 10 Hz so that a countdown
+/// shown with tenths never skips a step.
+pub const TICK: Duration = Duration::from_millis(80);
+
+/// Exit code when the TUI cannot start.
+pub const EXIT_START: i32 = 2;
+
+static KEYBOARD_PUSHED: AtomicBool = AtomicBool::new(false);
+static TERMINAL_ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Put the terminal back as it was: leave the alternate screen, stop mouse capture and
+/// bracketed paste, pop keyboard flags, leave raw mode. Safe to call twice; never panics.
+pub fn restore_terminal() {
+    if !TERMINAL_ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let mut out = io::stdout();
+    if KEYBOARD_PUSHED.swap(false, Ordering::SeqCst) {
+        let _ = execute!(out, PopKeyboardEnhancementFlags);
+    }
+    let _ = execute!(
+        out,
+        DisableMouseCapture,
+        DisableBracketedPaste,
+        LeaveAlternateScreen,
+        cursor::Show
+    );
+    let _ = disable_raw_mode();
+}
+
+/// Restore the terminal before any panic message is printed, so it is readable.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+    });
+}
+
+/// The terminal, restored when dropped (also on early return and unwinding).
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    fn enter() -> io::Result<TerminalGuard> {
+        install_panic_hook();
+        enable_raw_mode()?;
+        TERMINAL_ACTIVE.store(true, Ordering::SeqCst);
+        let mut out = io::stdout();
+        let setup = (|| -> io::Result<()> {
+            execute!(
+                out,
+                EnterAlternateScreen,
+                EnableBracketedPaste,
+                EnableMouseCapture
+            )?;
+            // Lets terminals that support it report Shift+Enter (kitty protocol).
+            if matches!(
+                crossterm::terminal::supports_keyboard_enhancement(),
+                Ok(true)
+            ) {
+                execute!(
+                    out,
+                    PushKeyboardEnhancementFlags(
+                        KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES
+                    )
+                )?;
+                KEYBOARD_PUSHED.store(true, Ordering::SeqCst);
+            }
+            Ok(())
+        })();
+        if let Err(e) = setup {
+            restore_terminal();
+            return Err(e);
+        }
+        match Terminal::new(CrosstermBackend::new(out)) {
+            Ok(terminal) => Ok(TerminalGuard { terminal }),
+            Err(e) => {
+                restore_terminal();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+/// Run the TUI (see [`super::run`]).
+pub async fn run(config: Config, mock: Option<MockConfig>, demo: bool) -> i32 {
+    use std::io::IsTerminal;
+    if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
+        eprintln!("backchat: the chat TUI needs a terminal; use -p PROMPT with pipes and scripts");
+        return EXIT_START;
+    }
+    let backend = match Backend::start(&config, mock).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("backchat: {e}");
+            return EXIT_START;
+        }
+    };
+    let mut app = App::new(
+        config,
+        backend.is_mock(),
+        demo,
+        Theme::from_env(),
+        Instant::now(),
+    );
+    let mut guard = match TerminalGuard::enter() {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("backchat: cannot set up the terminal: {e}");
+            return EXIT_START;
+        }
+    };
+    let result = main_loop(&mut guard.terminal, &mut app, &backend.driver).await;
+    drop(guard);
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("backchat: terminal error: {e}");
+            1
+        }
+    }
+}
+
+/// A crossterm event as a message; `None` for what the app does not use (mouse moves,
+/// focus changes, key releases).
+pub fn translate(event: Event) -> Option<Msg> {
+    match event {
+        Event::Key(k) if k.kind != KeyEventKind::Release => Some(Msg::Key(k)),
+        Event::Paste(text) => Some(Msg::Paste(text)),
+        Event::Mouse(m)
+            if matches!(
+                m.kind,
+                MouseEventKind::ScrollUp | MouseEventKind::ScrollDown
+            ) =>
+        {
+            Some(Msg::Mouse(m))
+        }
+        Event::Resize(width, height) => Some(Msg::Resize { width, height }),
+        _ => None,
+    }
+}
+
+struct Runner<'a> {
+    driver: &'a Driver,
+    tx: mpsc::UnboundedSender<Msg>,
+    tasks: HashMap<TurnId, JoinHandle<()>>,
+}
+
+impl Runner<'_> {
+    /// Run effects; `true` when one of them is Quit.
+    fn run(
+        &mut self,
+        effects: Vec<Effect>,
+        terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    ) -> io::Result<bool> {
+        for effect in effects {
+            match effect {
+                Effect::StartTurn { id, request, .. } => {
+                    let mut stream = self.driver.run(request);
+                    let tx = self.tx.clone();
+                    let handle = tokio::spawn(async move {
+                        while let Some(event) = stream.next().await {
+                            if tx.send(Msg::Turn { id, event }).is_err() {
+                                return;
+                            }
+                        }
+                        let _ = tx.send(Msg::TurnStreamEnded { id });
+                    });
+                    self.tasks.insert(id, handle);
+                }
+                Effect::CancelTurn { id, .. } => {
+                    // Aborting drops the driver's stream: the wait or the stream stops at once.
+                    if let Some(h) = self.tasks.remove(&id) {
+                        h.abort();
+                    }
+                }
+                Effect::TurnEnded { .. } => {
+                    // Sessions will save here. Finished tasks are forgotten.
+                    self.tasks.retain(|_, h| !h.is_finished());
+                }
+                Effect::SetMouseCapture(on) => {
+                    let out = terminal.backend_mut();
+                    if on {
+                        execute!(out, EnableMouseCapture)?;
+                    } else {
+                        execute!(out, DisableMouseCapture)?;
+                    }
+                }
+                Effect::CopyToClipboard(text) => {
+                    let out = terminal.backend_mut();
+                    out.write_all(clipboard::osc52(&text).as_bytes())?;
+                    out.flush()?;
+                }
+                Effect::ClearScreen => terminal.clear()?,
+                Effect::Quit => return Ok(true),
+            }
+        }
+        Ok(false)
+    }
+
+    fn abort_all(&mut self) {
+        for (_, h) in self.tasks.drain() {
+            h.abort();
+        }
+    }
+}
+
+fn draw(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    app: &App,
+    now: Instant,
+) -> io::Result<()> {
+    // Synchronized updates: the terminal shows the frame whole, never half-drawn.
+    execute!(terminal.backend_mut(), BeginSynchronizedUpdate)?;
+    let drawn = terminal
+        .draw(|f| {
+            let area = f.area();
+            if let Some(p) = view::render(app, area, f.buffer_mut(), now) {
+                f.set_cursor_position(p);
+            }
+        })
+        .map(|_| ());
+    execute!(terminal.backend_mut(), EndSynchronizedUpdate)?;
+    drawn
+}
+
+async fn main_loop(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    app: &mut App,
+    driver: &Driver,
+) -> io::Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let mut runner = Runner {
+        driver,
+        tx,
+        tasks: HashMap::new(),
+    };
+    let mut events = EventStream::new();
+    let mut dirty = true;
+    let mut last_draw: Option<Instant> = None;
+    let result = loop {
+        let now = Instant::now();
+        if dirty && last_draw.is_none_or(|t| now >= t + FRAME) {
+            if let Err(e) = draw(terminal, app, now) {
+                break Err(e);
+            }
+            last_draw = Some(now);
+            dirty = false;
+        }
+        let frame_due = if dirty {
+            last_draw.map(|t| t + FRAME)
+        } else {
+            None
+        };
+        let tick_due = if app.animating(now) {
+            Some(last_draw.unwrap_or(now) + TICK)
+        } else {
+            app.next_change(now)
+        };
+        let wake = match (frame_due, tick_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let first = tokio::select! {
+            ev = events.next() => match ev {
+                Some(Ok(e)) => translate(e),
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            },
+            m = rx.recv() => m,
+            _ = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {
+                dirty = true;
+                Some(Msg::Tick)
+            }
+        };
+        // Take everything already queued before drawing (a burst of deltas is one frame).
+        let mut batch: Vec<Msg> = first.into_iter().collect();
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        let mut quit = false;
+        for msg in batch {
+            dirty = true;
+            let effects = update(app, msg, Instant::now());
+            match runner.run(effects, terminal) {
+                Ok(true) => quit = true,
+                Ok(false) => {}
+                Err(e) => {
+                    runner.abort_all();
+                    return Err(e);
+                }
+            }
+        }
+        if quit {
+            break Ok(());
+        }
+    };
+    runner.abort_all();
+    result
+}

@@ -1,0 +1,227 @@
+//! Keys to actions. One table, so help and behaviour cannot drift apart.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::composer::EditOp;
+
+/// What a key asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send the composer's text (or run its slash command).
+    Submit,
+    /// Cancel what is in flight (Esc), or close help.
+    Cancel,
+    /// Ctrl+C: cancel; a second one quits.
+    Interrupt,
+    /// Retry the last failed or interrupted turn.
+    Retry,
+    /// Open help.
+    Help,
+    /// Close help.
+    CloseHelp,
+    /// Show or hide the quota panel.
+    ToggleQuota,
+    /// Release or re-take the mouse.
+    ToggleMouse,
+    /// Expand or collapse thinking.
+    ToggleThinking,
+    /// Repaint the screen.
+    Redraw,
+    /// Scroll the transcript up a page.
+    PageUp,
+    /// Scroll the transcript down a page.
+    PageDown,
+    /// Scroll the transcript up a line.
+    LineUp,
+    /// Scroll the transcript down a line.
+    LineDown,
+    /// Scroll to the top.
+    Top,
+    /// Scroll to the bottom and follow.
+    Bottom,
+    /// Edit the composer.
+    Edit(EditOp),
+}
+
+/// What the keymap needs to know about the app.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyContext {
+    /// Help is open.
+    pub help_open: bool,
+    /// The composer has no text.
+    pub composer_empty: bool,
+}
+
+/// The bindings shown in help: (keys, what they do).
+pub const BINDINGS: &[(&str, &str)] = &[
+    ("Enter", "send"),
+    ("Shift+Enter, Alt+Enter, Ctrl+J", "new line"),
+    (
+        "Esc",
+        "cancel the turn or wait in flight (keeps the partial reply)",
+    ),
+    ("Ctrl+C", "cancel; press again to quit"),
+    ("Ctrl+R", "retry the last failed or interrupted turn"),
+    (
+        "Up / Down",
+        "previous / next prompt (from the first / last line)",
+    ),
+    ("PgUp / PgDn, wheel", "scroll the transcript"),
+    (
+        "Home / End (empty composer)",
+        "top / bottom of the transcript (or Ctrl+Home/End)",
+    ),
+    ("Ctrl+Left/Right, Alt+B/F", "word left / right"),
+    (
+        "Ctrl+U / Ctrl+W / Ctrl+K",
+        "delete to line start / word / to line end",
+    ),
+    ("F1, ? (empty composer)", "this help"),
+    ("F2", "release the mouse to select text / take it back"),
+    ("F3, Ctrl+Q", "quota panel and timeline"),
+    ("Ctrl+O", "expand / collapse thinking"),
+    ("Ctrl+L", "repaint the screen"),
+];
+
+/// The slash commands shown in help: (command, what it does).
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("/model NAME", "use another model for the next turns"),
+    ("/system TEXT", "set the system prompt (no text: clear it)"),
+    ("/clear", "start a new conversation"),
+    ("/retry", "retry the last failed or interrupted turn"),
+    (
+        "/burst N [PROMPT]",
+        "send N prompts at once (max 50) to watch pacing and 429s",
+    ),
+    ("/copy", "copy the last reply to the clipboard (OSC 52)"),
+    ("/help", "this help"),
+    ("/quit", "leave"),
+];
+
+/// The action for a key, if any.
+pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
+    let m = key.modifiers;
+    let ctrl = m.contains(KeyModifiers::CONTROL);
+    let alt = m.contains(KeyModifiers::ALT);
+    let shift = m.contains(KeyModifiers::SHIFT);
+    if ctx.help_open {
+        return match key.code {
+            KeyCode::Char('c') if ctrl => Some(Action::Interrupt),
+            KeyCode::Esc | KeyCode::F(1) | KeyCode::Char('q') | KeyCode::Char('?') => {
+                Some(Action::CloseHelp)
+            }
+            KeyCode::Enter => Some(Action::CloseHelp),
+            _ => None,
+        };
+    }
+    let edit = |op| Some(Action::Edit(op));
+    match key.code {
+        KeyCode::Esc => Some(Action::Cancel),
+        KeyCode::Char('c') if ctrl => Some(Action::Interrupt),
+        KeyCode::Char('r') if ctrl => Some(Action::Retry),
+        KeyCode::Char('q') if ctrl => Some(Action::ToggleQuota),
+        KeyCode::Char('o') if ctrl => Some(Action::ToggleThinking),
+        KeyCode::Char('l') if ctrl => Some(Action::Redraw),
+        KeyCode::Char('j') if ctrl => edit(EditOp::Newline),
+        KeyCode::Char('u') if ctrl => edit(EditOp::DeleteToStart),
+        KeyCode::Char('w') if ctrl => edit(EditOp::DeleteWordBack),
+        KeyCode::Char('k') if ctrl => edit(EditOp::DeleteToEnd),
+        KeyCode::Char('a') if ctrl => edit(EditOp::Home),
+        KeyCode::Char('e') if ctrl => edit(EditOp::End),
+        KeyCode::Char('b') if alt => edit(EditOp::WordLeft),
+        KeyCode::Char('f') if alt => edit(EditOp::WordRight),
+        KeyCode::F(1) => Some(Action::Help),
+        KeyCode::F(2) => Some(Action::ToggleMouse),
+        KeyCode::F(3) => Some(Action::ToggleQuota),
+        KeyCode::Char('?') if ctx.composer_empty && !ctrl && !alt => Some(Action::Help),
+        KeyCode::Enter if shift || alt || ctrl => edit(EditOp::Newline),
+        KeyCode::Enter => Some(Action::Submit),
+        KeyCode::PageUp => Some(Action::PageUp),
+        KeyCode::PageDown => Some(Action::PageDown),
+        KeyCode::Up if shift => Some(Action::LineUp),
+        KeyCode::Down if shift => Some(Action::LineDown),
+        KeyCode::Home if ctrl || ctx.composer_empty => Some(Action::Top),
+        KeyCode::End if ctrl || ctx.composer_empty => Some(Action::Bottom),
+        KeyCode::Home => edit(EditOp::Home),
+        KeyCode::End => edit(EditOp::End),
+        KeyCode::Left if ctrl || alt => edit(EditOp::WordLeft),
+        KeyCode::Right if ctrl || alt => edit(EditOp::WordRight),
+        KeyCode::Left => edit(EditOp::Left),
+        KeyCode::Right => edit(EditOp::Right),
+        KeyCode::Up => edit(EditOp::Up),
+        KeyCode::Down => edit(EditOp::Down),
+        KeyCode::Backspace if ctrl || alt => edit(EditOp::DeleteWordBack),
+        KeyCode::Backspace => edit(EditOp::Backspace),
+        KeyCode::Delete => edit(EditOp::Delete),
+        KeyCode::Tab => edit(EditOp::Insert('\t')),
+        KeyCode::Char(c) if !ctrl && !alt => edit(EditOp::Insert(c)),
+        // AltGr arrives as Ctrl+Alt on some platforms: it types a character.
+        KeyCode::Char(c) if ctrl && alt => edit(EditOp::Insert(c)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode, m: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, m)
+    }
+
+    #[test]
+    fn enter_sends_and_modified_enter_breaks_the_line() {
+        let ctx = KeyContext::default();
+        let none = KeyModifiers::NONE;
+        assert_eq!(
+            action_for(&key(KeyCode::Enter, none), ctx),
+            Some(Action::Submit)
+        );
+        for m in [KeyModifiers::SHIFT, KeyModifiers::ALT] {
+            assert_eq!(
+                action_for(&key(KeyCode::Enter, m), ctx),
+                Some(Action::Edit(EditOp::Newline))
+            );
+        }
+        assert_eq!(
+            action_for(&key(KeyCode::Char('j'), KeyModifiers::CONTROL), ctx),
+            Some(Action::Edit(EditOp::Newline))
+        );
+    }
+
+    #[test]
+    fn question_mark_opens_help_only_on_an_empty_composer() {
+        let q = key(KeyCode::Char('?'), KeyModifiers::NONE);
+        let empty = KeyContext {
+            composer_empty: true,
+            ..KeyContext::default()
+        };
+        assert_eq!(action_for(&q, empty), Some(Action::Help));
+        assert_eq!(
+            action_for(&q, KeyContext::default()),
+            Some(Action::Edit(EditOp::Insert('?')))
+        );
+        let help = KeyContext {
+            help_open: true,
+            ..KeyContext::default()
+        };
+        assert_eq!(
+            action_for(&key(KeyCode::Esc, KeyModifiers::NONE), help),
+            Some(Action::CloseHelp)
+        );
+    }
+
+    #[test]
+    fn home_end_scroll_when_the_composer_is_empty() {
+        let home = key(KeyCode::Home, KeyModifiers::NONE);
+        let empty = KeyContext {
+            composer_empty: true,
+            ..KeyContext::default()
+        };
+        assert_eq!(action_for(&home, empty), Some(Action::Top));
+        assert_eq!(
+            action_for(&home, KeyContext::default()),
+            Some(Action::Edit(EditOp::Home))
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! What goes into the app ([`Msg`]) and what comes out of it ([`Effect`]).
+//!
+//! Effects are data: the app never does IO, the event loop runs them. A test can assert that
+//! Esc while waiting yields [`Effect::CancelTurn`] without a terminal.
+
+use crossterm::event::{KeyEvent, MouseEvent};
+
+use crate::api::MessagesRequest;
+use crate::retry::TurnEvent;
+
+/// Identifies one run of a turn (a retry is a new run). Never reused within a session, so an
+/// event that arrives after its turn was cancelled or cleared is recognised and ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TurnId(pub u64);
+
+/// An input to [`update`](super::app::update).
+// Messages are moved once through a channel; boxing the turn event would cost an allocation
+// per text delta for no gain.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Msg {
+    /// A key press.
+    Key(KeyEvent),
+    /// A bracketed paste: one event, never sends.
+    Paste(String),
+    /// A mouse event (only the wheel is used).
+    Mouse(MouseEvent),
+    /// The terminal was resized.
+    Resize {
+        /// New width.
+        width: u16,
+        /// New height.
+        height: u16,
+    },
+    /// An event of a running turn.
+    Turn {
+        /// Which run.
+        id: TurnId,
+        /// What happened.
+        event: TurnEvent,
+    },
+    /// A turn's event stream ended (after its terminal event, or without one).
+    TurnStreamEnded {
+        /// Which run.
+        id: TurnId,
+    },
+    /// Time passed (a countdown or spinner is on screen).
+    Tick,
+}
+
+/// Work for the event loop.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Run this request and feed its events back as [`Msg::Turn`] with this id.
+    StartTurn {
+        /// The run's id.
+        id: TurnId,
+        /// The turn in the conversation.
+        turn_index: usize,
+        /// The request, built by `Conversation::request_for`.
+        request: MessagesRequest,
+    },
+    /// Stop a run at once (drop its event stream): pacing, waiting or streaming.
+    CancelTurn {
+        /// The run's id.
+        id: TurnId,
+        /// The turn in the conversation (its partial text is kept).
+        turn_index: usize,
+    },
+    /// A turn reached its final state (finished, interrupted, failed, cancelled). Persistence
+    /// hooks in here.
+    TurnEnded {
+        /// The turn in the conversation.
+        turn_index: usize,
+    },
+    /// Capture the mouse (wheel scrolling) or release it (native text selection).
+    SetMouseCapture(bool),
+    /// Put this text on the clipboard (OSC 52).
+    CopyToClipboard(String),
+    /// Repaint the whole screen (Ctrl+L).
+    ClearScreen,
+    /// Leave.
+    Quit,
+}

@@ -1,0 +1,531 @@
+//! The transcript as rows: wrapped lines cached per turn and width, with prefix sums of the
+//! turns' heights, so that a frame draws only the visible rows (PEERS.md §5).
+//!
+//! Each turn is a header (prompt, model, thinking), the reply's markdown and a footer. The
+//! reply is cut into finished chunks ([`MdStream`]) that are rendered and wrapped once; while
+//! it streams only the unfinished tail is rendered again. A change of width re-wraps
+//! everything once; nothing else re-renders a finished turn. Row numbers are `usize`, never
+//! `u16`, so there is no limit on the length of a conversation.
+
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+
+use super::markdown::MdStream;
+use super::sanitize::sanitize;
+use super::theme::Theme;
+use super::wrap::{StyledLine, WrapMode, wrap_into};
+use crate::chat::{ReplyState, Turn};
+
+/// Indentation of a turn's body under its header.
+pub const INDENT: &str = "  ";
+
+/// What one turn's cached lines were built from. Text only grows while a turn is live, so
+/// lengths stand in for contents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    label: u64,
+    user_len: usize,
+    assistant_len: usize,
+    thinking_len: usize,
+    state: u8,
+    state_len: usize,
+    superseded: bool,
+    expanded: bool,
+    retry_hint: bool,
+}
+
+impl Fingerprint {
+    fn of(turn: &Turn, label: u64, expanded: bool, retry_hint: bool) -> Fingerprint {
+        let (state, state_len) = match &turn.state {
+            ReplyState::Pending => (0, 0),
+            ReplyState::Streaming => (1, 0),
+            ReplyState::Complete { stop_reason } => {
+                (2, stop_reason.as_ref().map_or(0, String::len))
+            }
+            ReplyState::Interrupted { reason } => (3, reason.len()),
+            ReplyState::Failed { message } => (4, message.len()),
+            ReplyState::Cancelled => (5, 0),
+        };
+        Fingerprint {
+            label,
+            user_len: turn.user.len(),
+            assistant_len: turn.assistant.len(),
+            thinking_len: turn.thinking.len(),
+            state,
+            state_len,
+            superseded: turn.superseded,
+            expanded: expanded && !turn.thinking.is_empty(),
+            retry_hint,
+        }
+    }
+
+    /// Whether the head changed, or the reply shrank: then the turn is built again.
+    fn needs_rebuild(&self, new: &Fingerprint) -> bool {
+        self.label != new.label
+            || self.user_len != new.user_len
+            || self.thinking_len != new.thinking_len
+            || self.expanded != new.expanded
+            || self.superseded != new.superseded
+            || new.assistant_len < self.assistant_len
+    }
+}
+
+/// Counters of work done, for tests and benchmarks (work, not time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Logical lines wrapped.
+    pub lines_wrapped: u64,
+    /// Turns built from scratch.
+    pub rebuilds: u64,
+    /// Reply tails rendered again.
+    pub tail_renders: u64,
+}
+
+struct Entry {
+    fp: Fingerprint,
+    head: Vec<Line<'static>>,
+    md: MdStream,
+    md_wrapped: Vec<Line<'static>>,
+    tail: Vec<Line<'static>>,
+    live: bool,
+}
+
+impl Entry {
+    fn height(&self) -> usize {
+        self.head.len() + self.md_wrapped.len() + self.tail.len() + usize::from(self.live) + 1
+    }
+}
+
+/// A row of the transcript.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Row<'a> {
+    /// A cached line.
+    Line(&'a Line<'static>),
+    /// The live status line of the turn at this index (drawn at render time: it counts down).
+    Live(usize),
+    /// Space between turns.
+    Blank,
+}
+
+/// The cache.
+pub struct TranscriptCache {
+    theme: Theme,
+    width: u16,
+    epoch: u64,
+    expanded: bool,
+    entries: Vec<Entry>,
+    offsets: Vec<usize>,
+    /// Leading turns that had ended at the last sync. An ended turn changes only when it
+    /// becomes (or stops being) the retry target, or is superseded (it was the target), so
+    /// a frame checks the turns after these plus the old and new target: a long history
+    /// costs nothing per frame.
+    settled: usize,
+    last_target: Option<usize>,
+    stats: Stats,
+}
+
+impl TranscriptCache {
+    /// An empty cache.
+    pub fn new(theme: Theme) -> Self {
+        TranscriptCache {
+            theme,
+            width: 0,
+            epoch: 0,
+            expanded: false,
+            entries: Vec::new(),
+            offsets: vec![0],
+            settled: 0,
+            last_target: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Work counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Rows in the whole transcript at the last synced width.
+    pub fn total_rows(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    /// Bring the cache up to date with `turns` at `width`. `labels` are the turns' numbers,
+    /// `expanded` whether thinking is expanded, `retry_target` the turn Ctrl+R would retry.
+    /// `epoch` changes when the conversation is replaced (`/clear`), which drops everything.
+    pub fn sync(
+        &mut self,
+        turns: &[Turn],
+        labels: &[u64],
+        expanded: bool,
+        retry_target: Option<usize>,
+        width: u16,
+        epoch: u64,
+    ) {
+        if width != self.width || epoch != self.epoch || expanded != self.expanded {
+            self.entries.clear();
+            self.offsets.truncate(1);
+            self.settled = 0;
+            self.width = width;
+            self.epoch = epoch;
+            self.expanded = expanded;
+        }
+        let mut first_changed = None;
+        if self.entries.len() > turns.len() {
+            self.entries.truncate(turns.len());
+            first_changed = Some(turns.len());
+        }
+        self.settled = self.settled.min(self.entries.len());
+        let mut check: Vec<usize> = [self.last_target, retry_target]
+            .into_iter()
+            .flatten()
+            .filter(|&i| i < self.settled)
+            .collect();
+        check.sort_unstable();
+        check.dedup();
+        check.extend(self.settled..turns.len());
+        for i in check {
+            let turn = &turns[i];
+            let label = labels.get(i).copied().unwrap_or(i as u64 + 1);
+            let fp = Fingerprint::of(turn, label, expanded, retry_target == Some(i));
+            match self.entries.get(i).map(|e| e.fp) {
+                Some(old) if old == fp => continue,
+                Some(old) if !old.needs_rebuild(&fp) => self.update(i, turn, fp),
+                Some(_) => {
+                    let e = self.build(turn, fp);
+                    self.entries[i] = e;
+                }
+                None => {
+                    let e = self.build(turn, fp);
+                    self.entries.push(e);
+                }
+            }
+            first_changed = Some(first_changed.map_or(i, |f: usize| f.min(i)));
+        }
+        self.last_target = retry_target;
+        while self.settled < self.entries.len() && turns[self.settled].state.is_final() {
+            self.settled += 1;
+        }
+        if let Some(from) = first_changed {
+            self.offsets.truncate(from + 1);
+            for i in self.offsets.len() - 1..self.entries.len() {
+                let prev = self.offsets[i];
+                self.offsets.push(prev + self.entries[i].height());
+            }
+        }
+    }
+
+    fn wrap(&mut self, lines: &[StyledLine], out: &mut Vec<Line<'static>>) {
+        for l in lines {
+            self.stats.lines_wrapped += 1;
+            wrap_into(l, self.width, out);
+        }
+    }
+
+    fn build(&mut self, turn: &Turn, fp: Fingerprint) -> Entry {
+        self.stats.rebuilds += 1;
+        let head_lines = head(turn, fp, self.theme);
+        let mut head = Vec::new();
+        self.wrap(&head_lines, &mut head);
+        let mut e = Entry {
+            fp,
+            head,
+            md: MdStream::default(),
+            md_wrapped: Vec::new(),
+            tail: Vec::new(),
+            live: false,
+        };
+        self.refresh(&mut e, turn, fp);
+        e
+    }
+
+    fn update(&mut self, i: usize, turn: &Turn, fp: Fingerprint) {
+        let mut e = std::mem::replace(
+            &mut self.entries[i],
+            Entry {
+                fp,
+                head: Vec::new(),
+                md: MdStream::default(),
+                md_wrapped: Vec::new(),
+                tail: Vec::new(),
+                live: false,
+            },
+        );
+        self.refresh(&mut e, turn, fp);
+        self.entries[i] = e;
+    }
+
+    /// Render newly finished chunks, the tail and the footer.
+    fn refresh(&mut self, e: &mut Entry, turn: &Turn, fp: Fingerprint) {
+        let first_new = e.md.advance(&turn.assistant, self.theme, INDENT);
+        let new_lines: Vec<StyledLine> = e.md.stable[first_new..].to_vec();
+        let mut wrapped = std::mem::take(&mut e.md_wrapped);
+        self.wrap(&new_lines, &mut wrapped);
+        e.md_wrapped = wrapped;
+        self.stats.tail_renders += 1;
+        let mut tail_lines = e.md.tail(&turn.assistant, self.theme, INDENT);
+        tail_lines.extend(footer(turn, fp, self.theme));
+        let mut tail = Vec::new();
+        self.wrap(&tail_lines, &mut tail);
+        e.tail = tail;
+        e.live = !turn.state.is_final();
+        e.fp = fp;
+    }
+
+    /// The row at `row` (0 is the first row of the first turn).
+    pub fn row(&self, row: usize) -> Option<Row<'_>> {
+        if row >= self.total_rows() {
+            return None;
+        }
+        let i = self.offsets.partition_point(|&o| o <= row).checked_sub(1)?;
+        let e = self.entries.get(i)?;
+        let mut local = row - self.offsets[i];
+        if let Some(l) = e.head.get(local) {
+            return Some(Row::Line(l));
+        }
+        local -= e.head.len();
+        if let Some(l) = e.md_wrapped.get(local) {
+            return Some(Row::Line(l));
+        }
+        local -= e.md_wrapped.len();
+        if let Some(l) = e.tail.get(local) {
+            return Some(Row::Line(l));
+        }
+        local -= e.tail.len();
+        if e.live && local == 0 {
+            return Some(Row::Live(i));
+        }
+        Some(Row::Blank)
+    }
+
+    /// The rows from `top` on, in order (one binary search, then a walk).
+    pub fn rows_from(&self, top: usize) -> impl Iterator<Item = Row<'_>> + '_ {
+        let start = self
+            .offsets
+            .partition_point(|&o| o <= top)
+            .saturating_sub(1);
+        let skip = top.saturating_sub(self.offsets.get(start).copied().unwrap_or(0));
+        self.entries
+            .get(start..)
+            .unwrap_or(&[])
+            .iter()
+            .enumerate()
+            .flat_map(move |(k, e)| {
+                let i = start + k;
+                e.head
+                    .iter()
+                    .chain(&e.md_wrapped)
+                    .chain(&e.tail)
+                    .map(Row::Line)
+                    .chain(e.live.then_some(Row::Live(i)))
+                    .chain(std::iter::once(Row::Blank))
+            })
+            .skip(skip)
+    }
+
+    /// The first row of the turn at `index`.
+    pub fn turn_start(&self, index: usize) -> Option<usize> {
+        self.offsets.get(index).copied()
+    }
+}
+
+fn head(turn: &Turn, fp: Fingerprint, theme: Theme) -> Vec<StyledLine> {
+    let dim = theme.dim();
+    let mut out = Vec::new();
+    let mut you = vec![Span::styled("▌ you", theme.user_header())];
+    you.push(Span::styled(format!("  #{}", fp.label), dim));
+    if turn.superseded {
+        you.push(Span::styled(" · superseded by a retry", dim));
+    }
+    out.push(StyledLine {
+        spans: you,
+        ..StyledLine::default()
+    });
+    let user = sanitize(&turn.user, 0);
+    for line in user.split('\n') {
+        out.push(StyledLine::simple(INDENT, line, Style::new()));
+    }
+    out.push(StyledLine::blank());
+    let mut claude = vec![Span::styled("▌ claude", theme.assistant_header())];
+    if !turn.model.is_empty() {
+        claude.push(Span::styled(
+            format!(" · {}", sanitize(&turn.model, 0)),
+            dim,
+        ));
+    }
+    out.push(StyledLine {
+        spans: claude,
+        ..StyledLine::default()
+    });
+    if !turn.thinking.is_empty() {
+        let thinking = sanitize(&turn.thinking, 0);
+        let n = thinking.trim_end().lines().count().max(1);
+        let noun = if n == 1 { "line" } else { "lines" };
+        if fp.expanded {
+            out.push(StyledLine::simple(
+                INDENT,
+                format!("▾ thinking ({n} {noun}) · Ctrl+O to collapse"),
+                dim,
+            ));
+            for line in thinking.trim_end().split('\n') {
+                out.push(StyledLine::simple("  │ ", line, dim));
+            }
+        } else {
+            out.push(StyledLine::simple(
+                INDENT,
+                format!("▸ thinking ({n} {noun}) · Ctrl+O to expand"),
+                dim,
+            ));
+        }
+    }
+    out
+}
+
+fn footer(turn: &Turn, fp: Fingerprint, theme: Theme) -> Vec<StyledLine> {
+    let dim = theme.dim();
+    let mut out = Vec::new();
+    let kept = if turn.assistant.trim().is_empty() {
+        ""
+    } else {
+        " · partial reply kept"
+    };
+    match &turn.state {
+        ReplyState::Pending | ReplyState::Streaming => return out,
+        ReplyState::Complete { stop_reason } => {
+            if turn.assistant.trim().is_empty() {
+                out.push(StyledLine::simple(INDENT, "(empty reply)", dim));
+            }
+            match stop_reason.as_deref() {
+                Some("max_tokens") => out.push(StyledLine::simple(
+                    INDENT,
+                    "! stopped at the max_tokens limit (--max-tokens)",
+                    theme.warn(),
+                )),
+                Some("refusal") => {
+                    out.push(StyledLine::simple(
+                        INDENT,
+                        "! the model declined",
+                        theme.warn(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        ReplyState::Interrupted { reason } => {
+            out.push(StyledLine::simple(
+                INDENT,
+                format!("! interrupted — {}{kept}", sanitize(reason, 0)),
+                theme.warn(),
+            ));
+        }
+        ReplyState::Failed { message } => {
+            let msg = sanitize(message, 0);
+            let mut first = true;
+            for line in msg.split('\n') {
+                let text = if first {
+                    format!("✗ error: {line}")
+                } else {
+                    line.to_string()
+                };
+                first = false;
+                out.push(StyledLine::simple(INDENT, text, theme.error()));
+            }
+        }
+        ReplyState::Cancelled => {
+            out.push(StyledLine::simple(
+                INDENT,
+                format!("■ cancelled{kept}"),
+                theme.warn(),
+            ));
+        }
+    }
+    if turn.is_retryable() && !turn.superseded && fp.retry_hint {
+        out.push(StyledLine {
+            first_prefix: vec![Span::raw(INDENT)],
+            prefix: vec![Span::raw(INDENT)],
+            spans: vec![
+                Span::styled("Ctrl+R", theme.warn()),
+                Span::styled(" to retry", dim),
+            ],
+            mode: WrapMode::Word,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(c: &TranscriptCache) -> Vec<String> {
+        (0..c.total_rows())
+            .map(|r| match c.row(r) {
+                Some(Row::Line(l)) => l.to_string(),
+                Some(Row::Live(i)) => format!("<live {i}>"),
+                Some(Row::Blank) => String::new(),
+                None => "<none>".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streaming_rerenders_only_the_tail() {
+        let mut turn = Turn::new("hi", "m");
+        turn.state = ReplyState::Streaming;
+        let mut c = TranscriptCache::new(Theme::default());
+        let mut text = String::new();
+        for i in 0..50 {
+            text.push_str(&format!("Paragraph {i} with some words.\n\n"));
+        }
+        turn.assistant = text.clone();
+        c.sync(std::slice::from_ref(&turn), &[1], false, None, 40, 0);
+        let before = c.stats();
+        turn.assistant.push_str("More");
+        c.sync(std::slice::from_ref(&turn), &[1], false, None, 40, 0);
+        let after = c.stats();
+        assert_eq!(
+            after.rebuilds, before.rebuilds,
+            "no rebuild while streaming"
+        );
+        // The paragraph that just finished and the new tail were wrapped (each with its
+        // separating blank line); the 49 paragraphs before them were not.
+        assert_eq!(
+            after.lines_wrapped - before.lines_wrapped,
+            4,
+            "{before:?} {after:?}"
+        );
+        let r = rows(&c);
+        // Walking from a row gives the same rows as looking each one up.
+        let walked: Vec<String> = c
+            .rows_from(5)
+            .map(|row| match row {
+                Row::Line(l) => l.to_string(),
+                Row::Live(i) => format!("<live {i}>"),
+                Row::Blank => String::new(),
+            })
+            .collect();
+        assert_eq!(walked, r[5..]);
+        assert_eq!(r[r.len() - 3], "  More");
+        assert_eq!(r[r.len() - 2], "<live 0>");
+    }
+
+    #[test]
+    fn finished_turns_cost_nothing_per_frame() {
+        let mut t = Turn::new("q", "m");
+        t.assistant = "answer".into();
+        t.state = ReplyState::Complete { stop_reason: None };
+        let turns = vec![t.clone(), t.clone(), t];
+        let mut c = TranscriptCache::new(Theme::default());
+        c.sync(&turns, &[1, 1, 1], false, None, 30, 0);
+        let s = c.stats();
+        c.sync(&turns, &[1, 1, 1], false, None, 30, 0);
+        assert_eq!(c.stats(), s);
+        assert_eq!(
+            rows(&c)[..6],
+            ["▌ you  #1", "  q", "", "▌ claude · m", "  answer", ""]
+        );
+        // A new width re-wraps once.
+        c.sync(&turns, &[1, 1, 1], false, None, 31, 0);
+        assert!(c.stats().lines_wrapped > s.lines_wrapped);
+    }
+}

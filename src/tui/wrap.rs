@@ -1,0 +1,331 @@
+//! Wrapping styled lines to a width, by display cells and grapheme clusters.
+//!
+//! ratatui's `Paragraph` wraps at render time, every frame, which is what makes long
+//! transcripts slow (PEERS.md §5). Here a logical line is wrapped once into visual lines that
+//! the transcript cache keeps; the view then copies the visible rows only. Widths come from
+//! `unicode-width` per grapheme, so wide characters never straddle the edge and combining
+//! marks stay on their base character.
+
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use unicode_segmentation::UnicodeSegmentation;
+use unicode_width::UnicodeWidthStr;
+
+/// How a logical line breaks when it is too wide.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WrapMode {
+    /// Break between words; a word longer than the line is broken between graphemes.
+    #[default]
+    Word,
+    /// Break anywhere, keep every space (code).
+    Char,
+    /// A horizontal rule: the first span's text is repeated to fill the width.
+    Rule,
+}
+
+/// A line before wrapping: its content and the prefixes drawn before each visual line
+/// (indentation, list markers, quote bars).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StyledLine {
+    /// Drawn before the first visual line.
+    pub first_prefix: Vec<Span<'static>>,
+    /// Drawn before every following visual line.
+    pub prefix: Vec<Span<'static>>,
+    /// The content.
+    pub spans: Vec<Span<'static>>,
+    /// How it breaks.
+    pub mode: WrapMode,
+}
+
+impl StyledLine {
+    /// A line of one span with the same prefix on every visual line.
+    pub fn simple(prefix: &str, text: impl Into<String>, style: Style) -> StyledLine {
+        let p = if prefix.is_empty() {
+            Vec::new()
+        } else {
+            vec![Span::raw(prefix.to_string())]
+        };
+        StyledLine {
+            first_prefix: p.clone(),
+            prefix: p,
+            spans: vec![Span::styled(text.into(), style)],
+            mode: WrapMode::Word,
+        }
+    }
+
+    /// An empty line.
+    pub fn blank() -> StyledLine {
+        StyledLine::default()
+    }
+}
+
+/// Display width of some spans.
+pub fn spans_width(spans: &[Span<'_>]) -> usize {
+    spans.iter().map(|s| s.content.width()).sum()
+}
+
+struct Builder<'a> {
+    out: &'a mut Vec<Line<'static>>,
+    line: &'a StyledLine,
+    width: usize,
+    cur: Vec<Span<'static>>,
+    cur_w: usize,
+    avail: usize,
+    first: bool,
+}
+
+impl<'a> Builder<'a> {
+    fn new(out: &'a mut Vec<Line<'static>>, line: &'a StyledLine, width: usize) -> Self {
+        let mut b = Builder {
+            out,
+            line,
+            width,
+            cur: Vec::new(),
+            cur_w: 0,
+            avail: 1,
+            first: true,
+        };
+        b.start(true);
+        b
+    }
+
+    fn start(&mut self, first: bool) {
+        self.first = first;
+        let prefix = if first {
+            &self.line.first_prefix
+        } else {
+            &self.line.prefix
+        };
+        let pw = spans_width(prefix);
+        // A prefix that leaves no room for text is dropped rather than pushing text off-screen.
+        if pw < self.width {
+            self.cur.extend(prefix.iter().cloned());
+            self.avail = self.width - pw;
+        } else {
+            self.avail = self.width.max(1);
+        }
+        self.cur_w = 0;
+    }
+
+    fn push(&mut self, text: &str, style: Style, w: usize) {
+        if let Some(last) = self.cur.last_mut()
+            && last.style == style
+        {
+            last.content.to_mut().push_str(text);
+            self.cur_w += w;
+            return;
+        }
+        self.cur.push(Span::styled(text.to_string(), style));
+        self.cur_w += w;
+    }
+
+    fn newline(&mut self) {
+        self.out.push(Line::from(std::mem::take(&mut self.cur)));
+        self.start(false);
+    }
+
+    fn finish(mut self) {
+        self.out.push(Line::from(std::mem::take(&mut self.cur)));
+    }
+
+    /// Push graphemes one by one, breaking whenever the next one does not fit.
+    fn push_breaking(&mut self, text: &str, style: Style) {
+        for g in text.graphemes(true) {
+            let gw = g.width();
+            if self.cur_w + gw > self.avail && self.cur_w > 0 {
+                self.newline();
+            }
+            self.push(g, style, gw);
+        }
+    }
+}
+
+/// Wrap `line` to `width` cells, appending the visual lines to `out`; returns how many.
+/// Always produces at least one line.
+pub fn wrap_into(line: &StyledLine, width: u16, out: &mut Vec<Line<'static>>) -> usize {
+    let width = usize::from(width).max(1);
+    let before = out.len();
+    let content_w = spans_width(&line.spans);
+    let first_w = spans_width(&line.first_prefix);
+    match line.mode {
+        WrapMode::Rule => {
+            let mut b = Builder::new(out, line, width);
+            if let Some(span) = line.spans.first() {
+                let unit = if span.content.is_empty() {
+                    "─"
+                } else {
+                    &*span.content
+                };
+                let uw = unit.width().max(1);
+                let n = b.avail / uw;
+                let text = unit.repeat(n);
+                b.push(&text, span.style, n * uw);
+            }
+            b.finish();
+        }
+        // The common case: it fits.
+        _ if first_w + content_w <= width => {
+            let mut spans = line.first_prefix.clone();
+            spans.extend(line.spans.iter().cloned());
+            out.push(Line::from(spans));
+        }
+        WrapMode::Char => {
+            let mut b = Builder::new(out, line, width);
+            for span in &line.spans {
+                b.push_breaking(&span.content, span.style);
+            }
+            b.finish();
+        }
+        WrapMode::Word => wrap_words(line, width, out),
+    }
+    out.len() - before
+}
+
+fn wrap_words(line: &StyledLine, width: usize, out: &mut Vec<Line<'static>>) {
+    let mut b = Builder::new(out, line, width);
+    let mut word: Vec<(Style, String)> = Vec::new();
+    let mut word_w = 0usize;
+    let mut space: Vec<(Style, String)> = Vec::new();
+    let mut space_w = 0usize;
+
+    fn add(parts: &mut Vec<(Style, String)>, style: Style, g: &str) {
+        match parts.last_mut() {
+            Some((s, text)) if *s == style => text.push_str(g),
+            _ => parts.push((style, g.to_string())),
+        }
+    }
+
+    let flush = |b: &mut Builder<'_>,
+                 word: &mut Vec<(Style, String)>,
+                 word_w: &mut usize,
+                 space: &mut Vec<(Style, String)>,
+                 space_w: &mut usize| {
+        if word.is_empty() {
+            return;
+        }
+        if b.cur_w + *space_w + *word_w <= b.avail {
+            // Leading spaces of a continuation line are dropped; elsewhere they are kept.
+            if b.cur_w > 0 || b.first {
+                for (s, t) in space.drain(..) {
+                    let w = t.width();
+                    b.push(&t, s, w);
+                }
+            }
+        } else if b.cur_w > 0 {
+            b.newline();
+        }
+        space.clear();
+        *space_w = 0;
+        if b.cur_w + *word_w <= b.avail {
+            for (s, t) in word.drain(..) {
+                let w = t.width();
+                b.push(&t, s, w);
+            }
+        } else {
+            for (s, t) in word.drain(..) {
+                b.push_breaking(&t, s);
+            }
+        }
+        *word_w = 0;
+    };
+
+    for span in &line.spans {
+        for g in span.content.graphemes(true) {
+            let gw = g.width();
+            if g.chars().all(char::is_whitespace) {
+                flush(&mut b, &mut word, &mut word_w, &mut space, &mut space_w);
+                add(&mut space, span.style, g);
+                space_w += gw;
+            } else {
+                add(&mut word, span.style, g);
+                word_w += gw;
+            }
+        }
+    }
+    flush(&mut b, &mut word, &mut word_w, &mut space, &mut space_w);
+    b.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::style::Modifier;
+
+    fn texts(lines: &[Line<'_>]) -> Vec<String> {
+        lines.iter().map(|l| l.to_string()).collect()
+    }
+
+    fn wrap(line: &StyledLine, width: u16) -> Vec<String> {
+        let mut out = Vec::new();
+        wrap_into(line, width, &mut out);
+        texts(&out)
+    }
+
+    #[test]
+    fn words_wrap_and_prefixes_repeat() {
+        let mut l = StyledLine::simple("  ", "the quick brown fox jumps", Style::new());
+        l.first_prefix = vec![Span::raw("- ")];
+        assert_eq!(wrap(&l, 12), vec!["- the quick", "  brown fox", "  jumps"]);
+    }
+
+    #[test]
+    fn long_words_break_and_styles_survive() {
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        let l = StyledLine {
+            spans: vec![Span::raw("ab "), Span::styled("cdefghij", bold)],
+            ..StyledLine::default()
+        };
+        let mut out = Vec::new();
+        wrap_into(&l, 4, &mut out);
+        assert_eq!(texts(&out), vec!["ab", "cdef", "ghij"]);
+        assert_eq!(out[1].spans[0].style, bold);
+    }
+
+    #[test]
+    fn wide_and_combining_characters() {
+        let l = StyledLine::simple("", "日本語のテキスト", Style::new());
+        assert_eq!(wrap(&l, 5), vec!["日本", "語の", "テキ", "スト"]);
+        // e + combining acute stays one cell.
+        let l = StyledLine::simple("", "e\u{301}e\u{301}e\u{301}", Style::new());
+        assert_eq!(wrap(&l, 2), vec!["e\u{301}e\u{301}", "e\u{301}"]);
+    }
+
+    #[test]
+    fn code_keeps_spaces_and_rules_fill() {
+        let l = StyledLine {
+            spans: vec![Span::raw("    let x = 1;")],
+            mode: WrapMode::Char,
+            ..StyledLine::default()
+        };
+        assert_eq!(wrap(&l, 8), vec!["    let ", "x = 1;"]);
+        let r = StyledLine {
+            spans: vec![Span::raw("─")],
+            mode: WrapMode::Rule,
+            ..StyledLine::default()
+        };
+        assert_eq!(wrap(&r, 5), vec!["─────"]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_wraps_within_the_width(text in "\\PC{0,80}", width in 1u16..30) {
+            let l = StyledLine::simple("  ", text, Style::new());
+            let mut out = Vec::new();
+            wrap_into(&l, width, &mut out);
+            for line in &out {
+                // A grapheme wider than the whole line is the only way past the edge.
+                proptest::prop_assert!(line.width() <= usize::from(width).max(2) + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn degenerate_widths_never_loop() {
+        let l = StyledLine::simple("    ", "日本 words here", Style::new());
+        for w in 0..4 {
+            let out = wrap(&l, w);
+            assert!(!out.is_empty());
+        }
+        assert_eq!(wrap(&StyledLine::blank(), 10), vec![""]);
+    }
+}
