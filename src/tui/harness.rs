@@ -16,7 +16,6 @@ use super::msg::{Effect, Msg, TurnId};
 use super::theme::Theme;
 use super::view;
 use crate::chat::{ReplyState, Turn};
-use crate::cli::CommonArgs;
 use crate::config::Config;
 use crate::retry::TurnEvent;
 
@@ -34,22 +33,9 @@ pub struct Harness {
     pub height: u16,
 }
 
-/// The default configuration, with nothing read from the environment.
+/// The default configuration, with nothing read from the environment or any file.
 pub fn test_config() -> Config {
-    let none = |_: &str| None;
-    Config::resolve(&CommonArgs::default(), &none).unwrap_or_else(|_| Config {
-        // Defaults always resolve; this fallback keeps the harness free of unwrap.
-        model: crate::config::DEFAULT_MODEL.to_string(),
-        max_tokens: crate::config::DEFAULT_MAX_TOKENS,
-        system: None,
-        thinking_budget: None,
-        base_url: None,
-        api_key: None,
-        retry: crate::retry::RetryConfig::default(),
-        pacing: true,
-        shared_limiter: None,
-        log_level: "info".to_string(),
-    })
+    Config::default()
 }
 
 impl Harness {
