@@ -46,9 +46,7 @@ fn a_resumed_conversation_is_valid_api_input() {
         turn(
             "are you there?",
             "",
-            ReplyState::Failed {
-                message: "529 overloaded_error".into(),
-            },
+            ReplyState::failed("529 overloaded_error"),
         ),
         // An "answer" with no text: must never come back as an empty assistant turn.
         turn("hello?", "", ReplyState::Complete { stop_reason: None }),

@@ -31,6 +31,7 @@ pub fn apply_event(turn: &mut Turn, event: &TurnEvent) {
         TurnEvent::Failed(f) => {
             turn.state = ReplyState::Failed {
                 message: f.message.clone(),
+                retry_helps: f.kind.retry_helps(),
             };
         }
         TurnEvent::Pacing { .. }

@@ -36,12 +36,27 @@ pub enum ReplyState {
     Failed {
         /// The message shown to the person.
         message: String,
+        /// Whether trying again can help (not after a spend cap or a rejected key).
+        #[serde(default = "yes")]
+        retry_helps: bool,
     },
     /// The person cancelled it.
     Cancelled,
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl ReplyState {
+    /// A failure that trying again may fix.
+    pub fn failed(message: impl Into<String>) -> ReplyState {
+        ReplyState::Failed {
+            message: message.into(),
+            retry_helps: true,
+        }
+    }
+
     /// True once the turn has ended.
     pub fn is_final(&self) -> bool {
         !matches!(self, ReplyState::Pending | ReplyState::Streaming)
@@ -94,7 +109,11 @@ impl Turn {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self.state,
-            ReplyState::Failed { .. } | ReplyState::Interrupted { .. } | ReplyState::Cancelled
+            ReplyState::Failed {
+                retry_helps: true,
+                ..
+            } | ReplyState::Interrupted { .. }
+                | ReplyState::Cancelled
         )
     }
 }
@@ -113,7 +132,9 @@ impl Conversation {
         let mut out: Vec<Message> = Vec::new();
         let mut pending_user: Vec<&str> = Vec::new();
         for (i, turn) in self.turns.iter().enumerate().take(upto + 1) {
-            if turn.superseded && i != upto {
+            // Superseded turns were retried by a later one; turns still in flight have no
+            // answer yet and belong to their own request, not to this one.
+            if i != upto && (turn.superseded || !turn.state.is_final()) {
                 continue;
             }
             if !turn.user.trim().is_empty() {
@@ -205,9 +226,7 @@ mod tests {
     #[test]
     fn roles_alternate_and_no_block_is_empty() {
         let mut failed = Turn::new("first try", "m");
-        failed.state = ReplyState::Failed {
-            message: "429".into(),
-        };
+        failed.state = ReplyState::failed("429");
         let mut empty = Turn::new("second", "m");
         empty.state = ReplyState::Complete { stop_reason: None }; // an empty reply is not sent
         let mut cut = Turn::new("third", "m");
@@ -247,6 +266,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn turns_still_in_flight_are_left_out() {
+        let mut streaming = Turn::new("first question", "m");
+        streaming.state = ReplyState::Streaming;
+        streaming.assistant = "half an ans".into();
+        let c = Conversation {
+            turns: vec![done("a", "b"), streaming, Turn::new("second question", "m")],
+        };
+        let m = c.messages_for(2);
+        assert_eq!(roles(&m), vec![Role::User, Role::Assistant, Role::User]);
+        assert_eq!(m[2].joined_text(), "second question");
     }
 
     #[test]

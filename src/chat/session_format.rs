@@ -118,7 +118,7 @@ pub fn turn_line(turn: &Turn, n: u64, ts: &str) -> String {
         ReplyState::Complete { .. } => ("failed", None, Some(EMPTY_REPLY.to_string()), false),
         ReplyState::Interrupted { reason } => ("interrupted", None, Some(reason.clone()), true),
         ReplyState::Cancelled => ("cancelled", None, None, true),
-        ReplyState::Failed { message } => ("failed", None, Some(message.clone()), false),
+        ReplyState::Failed { message, .. } => ("failed", None, Some(message.clone()), false),
         ReplyState::Pending => (
             "failed",
             None,
@@ -354,17 +354,13 @@ fn turn_from_record(r: TurnRecord) -> Result<(Turn, Option<String>), String> {
                 "an empty reply was recorded as complete; kept the prompt, dropped the reply"
                     .into(),
             );
-            ReplyState::Failed {
-                message: EMPTY_REPLY.into(),
-            }
+            ReplyState::failed(EMPTY_REPLY)
         }
         "interrupted" => ReplyState::Interrupted {
             reason: r.reason.unwrap_or_else(|| "interrupted".into()),
         },
         "cancelled" => ReplyState::Cancelled,
-        "failed" => ReplyState::Failed {
-            message: r.reason.unwrap_or_else(|| "failed".into()),
-        },
+        "failed" => ReplyState::failed(r.reason.unwrap_or_else(|| "failed".into())),
         other => {
             repair = Some(format!(
                 "unknown end {other:?}; the reply is kept as an interrupted one"
@@ -374,9 +370,7 @@ fn turn_from_record(r: TurnRecord) -> Result<(Turn, Option<String>), String> {
                     reason: format!("ended as {other:?}"),
                 }
             } else {
-                ReplyState::Failed {
-                    message: format!("ended as {other:?}"),
-                }
+                ReplyState::failed(format!("ended as {other:?}"))
             }
         }
     };
@@ -426,13 +420,7 @@ mod tests {
                 reason: "dropped".into(),
             },
         );
-        let failed = turn(
-            "again",
-            "",
-            ReplyState::Failed {
-                message: "429".into(),
-            },
-        );
+        let failed = turn("again", "", ReplyState::failed("429"));
         let mut file = header_line("s", "m", "2026-01-01T00:00:00Z");
         file += &turn_line(&complete, 1, "t");
         file += &turn_line(&cut, 2, "t");

@@ -53,13 +53,13 @@ impl MockLimits {
         })
     }
 
-    /// Limits tight enough that a person sees 429s within a minute: 5 RPM, 2,000 ITPM,
-    /// 1,000 OTPM.
+    /// Limits tight enough that a person sees pacing within a minute: 6 RPM, 4,000 ITPM,
+    /// 3,000 OTPM (a canned reply is 150–700 tokens, so about six replies a minute).
     pub fn tight_demo() -> MockLimits {
         MockLimits {
-            rpm: 5,
-            itpm: 2_000,
-            otpm: 1_000,
+            rpm: 6,
+            itpm: 4_000,
+            otpm: 3_000,
             capacity_fraction: 1.0,
         }
     }
@@ -256,13 +256,23 @@ impl Default for MockConfig {
 }
 
 impl MockConfig {
-    /// The `--demo` server: tight limits (5 RPM, 2,000 ITPM, 1,000 OTPM), so that 429s,
-    /// countdowns and pacing show within the first minute.
+    /// The `--demo` server: tight limits (6 RPM, 4,000 ITPM, 3,000 OTPM), so that pacing
+    /// shows within the first minute. A client that paces itself rarely meets a 429, so the
+    /// demo also answers the first request with a 429 (`retry-after: 3`) and one request in
+    /// twelve with a 529: a new user sees a countdown and backoff at once.
     pub fn tight_demo() -> MockConfig {
         MockConfig {
             limits: MockLimits::tight_demo(),
             token_rate: 40.0,
-            description: Some("tight demo limits: 429s within a minute".into()),
+            faults: FaultRates {
+                overloaded: 1.0 / 12.0,
+                ..FaultRates::default()
+            },
+            script: vec![ScriptStep::rate_limited("3")],
+            description: Some(
+                "tight demo limits (6 RPM, 4,000 ITPM, 3,000 OTPM), a 429 on the first request, some 529s"
+                    .into(),
+            ),
             ..MockConfig::default()
         }
     }

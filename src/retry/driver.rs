@@ -605,10 +605,11 @@ fn wait_too_long_message(
 /// "4.2s", "2m05s", "3h10m", "27h46m".
 pub fn human_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
-    if secs < 60.0 {
+    // Below 59.95 s the one-decimal form cannot round up to "60.0s".
+    if secs < 59.95 {
         format!("{secs:.1}s")
-    } else if secs < 3600.0 {
-        let s = secs as u64;
+    } else if secs < 3599.5 {
+        let s = secs.round() as u64;
         format!("{}m{:02}s", s / 60, s % 60)
     } else {
         let m = (secs / 60.0) as u64;
@@ -630,6 +631,7 @@ mod tests {
     fn durations_read_well() {
         assert_eq!(human_duration(Duration::from_millis(4200)), "4.2s");
         assert_eq!(human_duration(Duration::from_secs(125)), "2m05s");
+        assert_eq!(human_duration(Duration::from_millis(59_960)), "1m00s");
         assert_eq!(human_duration(Duration::from_secs(100_000)), "27h46m");
     }
 }

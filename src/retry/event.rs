@@ -125,6 +125,19 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Whether trying the same request again can help: not after a spend cap, a rejected or
+    /// unauthorised key, a billing problem, or a request bigger than the quota.
+    pub fn retry_helps(self) -> bool {
+        !matches!(
+            self,
+            FailureKind::SpendCap
+                | FailureKind::Authentication
+                | FailureKind::Permission
+                | FailureKind::Billing
+                | FailureKind::ExceedsQuota
+        )
+    }
+
     /// The exit code of headless mode (DESIGN.md): 3 for an API error that is not retried,
     /// 4 when retries are exhausted, a wait is too long or the deadline passed.
     pub fn exit_code(self) -> i32 {

@@ -33,7 +33,8 @@ pub const DEMO_PROMPT: &str =
     "Explain exponential backoff with jitter in three short paragraphs, with a tiny Rust example.";
 
 /// The one-line hint shown in demo mode.
-pub const DEMO_HINT: &str = "demo: tight mock limits — try /burst 8 to watch pacing and 429s";
+pub const DEMO_HINT: &str =
+    "demo: tight mock limits, a 429 first, some 529s — try /burst 8 and F3 to watch pacing";
 
 /// The prompt `/burst` sends when none is given.
 pub const BURST_PROMPT: &str = "Say hello in one short sentence.";
@@ -655,7 +656,10 @@ impl App {
                 return vec![Effect::TurnEnded { turn_index }];
             }
             TurnEvent::Failed(f) => {
-                turn.state = ReplyState::Failed { message: f.message };
+                turn.state = ReplyState::Failed {
+                    message: f.message,
+                    retry_helps: f.kind.retry_helps(),
+                };
                 self.live.remove(pos);
                 return vec![Effect::TurnEnded { turn_index }];
             }

@@ -43,7 +43,7 @@ impl Fingerprint {
                 (2, stop_reason.as_ref().map_or(0, String::len))
             }
             ReplyState::Interrupted { reason } => (3, reason.len()),
-            ReplyState::Failed { message } => (4, message.len()),
+            ReplyState::Failed { message, .. } => (4, message.len()),
             ReplyState::Cancelled => (5, 0),
         };
         Fingerprint {
@@ -418,7 +418,7 @@ fn footer(turn: &Turn, fp: Fingerprint, theme: Theme) -> Vec<StyledLine> {
                 theme.warn(),
             ));
         }
-        ReplyState::Failed { message } => {
+        ReplyState::Failed { message, .. } => {
             let msg = sanitize(message, 0);
             let mut first = true;
             for line in msg.split('\n') {
