@@ -49,13 +49,32 @@ pub enum BackendError {
     Transport(#[from] crate::api::TransportError),
 }
 
+/// The embedded mock's configuration: Tier 1 defaults with the config file's `[mock]`
+/// limits and token rate applied.
+pub fn embedded_mock_config(config: &Config) -> MockConfig {
+    let mut m = MockConfig::default();
+    if let Some(rpm) = config.mock.rpm {
+        m.limits.rpm = rpm;
+    }
+    if let Some(itpm) = config.mock.itpm {
+        m.limits.itpm = itpm;
+    }
+    if let Some(otpm) = config.mock.otpm {
+        m.limits.otpm = otpm;
+    }
+    if let Some(rate) = config.mock.token_rate {
+        m.token_rate = rate;
+    }
+    m
+}
+
 impl Backend {
     /// Start the backend `config` asks for. `mock` forces the embedded mock (with this
     /// configuration); otherwise the mock is used only when no key and no base URL are set.
     pub async fn start(config: &Config, mock: Option<MockConfig>) -> Result<Backend, BackendError> {
         let mock = match mock {
             Some(m) => Some(m),
-            None if config.wants_embedded_mock() => Some(MockConfig::default()),
+            None if config.wants_embedded_mock() => Some(embedded_mock_config(config)),
             None => None,
         };
         let (target, key, server) = match mock {
@@ -102,5 +121,27 @@ impl Backend {
     /// True when running on the embedded mock.
     pub fn is_mock(&self) -> bool {
         matches!(self.target, Target::EmbeddedMock { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MockSettings;
+
+    #[test]
+    fn the_config_files_mock_limits_reach_the_embedded_mock() {
+        let config = Config {
+            mock: MockSettings {
+                rpm: Some(7),
+                itpm: None,
+                otpm: Some(900),
+                token_rate: Some(15.0),
+            },
+            ..Config::default()
+        };
+        let m = embedded_mock_config(&config);
+        assert_eq!((m.limits.rpm, m.limits.itpm, m.limits.otpm), (7, 30_000, 900));
+        assert_eq!(m.token_rate, 15.0);
     }
 }

@@ -67,7 +67,7 @@ async fn run(cli: Cli) -> i32 {
     let mock = if cli.demo {
         Some(backchat::mock::MockConfig::tight_demo())
     } else if cli.mock {
-        Some(backchat::mock::MockConfig::default())
+        Some(backchat::backend::embedded_mock_config(&config))
     } else {
         None
     };

@@ -144,6 +144,7 @@ pub async fn run(config: Config, mock: Option<MockConfig>, demo: bool) -> i32 {
         eprintln!("backchat: the chat TUI needs a terminal; use -p PROMPT with pipes and scripts");
         return EXIT_START;
     }
+    let config_theme = config.theme;
     let backend = match Backend::start(&config, mock).await {
         Ok(b) => b,
         Err(e) => {
@@ -155,7 +156,7 @@ pub async fn run(config: Config, mock: Option<MockConfig>, demo: bool) -> i32 {
         config,
         backend.is_mock(),
         demo,
-        Theme::from_env(),
+        Theme::from_config(config_theme),
         Instant::now(),
     );
     let mut guard = match TerminalGuard::enter() {

@@ -24,22 +24,24 @@ use super::wrap::{StyledLine, WrapMode, spans_width};
 
 /// The syntax definitions and the colour theme, loaded once, on first use (loading takes
 /// tens of milliseconds, so it is not done at startup).
-fn syntect_assets() -> &'static (SyntaxSet, SyntectTheme) {
-    static ASSETS: OnceLock<(SyntaxSet, SyntectTheme)> = OnceLock::new();
+fn syntect_assets() -> &'static (SyntaxSet, SyntectTheme, SyntectTheme) {
+    static ASSETS: OnceLock<(SyntaxSet, SyntectTheme, SyntectTheme)> = OnceLock::new();
     ASSETS.get_or_init(|| {
         let syntaxes = SyntaxSet::load_defaults_newlines();
         let mut themes = ThemeSet::load_defaults();
-        let theme = themes
+        let dark = themes
             .themes
             .remove("base16-ocean.dark")
             .unwrap_or_default();
-        (syntaxes, theme)
+        let light = themes.themes.remove("InspiredGitHub").unwrap_or_default();
+        (syntaxes, dark, light)
     })
 }
 
 /// Highlight `code` as `lang`; `None` when the language is unknown (or colour is off).
-fn highlight(lang: &str, code: &str) -> Option<Vec<Vec<Span<'static>>>> {
-    let (syntaxes, theme) = syntect_assets();
+fn highlight(lang: &str, code: &str, light: bool) -> Option<Vec<Vec<Span<'static>>>> {
+    let (syntaxes, dark, light_theme) = syntect_assets();
+    let theme = if light { light_theme } else { dark };
     let syntax = syntaxes.find_syntax_by_token(lang)?;
     let mut h = HighlightLines::new(syntax, theme);
     let mut out = Vec::new();
@@ -558,7 +560,7 @@ impl<'a> Renderer<'a> {
             WrapMode::Char,
         );
         let highlighted = if self.theme.color && !code.lang.is_empty() {
-            highlight(&code.lang, body)
+            highlight(&code.lang, body, self.theme.light)
         } else {
             None
         };

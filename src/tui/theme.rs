@@ -10,11 +10,16 @@ use ratatui::style::{Color, Modifier, Style};
 pub struct Theme {
     /// False when `NO_COLOR` asks for no colour.
     pub color: bool,
+    /// Colours chosen for a light background (`theme = "light"` in the config).
+    pub light: bool,
 }
 
 impl Default for Theme {
     fn default() -> Self {
-        Theme { color: true }
+        Theme {
+            color: true,
+            light: false,
+        }
     }
 }
 
@@ -28,16 +33,54 @@ impl Theme {
     pub fn from_no_color(value: Option<&std::ffi::OsStr>) -> Theme {
         Theme {
             color: value.is_none_or(|v| v.is_empty()),
+            light: false,
+        }
+    }
+
+    /// The configured theme (`theme` in the config file; `NO_COLOR` already turns it into
+    /// `no-color` there).
+    pub fn from_config(theme: crate::config::Theme) -> Theme {
+        match theme {
+            crate::config::Theme::Dark => Theme::default(),
+            crate::config::Theme::Light => Theme {
+                color: true,
+                light: true,
+            },
+            crate::config::Theme::NoColor => Theme::monochrome(),
         }
     }
 
     /// No colour at all (what `NO_COLOR` gives).
     pub fn monochrome() -> Theme {
-        Theme { color: false }
+        Theme {
+            color: false,
+            light: false,
+        }
     }
 
     fn fg(&self, base: Style, color: Color) -> Style {
-        if self.color { base.fg(color) } else { base }
+        if self.color {
+            base.fg(self.adapt(color))
+        } else {
+            base
+        }
+    }
+
+    /// On a light background the bright colours are hard to read: use darker ones
+    /// (xterm-256 indexes).
+    fn adapt(&self, color: Color) -> Color {
+        if !self.light {
+            return color;
+        }
+        match color {
+            Color::Yellow => Color::Indexed(130),
+            Color::LightRed => Color::Indexed(160),
+            Color::Green => Color::Indexed(28),
+            Color::Cyan => Color::Indexed(30),
+            Color::Magenta => Color::Indexed(90),
+            Color::Blue => Color::Indexed(25),
+            other => other,
+        }
     }
 
     /// Waiting: countdowns, pacing, low quota.
@@ -99,7 +142,9 @@ impl Theme {
 
     /// The status bar's background line.
     pub fn status_bar(&self) -> Style {
-        if self.color {
+        if self.color && self.light {
+            Style::new().bg(Color::Indexed(253)).fg(Color::Indexed(236))
+        } else if self.color {
             Style::new().bg(Color::Indexed(236)).fg(Color::Gray)
         } else {
             Style::new().add_modifier(Modifier::REVERSED)
@@ -146,5 +191,15 @@ mod tests {
         // An empty NO_COLOR does not count (no-color.org).
         assert!(Theme::from_no_color(Some(std::ffi::OsStr::new(""))).color);
         assert!(Theme::from_no_color(None).color);
+    }
+
+    #[test]
+    fn the_config_theme_picks_the_palette() {
+        use crate::config::Theme as Configured;
+        assert_eq!(Theme::from_config(Configured::NoColor), Theme::monochrome());
+        let light = Theme::from_config(Configured::Light);
+        assert!(light.color && light.light);
+        assert_ne!(light.warn().fg, Theme::default().warn().fg, "darker on a light background");
+        assert_eq!(Theme::from_config(Configured::Dark), Theme::default());
     }
 }
