@@ -141,7 +141,10 @@ mod tests {
             ..Config::default()
         };
         let m = embedded_mock_config(&config);
-        assert_eq!((m.limits.rpm, m.limits.itpm, m.limits.otpm), (7, 30_000, 900));
+        assert_eq!(
+            (m.limits.rpm, m.limits.itpm, m.limits.otpm),
+            (7, 30_000, 900)
+        );
         assert_eq!(m.token_rate, 15.0);
     }
 }

@@ -79,7 +79,7 @@ async fn run(cli: Cli) -> i32 {
         (_, Some(prompt)) => {
             backchat::headless::run(prompt, cli.events.as_deref(), &config, mock, &session).await
         }
-        _ => backchat::tui::run(config, mock, cli.demo).await,
+        _ => backchat::tui::run(config, mock, cli.demo, session).await,
     }
 }
 

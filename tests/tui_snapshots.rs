@@ -713,3 +713,43 @@ fn model_text_cannot_reach_the_terminal() {
     let screen = h.screen();
     assert!(screen.contains("  evil ␛]52;c;aGk=␇ ␛[2J  tab"), "{screen}");
 }
+
+#[test]
+fn session_picker() {
+    let mut h = Harness::new(100, 14);
+    h.send(backchat::tui::Msg::SessionOpened {
+        name: "2026-11-27-1930".into(),
+        turns: Vec::new(),
+        issues: Vec::new(),
+    });
+    let wall = backchat::clock::wall_at(h.now);
+    let info = |name: &str, turns, ago: u64, prompt: &str| backchat::chat::SessionInfo {
+        name: name.into(),
+        path: std::path::PathBuf::from(format!("/tmp/{name}.jsonl")),
+        modified: wall - Duration::from_secs(ago),
+        turns,
+        first_prompt: Some(prompt.into()),
+    };
+    h.send(backchat::tui::Msg::SessionList(vec![
+        info(
+            "2026-11-27-1930",
+            3,
+            20,
+            "How do I write a retry loop in Rust?",
+        ),
+        info(
+            "trip-notes",
+            14,
+            7_200,
+            "Plan three days in Kyoto in autumn",
+        ),
+        info(
+            "sql",
+            2,
+            260_000,
+            "Why is this query slow?\nSELECT * FROM orders",
+        ),
+    ]));
+    h.press(KeyCode::Down);
+    assert_snapshot!(h.terminal().backend());
+}

@@ -95,7 +95,12 @@ fn esc_while_waiting_cancels_and_keeps_the_partial_text() {
         fx.contains(&Effect::CancelTurn { id, turn_index: 0 }),
         "{fx:?}"
     );
-    assert!(fx.contains(&Effect::TurnEnded { turn_index: 0 }));
+    // The ended turn travels with the effect, partial text and all, to be saved.
+    assert!(fx.iter().any(|e| matches!(
+        e,
+        Effect::TurnEnded { turn_index: 0, turn }
+            if turn.assistant == "Once upon a time" && turn.state == ReplyState::Cancelled
+    )));
     let t = &h.app.conversation.turns[0];
     assert_eq!(t.assistant, "Once upon a time");
     assert_eq!(t.state, ReplyState::Cancelled);
@@ -181,8 +186,10 @@ fn ctrl_r_retries_a_failed_turn_with_the_same_prompt() {
     assert_eq!(s[0].1, 1, "a new turn");
     assert_eq!(s[0].2, "what is 2+2?");
     assert!(h.app.conversation.turns[0].superseded);
+    // The session is told, so a resumed conversation leaves the old turn out too.
+    assert_eq!(fx[0], Effect::Superseded { turn_index: 0 });
     // The superseded turn is left out: the request holds the prompt once.
-    match &fx[0] {
+    match &fx[1] {
         Effect::StartTurn { request, .. } => assert_eq!(request.messages.len(), 1),
         other => panic!("{other:?}"),
     }
@@ -299,7 +306,10 @@ fn finished_and_interrupted_turns_end_with_turn_ended() {
             partial_kept: true,
         },
     );
-    assert_eq!(fx, vec![Effect::TurnEnded { turn_index: 0 }]);
+    assert!(
+        matches!(&fx[..], [Effect::TurnEnded { turn_index: 0, turn }] if matches!(turn.state, ReplyState::Interrupted { .. })),
+        "{fx:?}"
+    );
     assert!(matches!(
         h.app.conversation.turns[0].state,
         ReplyState::Interrupted { .. }
@@ -312,7 +322,10 @@ fn finished_and_interrupted_turns_end_with_turn_ended() {
             usage: Usage::default(),
         },
     );
-    assert_eq!(fx, vec![Effect::TurnEnded { turn_index: 1 }]);
+    assert!(
+        matches!(&fx[..], [Effect::TurnEnded { turn_index: 1, turn }] if turn.user == "again"),
+        "{fx:?}"
+    );
 }
 
 #[test]
@@ -465,4 +478,101 @@ fn only_the_turn_ctrl_r_would_retry_shows_the_hint() {
     // The first one is now the target again.
     assert_eq!(screen.matches("Ctrl+R to retry").count(), 1);
     assert_eq!(h.app.retry_target(), Some(0));
+}
+
+fn session_info(
+    name: &str,
+    turns: usize,
+    ago_secs: u64,
+    h: &Harness,
+) -> backchat::chat::SessionInfo {
+    backchat::chat::SessionInfo {
+        name: name.into(),
+        path: std::path::PathBuf::from(format!("/tmp/{name}.jsonl")),
+        modified: backchat::clock::wall_at(h.now) - Duration::from_secs(ago_secs),
+        turns,
+        first_prompt: Some(format!("first prompt of {name}")),
+    }
+}
+
+#[test]
+fn sessions_picker_lists_moves_and_opens() {
+    let mut h = Harness::new(100, 24);
+    h.send(backchat::tui::Msg::SessionOpened {
+        name: "today".into(),
+        turns: Vec::new(),
+        issues: Vec::new(),
+    });
+    assert_eq!(h.submit("/sessions"), vec![Effect::ListSessions]);
+    // Nothing saved yet: a notice, no picker.
+    h.send(backchat::tui::Msg::SessionList(Vec::new()));
+    assert!(h.app.picker.is_none());
+    assert!(
+        h.app
+            .notice
+            .as_ref()
+            .is_some_and(|n| n.text.contains("no saved sessions"))
+    );
+
+    let items = vec![
+        session_info("today", 2, 30, &h),
+        session_info("yesterday", 12, 90_000, &h),
+    ];
+    h.send(backchat::tui::Msg::SessionList(items));
+    let p = h.app.picker.as_ref().expect("picker open");
+    assert_eq!(p.selected, 0, "the current session is selected");
+    // Typing does not reach the composer while the picker is open.
+    h.press(KeyCode::Down);
+    h.press(KeyCode::Down);
+    assert_eq!(
+        h.app.picker.as_ref().map(|p| p.selected),
+        Some(1),
+        "stops at the last"
+    );
+    assert!(h.app.composer.is_empty());
+    let fx = h.press(KeyCode::Enter);
+    assert_eq!(fx, vec![Effect::OpenSession("yesterday".into())]);
+    assert!(h.app.picker.is_none());
+
+    // The loop answers with the session's turns.
+    let mut t = backchat::chat::Turn::new("old question", "m");
+    t.assistant = "old answer".into();
+    t.state = ReplyState::Complete { stop_reason: None };
+    h.send(backchat::tui::Msg::SessionOpened {
+        name: "yesterday".into(),
+        turns: vec![t],
+        issues: vec!["line 3: not JSON".into()],
+    });
+    assert_eq!(h.app.session_name.as_deref(), Some("yesterday"));
+    assert_eq!(h.app.conversation.turns.len(), 1);
+    let notice = h.app.notice.as_ref().expect("notice");
+    assert!(notice.text.contains("line 3: not JSON"), "{}", notice.text);
+    assert!(h.screen().contains("old answer"));
+}
+
+#[test]
+fn escape_closes_the_picker_without_opening() {
+    let mut h = Harness::new(100, 24);
+    let items = vec![session_info("a", 1, 10, &h)];
+    h.send(backchat::tui::Msg::SessionList(items));
+    assert!(h.press(KeyCode::Esc).is_empty());
+    assert!(h.app.picker.is_none());
+}
+
+#[test]
+fn clear_starts_a_new_session_and_rename_asks_the_loop() {
+    let mut h = Harness::new(100, 24);
+    let id = only_id(&h.submit("hello"));
+    let fx = h.submit("/clear");
+    assert!(fx.contains(&Effect::CancelTurn { id, turn_index: 0 }));
+    assert_eq!(fx.last(), Some(&Effect::NewSession), "{fx:?}");
+    assert!(h.app.conversation.turns.is_empty());
+    assert_eq!(h.submit("/new"), vec![Effect::NewSession]);
+    assert_eq!(
+        h.submit("/rename trip notes"),
+        vec![Effect::RenameSession("trip notes".into())]
+    );
+    h.send(backchat::tui::Msg::SessionRenamed("trip notes".into()));
+    assert_eq!(h.app.session_name.as_deref(), Some("trip notes"));
+    assert!(h.screen().contains("session trip notes"));
 }

@@ -423,8 +423,14 @@ impl Session {
     /// first turn. An empty reply is stored as a failure, never as a reply; a turn that has not
     /// ended is stored as failed or interrupted.
     pub fn append_turn(&mut self, turn: &Turn) -> Result<(), SessionError> {
+        self.save_turn(turn).map(|_| ())
+    }
+
+    /// [`Session::append_turn`], returning the record number the turn was saved under (for
+    /// [`Session::mark_superseded_number`]); `None` when there was nothing to save.
+    pub fn save_turn(&mut self, turn: &Turn) -> Result<Option<u64>, SessionError> {
         if turn.user.trim().is_empty() && turn.assistant.trim().is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let ts = crate::clock::rfc3339_millis(SystemTime::now());
         let model = turn.model.clone();
@@ -434,6 +440,20 @@ impl Session {
         if let (Some(numbers), Some(n)) = (self.numbers.as_mut(), n) {
             numbers.push(n);
         }
+        Ok(n)
+    }
+
+    /// The record number of each turn loaded by [`Session::load`], in order.
+    pub fn turn_numbers(&self) -> Option<&[u64]> {
+        self.numbers.as_deref()
+    }
+
+    /// Record that the turn saved under record number `n` was retried by a later one.
+    pub fn mark_superseded_number(&mut self, n: u64) -> Result<(), SessionError> {
+        let ts = crate::clock::rfc3339_millis(SystemTime::now());
+        self.write_locked("", |_| {
+            (session_format::superseded_line(n, &ts), None::<u64>)
+        })?;
         Ok(())
     }
 
@@ -448,11 +468,7 @@ impl Session {
             .as_ref()
             .and_then(|ns| ns.get(index).copied())
             .ok_or(SessionError::NoSuchTurn(index))?;
-        let ts = crate::clock::rfc3339_millis(SystemTime::now());
-        self.write_locked("", |_| {
-            (session_format::superseded_line(n, &ts), None::<u64>)
-        })?;
-        Ok(())
+        self.mark_superseded_number(n)
     }
 
     /// Rename this session (its file moves; later turns go to the new file).

@@ -18,7 +18,7 @@ use super::msg::{Effect, Msg, TurnId};
 use super::theme::Theme;
 use super::timeline::Timeline;
 use super::transcript::TranscriptCache;
-use crate::chat::{Conversation, ReplyState, Turn};
+use crate::chat::{Conversation, ReplyState, SessionInfo, Turn};
 use crate::config::Config;
 use crate::retry::{Bucket, QuotaSnapshot, TurnEvent};
 
@@ -101,6 +101,15 @@ pub enum Outcome {
     Error,
 }
 
+/// The session picker (`/sessions`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Picker {
+    /// Saved sessions, newest first.
+    pub items: Vec<SessionInfo>,
+    /// The highlighted one.
+    pub selected: usize,
+}
+
 /// The whole state of the TUI.
 pub struct App {
     /// Model, system prompt, limits (no key: the app never needs it).
@@ -136,6 +145,10 @@ pub struct App {
     pub demo: bool,
     /// The one-line notice.
     pub notice: Option<Notice>,
+    /// The session the turns are saved to.
+    pub session_name: Option<String>,
+    /// The session picker, when open.
+    pub picker: Option<Picker>,
     /// Colours or `NO_COLOR`.
     pub theme: Theme,
     /// When the session started (the timeline's origin).
@@ -174,6 +187,8 @@ impl App {
             mock,
             demo,
             notice: None,
+            session_name: None,
+            picker: None,
             theme,
             started_at: now,
             ctrl_c_at: None,
@@ -287,6 +302,20 @@ impl App {
         });
     }
 
+    /// The effect that saves the turn at `turn_index` as it is now.
+    fn ended(&self, turn_index: usize) -> Effect {
+        let turn = self
+            .conversation
+            .turns
+            .get(turn_index)
+            .cloned()
+            .unwrap_or_else(|| Turn::new("", ""));
+        Effect::TurnEnded {
+            turn_index,
+            turn: Box::new(turn),
+        }
+    }
+
     fn new_id(&mut self) -> TurnId {
         let id = TurnId(self.next_id);
         self.next_id += 1;
@@ -353,9 +382,7 @@ impl App {
                 id: l.id,
                 turn_index: l.turn_index,
             });
-            effects.push(Effect::TurnEnded {
-                turn_index: l.turn_index,
-            });
+            effects.push(self.ended(l.turn_index));
         }
         effects
     }
@@ -371,7 +398,13 @@ impl App {
         turn.superseded = true;
         let prompt = turn.user.clone();
         self.notice = None;
-        vec![self.start_turn(prompt, now)]
+        let superseded = self.retry_target.unwrap_or_default();
+        vec![
+            Effect::Superseded {
+                turn_index: superseded,
+            },
+            self.start_turn(prompt, now),
+        ]
     }
 
     fn submit(&mut self, now: Instant) -> Vec<Effect> {
@@ -416,14 +449,18 @@ impl App {
                 self.notice(NoticeKind::Info, "system prompt cleared");
             }
             Command::Clear => {
-                let effects = self.cancel_all(now);
+                // The old conversation stays saved in its session; the new one gets its own.
+                let mut effects = self.cancel_all(now);
                 self.conversation.turns.clear();
                 self.labels.clear();
                 self.epoch += 1;
                 self.scroll = Scroll::Bottom;
                 self.notice(NoticeKind::Info, "new conversation");
+                effects.push(Effect::NewSession);
                 return effects;
             }
+            Command::Sessions => return vec![Effect::ListSessions],
+            Command::Rename(name) => return vec![Effect::RenameSession(name)],
             Command::Retry => return self.retry(now),
             Command::Help => self.help_open = true,
             Command::Quit => {
@@ -543,8 +580,71 @@ impl App {
             Action::Top => self.scroll = Scroll::At(0),
             Action::Bottom => self.scroll = Scroll::Bottom,
             Action::Edit(op) => self.composer.apply(op),
+            Action::PickerMove(delta) => {
+                if let Some(p) = &mut self.picker {
+                    let last = p.items.len().saturating_sub(1);
+                    p.selected = p.selected.saturating_add_signed(delta).min(last);
+                }
+            }
+            Action::PickerClose => self.picker = None,
+            Action::PickerOpen => {
+                if let Some(p) = self.picker.take()
+                    && let Some(item) = p.items.get(p.selected)
+                {
+                    if self.session_name.as_deref() == Some(item.name.as_str()) {
+                        self.notice(
+                            NoticeKind::Info,
+                            format!("already in session {}", item.name),
+                        );
+                        return Vec::new();
+                    }
+                    let mut effects = self.cancel_all(now);
+                    effects.push(Effect::OpenSession(item.name.clone()));
+                    return effects;
+                }
+            }
         }
         Vec::new()
+    }
+
+    fn on_session_opened(&mut self, name: String, turns: Vec<Turn>, issues: Vec<String>) {
+        let n = turns.len();
+        self.load(turns);
+        self.picker = None;
+        if let Some(first) = issues.first() {
+            let more = if issues.len() > 1 {
+                format!(" (and {} more; see the log)", issues.len() - 1)
+            } else {
+                String::new()
+            };
+            self.notice(
+                NoticeKind::Warn,
+                format!(
+                    "session {name}: {} loaded; skipped {first}{more}",
+                    turns_word(n)
+                ),
+            );
+        } else if n > 0 {
+            self.notice(
+                NoticeKind::Info,
+                format!("resumed session {name} ({})", turns_word(n)),
+            );
+        }
+        self.session_name = Some(name);
+    }
+
+    fn on_session_list(&mut self, items: Vec<SessionInfo>) {
+        if items.is_empty() {
+            self.notice(NoticeKind::Info, "no saved sessions yet");
+            return;
+        }
+        let selected = self
+            .session_name
+            .as_deref()
+            .and_then(|cur| items.iter().position(|i| i.name == cur))
+            .unwrap_or(0);
+        self.help_open = false;
+        self.picker = Some(Picker { items, selected });
     }
 
     fn on_key(&mut self, key: KeyEvent, now: Instant) -> Vec<Effect> {
@@ -554,6 +654,7 @@ impl App {
         let ctx = KeyContext {
             help_open: self.help_open,
             composer_empty: self.composer.is_empty(),
+            picker_open: self.picker.is_some(),
         };
         match keymap::action_for(&key, ctx) {
             Some(a) => self.on_action(a, now),
@@ -646,14 +747,14 @@ impl App {
                 turn.state = ReplyState::Complete { stop_reason };
                 turn.usage = Some(usage);
                 self.live.remove(pos);
-                return vec![Effect::TurnEnded { turn_index }];
+                return vec![self.ended(turn_index)];
             }
             TurnEvent::Interrupted { error, .. } => {
                 turn.state = ReplyState::Interrupted {
                     reason: error.to_string(),
                 };
                 self.live.remove(pos);
-                return vec![Effect::TurnEnded { turn_index }];
+                return vec![self.ended(turn_index)];
             }
             TurnEvent::Failed(f) => {
                 turn.state = ReplyState::Failed {
@@ -661,7 +762,7 @@ impl App {
                     retry_helps: f.kind.retry_helps(),
                 };
                 self.live.remove(pos);
-                return vec![Effect::TurnEnded { turn_index }];
+                return vec![self.ended(turn_index)];
             }
         }
         Vec::new()
@@ -679,9 +780,16 @@ impl App {
             };
         }
         self.timeline.cancelled(l.id, now);
-        vec![Effect::TurnEnded {
-            turn_index: l.turn_index,
-        }]
+        vec![self.ended(l.turn_index)]
+    }
+}
+
+/// "1 turn", "3 turns".
+fn turns_word(n: usize) -> String {
+    if n == 1 {
+        "1 turn".to_string()
+    } else {
+        format!("{n} turns")
     }
 }
 
@@ -720,5 +828,26 @@ fn dispatch(app: &mut App, msg: Msg, now: Instant) -> Vec<Effect> {
         Msg::Resize { .. } | Msg::Tick => Vec::new(),
         Msg::Turn { id, event } => app.on_turn(id, event, now),
         Msg::TurnStreamEnded { id } => app.on_stream_ended(id, now),
+        Msg::SessionOpened {
+            name,
+            turns,
+            issues,
+        } => {
+            app.on_session_opened(name, turns, issues);
+            Vec::new()
+        }
+        Msg::SessionList(items) => {
+            app.on_session_list(items);
+            Vec::new()
+        }
+        Msg::SessionRenamed(name) => {
+            app.notice(NoticeKind::Info, format!("session renamed to {name}"));
+            app.session_name = Some(name);
+            Vec::new()
+        }
+        Msg::Notice { kind, text } => {
+            app.notice(kind, text);
+            Vec::new()
+        }
     }
 }

@@ -29,6 +29,10 @@ pub enum Command {
     },
     /// `/copy`.
     Copy,
+    /// `/sessions`: pick a saved session.
+    Sessions,
+    /// `/rename NAME`: rename this session.
+    Rename(String),
     /// A command that exists, used wrongly: the message says how.
     Invalid(String),
     /// No such command.
@@ -57,6 +61,11 @@ pub fn parse(line: &str) -> Command {
         "help" | "?" => Command::Help,
         "quit" | "exit" | "q" => Command::Quit,
         "copy" => Command::Copy,
+        "sessions" | "resume" => Command::Sessions,
+        "rename" => match arg {
+            Some(name) => Command::Rename(name),
+            None => Command::Invalid("usage: /rename NAME".into()),
+        },
         "burst" => {
             let (n, prompt) = match rest.split_once(char::is_whitespace) {
                 Some((n, p)) => (n, Some(p.trim().to_string()).filter(|p| !p.is_empty())),
@@ -109,5 +118,12 @@ mod tests {
         assert!(matches!(parse("/burst"), Command::Invalid(_)));
         assert!(matches!(parse("/burst -1"), Command::Invalid(_)));
         assert_eq!(parse("/frobnicate"), Command::Unknown("frobnicate".into()));
+        assert_eq!(parse("/sessions"), Command::Sessions);
+        assert_eq!(parse("/new"), Command::Clear);
+        assert_eq!(
+            parse("/rename my notes"),
+            Command::Rename("my notes".into())
+        );
+        assert!(matches!(parse("/rename"), Command::Invalid(_)));
     }
 }

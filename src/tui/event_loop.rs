@@ -29,12 +29,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::app::{App, update};
+use super::app::{App, NoticeKind, update};
 use super::clipboard;
 use super::msg::{Effect, Msg, TurnId};
 use super::theme::Theme;
 use super::view;
 use crate::backend::Backend;
+use crate::chat::{Session, SessionChoice, SessionStore};
 use crate::config::Config;
 use crate::mock::MockConfig;
 use crate::retry::Driver;
@@ -138,12 +139,26 @@ impl Drop for TerminalGuard {
 }
 
 /// Run the TUI (see [`super::run`]).
-pub async fn run(config: Config, mock: Option<MockConfig>, demo: bool) -> i32 {
+pub async fn run(
+    config: Config,
+    mock: Option<MockConfig>,
+    demo: bool,
+    choice: SessionChoice,
+) -> i32 {
     use std::io::IsTerminal;
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
         eprintln!("backchat: the chat TUI needs a terminal; use -p PROMPT with pipes and scripts");
         return EXIT_START;
     }
+    // Sessions first: a bad name or nothing to continue is reported before the screen changes.
+    let mut sessions = match Sessions::open(&config, &choice) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("backchat: {}", crate::logging::redact(&e));
+            return EXIT_START;
+        }
+    };
+    let opened = sessions.load_current();
     let config_theme = config.theme;
     let backend = match Backend::start(&config, mock).await {
         Ok(b) => b,
@@ -159,6 +174,9 @@ pub async fn run(config: Config, mock: Option<MockConfig>, demo: bool) -> i32 {
         Theme::from_config(config_theme),
         Instant::now(),
     );
+    if let Some(msg) = opened {
+        let _ = update(&mut app, msg, Instant::now());
+    }
     let mut guard = match TerminalGuard::enter() {
         Ok(g) => g,
         Err(e) => {
@@ -166,7 +184,7 @@ pub async fn run(config: Config, mock: Option<MockConfig>, demo: bool) -> i32 {
             return EXIT_START;
         }
     };
-    let result = main_loop(&mut guard.terminal, &mut app, &backend.driver).await;
+    let result = main_loop(&mut guard.terminal, &mut app, &backend.driver, sessions).await;
     drop(guard);
     match result {
         Ok(()) => 0,
@@ -196,10 +214,90 @@ pub fn translate(event: Event) -> Option<Msg> {
     }
 }
 
+/// The session the turns are saved to, and the record number of each saved turn (by its
+/// index in the conversation), so that a retry can mark the one it replaces.
+pub struct Sessions {
+    store: SessionStore,
+    current: Session,
+    saved: HashMap<usize, u64>,
+}
+
+impl Sessions {
+    /// Open the session the flags ask for.
+    pub fn open(config: &Config, choice: &SessionChoice) -> Result<Sessions, String> {
+        let store = SessionStore::from_paths(&config.paths).map_err(|e| e.to_string())?;
+        let current = store.choose(choice).map_err(|e| e.to_string())?;
+        Ok(Sessions {
+            store,
+            current,
+            saved: HashMap::new(),
+        })
+    }
+
+    /// Load the current session; the message that puts it on screen.
+    fn load_current(&mut self) -> Option<Msg> {
+        let name = self.current.name().to_string();
+        match self.current.load() {
+            Ok((conversation, report)) => {
+                self.saved = self
+                    .current
+                    .turn_numbers()
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (i, *n))
+                    .collect();
+                for line in report.lines(&name) {
+                    tracing::warn!("{line}");
+                }
+                let issues = report
+                    .issues
+                    .iter()
+                    .map(|i| crate::logging::redact(&i.to_string()))
+                    .collect();
+                Some(Msg::SessionOpened {
+                    name,
+                    turns: conversation.turns,
+                    issues,
+                })
+            }
+            Err(e) => Some(Msg::Notice {
+                kind: NoticeKind::Error,
+                text: format!("cannot read session {name}: {e}"),
+            }),
+        }
+    }
+
+    fn save(&mut self, turn_index: usize, turn: &crate::chat::Turn) -> Result<(), String> {
+        if self.saved.contains_key(&turn_index) {
+            return Ok(());
+        }
+        match self.current.save_turn(turn) {
+            Ok(Some(n)) => {
+                self.saved.insert(turn_index, n);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(format!("could not save the turn: {e}")),
+        }
+    }
+
+    fn supersede(&mut self, turn_index: usize) -> Result<(), String> {
+        match self.saved.get(&turn_index) {
+            Some(n) => self
+                .current
+                .mark_superseded_number(*n)
+                .map_err(|e| format!("could not update the session: {e}")),
+            None => Ok(()),
+        }
+    }
+}
+
 struct Runner<'a> {
     driver: &'a Driver,
     tx: mpsc::UnboundedSender<Msg>,
     tasks: HashMap<TurnId, JoinHandle<()>>,
+    sessions: Sessions,
 }
 
 impl Runner<'_> {
@@ -230,10 +328,51 @@ impl Runner<'_> {
                         h.abort();
                     }
                 }
-                Effect::TurnEnded { .. } => {
-                    // Sessions will save here. Finished tasks are forgotten.
+                Effect::TurnEnded { turn_index, turn } => {
+                    // Saved (and fsync'd) the moment it ends. Finished tasks are forgotten.
                     self.tasks.retain(|_, h| !h.is_finished());
+                    if let Err(text) = self.sessions.save(turn_index, &turn) {
+                        self.notify(NoticeKind::Error, text);
+                    }
                 }
+                Effect::Superseded { turn_index } => {
+                    if let Err(text) = self.sessions.supersede(turn_index) {
+                        self.notify(NoticeKind::Error, text);
+                    }
+                }
+                Effect::ListSessions => match self.sessions.store.list() {
+                    Ok(items) => {
+                        let _ = self.tx.send(Msg::SessionList(items));
+                    }
+                    Err(e) => self.notify(NoticeKind::Error, format!("cannot list sessions: {e}")),
+                },
+                Effect::OpenSession(name) => match self.sessions.store.open_existing(&name) {
+                    Ok(session) => {
+                        self.sessions.current = session;
+                        if let Some(msg) = self.sessions.load_current() {
+                            let _ = self.tx.send(msg);
+                        }
+                    }
+                    Err(e) => self.notify(
+                        NoticeKind::Error,
+                        format!("cannot open session {name}: {e}"),
+                    ),
+                },
+                Effect::NewSession => {
+                    self.sessions.current = self.sessions.store.new_unnamed();
+                    self.sessions.saved.clear();
+                    let _ = self.tx.send(Msg::SessionOpened {
+                        name: self.sessions.current.name().to_string(),
+                        turns: Vec::new(),
+                        issues: Vec::new(),
+                    });
+                }
+                Effect::RenameSession(name) => match self.sessions.current.rename(&name) {
+                    Ok(()) => {
+                        let _ = self.tx.send(Msg::SessionRenamed(name));
+                    }
+                    Err(e) => self.notify(NoticeKind::Error, format!("cannot rename: {e}")),
+                },
                 Effect::SetMouseCapture(on) => {
                     let out = terminal.backend_mut();
                     if on {
@@ -252,6 +391,14 @@ impl Runner<'_> {
             }
         }
         Ok(false)
+    }
+
+    fn notify(&self, kind: NoticeKind, text: String) {
+        tracing::warn!("{text}");
+        let _ = self.tx.send(Msg::Notice {
+            kind,
+            text: crate::logging::redact(&text),
+        });
     }
 
     fn abort_all(&mut self) {
@@ -284,12 +431,14 @@ async fn main_loop(
     terminal: &mut Terminal<CrosstermBackend<Stdout>>,
     app: &mut App,
     driver: &Driver,
+    sessions: Sessions,
 ) -> io::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let mut runner = Runner {
         driver,
         tx,
         tasks: HashMap::new(),
+        sessions,
     };
     let mut events = EventStream::new();
     let mut dirty = true;

@@ -41,6 +41,12 @@ pub enum Action {
     Bottom,
     /// Edit the composer.
     Edit(EditOp),
+    /// Session picker: move the selection (negative: up).
+    PickerMove(isize),
+    /// Session picker: open the selected session.
+    PickerOpen,
+    /// Session picker: close it.
+    PickerClose,
 }
 
 /// What the keymap needs to know about the app.
@@ -50,6 +56,8 @@ pub struct KeyContext {
     pub help_open: bool,
     /// The composer has no text.
     pub composer_empty: bool,
+    /// The session picker is open.
+    pub picker_open: bool,
 }
 
 /// The bindings shown in help: (keys, what they do).
@@ -87,7 +95,12 @@ pub const BINDINGS: &[(&str, &str)] = &[
 pub const COMMANDS: &[(&str, &str)] = &[
     ("/model NAME", "use another model for the next turns"),
     ("/system TEXT", "set the system prompt (no text: clear it)"),
-    ("/clear", "start a new conversation"),
+    (
+        "/clear, /new",
+        "start a new conversation (saved as a new session)",
+    ),
+    ("/sessions", "pick a saved session to resume"),
+    ("/rename NAME", "rename this session"),
     ("/retry", "retry the last failed or interrupted turn"),
     (
         "/burst N [PROMPT]",
@@ -111,6 +124,20 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
                 Some(Action::CloseHelp)
             }
             KeyCode::Enter => Some(Action::CloseHelp),
+            _ => None,
+        };
+    }
+    if ctx.picker_open {
+        return match key.code {
+            KeyCode::Char('c') if ctrl => Some(Action::Interrupt),
+            KeyCode::Esc | KeyCode::Char('q') => Some(Action::PickerClose),
+            KeyCode::Enter => Some(Action::PickerOpen),
+            KeyCode::Up | KeyCode::Char('k') => Some(Action::PickerMove(-1)),
+            KeyCode::Down | KeyCode::Char('j') => Some(Action::PickerMove(1)),
+            KeyCode::PageUp => Some(Action::PickerMove(-10)),
+            KeyCode::PageDown => Some(Action::PickerMove(10)),
+            KeyCode::Home => Some(Action::PickerMove(isize::MIN)),
+            KeyCode::End => Some(Action::PickerMove(isize::MAX)),
             _ => None,
         };
     }

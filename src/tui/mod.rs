@@ -30,7 +30,13 @@ use crate::config::Config;
 use crate::mock::MockConfig;
 
 /// Run the TUI until the person quits. Starts the backend (the embedded mock when asked or
-/// when there is no key). Returns the exit code: 0 on quit, 2 when it cannot start.
-pub async fn run(config: Config, mock: Option<MockConfig>, demo: bool) -> i32 {
-    event_loop::run(config, mock, demo).await
+/// when there is no key) and opens the session `choice` names (new, named or the latest).
+/// Returns the exit code: 0 on quit, 2 when it cannot start.
+pub async fn run(
+    config: Config,
+    mock: Option<MockConfig>,
+    demo: bool,
+    choice: crate::chat::SessionChoice,
+) -> i32 {
+    event_loop::run(config, mock, demo, choice).await
 }

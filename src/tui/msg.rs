@@ -5,7 +5,9 @@
 
 use crossterm::event::{KeyEvent, MouseEvent};
 
+use super::app::NoticeKind;
 use crate::api::MessagesRequest;
+use crate::chat::{SessionInfo, Turn};
 use crate::retry::TurnEvent;
 
 /// Identifies one run of a turn (a retry is a new run). Never reused within a session, so an
@@ -46,6 +48,26 @@ pub enum Msg {
     },
     /// Time passed (a countdown or spinner is on screen).
     Tick,
+    /// A session was opened (at start, `/sessions`, `/new`): its turns replace the screen's.
+    SessionOpened {
+        /// Its name.
+        name: String,
+        /// Its turns.
+        turns: Vec<Turn>,
+        /// What could not be read (one line each); empty when the file was clean.
+        issues: Vec<String>,
+    },
+    /// The saved sessions, newest first (for the picker).
+    SessionList(Vec<SessionInfo>),
+    /// The session was renamed.
+    SessionRenamed(String),
+    /// Something the event loop wants the person to know (a failed save, say).
+    Notice {
+        /// How it reads.
+        kind: NoticeKind,
+        /// The text.
+        text: String,
+    },
 }
 
 /// Work for the event loop.
@@ -72,7 +94,23 @@ pub enum Effect {
     TurnEnded {
         /// The turn in the conversation.
         turn_index: usize,
+        /// The turn as it ended (carried along, since `/clear` may empty the conversation
+        /// before the effect runs).
+        turn: Box<Turn>,
     },
+    /// A retry replaced this turn: leave it out of the API input when the session resumes.
+    Superseded {
+        /// The turn in the conversation.
+        turn_index: usize,
+    },
+    /// List the saved sessions (answered with [`Msg::SessionList`]).
+    ListSessions,
+    /// Open a saved session (answered with [`Msg::SessionOpened`]).
+    OpenSession(String),
+    /// Start a new, empty session (answered with [`Msg::SessionOpened`]).
+    NewSession,
+    /// Rename the current session (answered with [`Msg::SessionRenamed`] or a notice).
+    RenameSession(String),
     /// Capture the mouse (wheel scrolling) or release it (native text selection).
     SetMouseCapture(bool),
     /// Put this text on the clipboard (OSC 52).

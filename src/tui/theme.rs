@@ -199,7 +199,11 @@ mod tests {
         assert_eq!(Theme::from_config(Configured::NoColor), Theme::monochrome());
         let light = Theme::from_config(Configured::Light);
         assert!(light.color && light.light);
-        assert_ne!(light.warn().fg, Theme::default().warn().fg, "darker on a light background");
+        assert_ne!(
+            light.warn().fg,
+            Theme::default().warn().fg,
+            "darker on a light background"
+        );
         assert_eq!(Theme::from_config(Configured::Dark), Theme::default());
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod composer;
 pub mod help;
+pub mod picker;
 pub mod quota_panel;
 pub mod status_bar;
 pub mod transcript;
@@ -90,6 +91,20 @@ fn render_rule(app: &App, area: Rect, buf: &mut Buffer) {
     let theme = app.theme;
     let fill = "─".repeat(usize::from(area.width));
     buf.set_stringn(area.x, area.y, &fill, usize::from(area.width), theme.dim());
+    // The session's name at the right end (a notice may cover it).
+    if let Some(name) = &app.session_name {
+        let label = format!(" session {} ─", crate::util::clip(name, 40));
+        let w = u16::try_from(label.chars().count()).unwrap_or(u16::MAX);
+        if w + 20 < area.width {
+            buf.set_stringn(
+                area.right() - w,
+                area.y,
+                &label,
+                usize::from(w),
+                theme.dim(),
+            );
+        }
+    }
     let (text, style) = match &app.notice {
         Some(n) => (
             n.text.clone(),
@@ -152,6 +167,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) -> Option<P
     status_bar::render(app, a.status, buf, now);
     if app.help_open {
         help::render(app, area, buf);
+        return None;
+    }
+    if let Some(p) = &app.picker {
+        picker::render(app, p, area, buf, crate::clock::wall_at(now));
         return None;
     }
     cursor
