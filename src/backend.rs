@@ -1,11 +1,13 @@
 //! What a surface talks to: the real API, or the embedded mock when there is no key.
-//! Builds the transport, the limiter and the driver from a [`Config`].
+//! Builds the transport, the limiter and the driver from a [`Config`]. The limiter is the
+//! in-process pacer, or, with `shared_limiter` set, the Redis one (which fails open to the
+//! same pacer: starting never waits for Redis more than [`crate::limiter::redis::CONNECT_TIMEOUT`]).
 
 use std::sync::Arc;
 
 use crate::api::{HttpTransport, HttpTransportConfig, client::DEFAULT_BASE_URL};
 use crate::config::Config;
-use crate::limiter::Limiter;
+use crate::limiter::{Limiter, RedisLimiter, RedisLimiterConfig};
 use crate::mock::{MockConfig, MockServer};
 use crate::retry::{Driver, Pacer};
 use crate::secret::ApiKey;
@@ -102,12 +104,21 @@ impl Backend {
         let base_url = match &target {
             Target::Remote { base_url } | Target::EmbeddedMock { base_url } => base_url.clone(),
         };
-        let transport = HttpTransport::new(HttpTransportConfig::new(base_url, key))?;
-        let limiter: Option<Arc<dyn Limiter>> = if config.pacing {
-            Some(Arc::new(Pacer::new()))
-        } else {
-            None
+        let limiter: Option<Arc<dyn Limiter>> = match (config.pacing, &config.shared_limiter) {
+            (false, _) => None,
+            (true, Some(url)) => {
+                let shared = RedisLimiterConfig {
+                    // A slot further out than the driver would wait is of no use to anyone.
+                    max_ahead: config.retry.max_wait.min(config.retry.deadline),
+                    ..RedisLimiterConfig::new(url.clone())
+                };
+                Some(Arc::new(
+                    RedisLimiter::connect(shared, key.as_ref(), &config.model).await,
+                ))
+            }
+            (true, None) => Some(Arc::new(Pacer::new())),
         };
+        let transport = HttpTransport::new(HttpTransportConfig::new(base_url, key))?;
         let driver = Driver::new(Arc::new(transport))
             .with_config(config.retry.clone())
             .with_limiter(limiter);

@@ -100,6 +100,11 @@ pub async fn run(
             "no ANTHROPIC_API_KEY set; answering from the embedded mock API (canned replies, real rate limits).",
         );
     }
+    if let Some(crate::limiter::LimiterHealth::Degraded(message)) =
+        backend.driver.limiter().map(|l| l.health())
+    {
+        say(&mut stderr, &format!("warning: {message}"));
+    }
     conversation
         .turns
         .push(Turn::new(prompt, config.model.clone()));

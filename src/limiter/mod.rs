@@ -1,10 +1,17 @@
 //! Quota admission before a request is sent: the [`Limiter`] trait, implemented in-process by
-//! [`crate::retry::pacer::Pacer`] and across processes by the Redis limiter.
+//! [`crate::retry::pacer::Pacer`] and across processes by the Redis limiter
+//! ([`redis::RedisLimiter`], `--shared-limiter`).
 //!
 //! The driver asks for a reservation before each attempt, sleeps until its slot, and tells the
 //! limiter what happened: released (the request was not admitted), committed (a 2xx arrived)
 //! or settled (the reply's real usage is known). Every response's headers are observed, and a
 //! 429 blocks everyone until its `retry-after`.
+
+pub mod redis;
+mod redis_link;
+pub mod scope;
+
+pub use self::redis::{RedisLimiter, RedisLimiterConfig};
 
 use futures::future::BoxFuture;
 use tokio::time::Instant;
@@ -105,5 +112,13 @@ pub trait Limiter: Send + Sync + 'static {
     /// Local, shared, or degraded.
     fn health(&self) -> LimiterHealth {
         LimiterHealth::Local
+    }
+
+    /// Resolves once everything told to the limiter so far (releases, usage, headers, 429s)
+    /// has been written to shared state, or dropped because it is unreachable. A surface
+    /// about to exit may await this, bounded by a short timeout, so that the next process
+    /// starts from the true state. In-process limiters have nothing to write.
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
     }
 }
