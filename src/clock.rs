@@ -88,7 +88,7 @@ pub mod serde_instant {
     }
 }
 
-/// Serde helpers: a [`Duration`](std::time::Duration) is written as fractional seconds.
+/// Serde helpers: a [`std::time::Duration`] is written as fractional seconds.
 pub mod serde_secs {
     use serde::Serializer;
     use std::time::Duration;

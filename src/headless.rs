@@ -145,6 +145,11 @@ pub async fn run(
             }
         }
     }
+    // A shared limiter may still be writing this turn's corrections: give it a moment, so
+    // that the next process starts from the true state (bounded: Redis may be gone).
+    if let Some(limiter) = backend.driver.limiter() {
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(100), limiter.flush()).await;
+    }
     outcome.exit_code
 }
 

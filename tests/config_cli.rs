@@ -188,3 +188,27 @@ fn an_unusable_log_file_is_reported_once_and_the_run_goes_on() {
     );
     assert!(stderr.contains("cannot open the log file"), "{stderr}");
 }
+
+#[test]
+fn config_show_never_prints_a_redis_password() {
+    let home = Home::new();
+    let out = home.run(
+        &[
+            "config",
+            "show",
+            "--shared-limiter",
+            "redis://:hunter2@127.0.0.1:6390/1",
+        ],
+        &[],
+    );
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stdout.contains("hunter2") && !stderr.contains("hunter2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("shared_limiter = \"redis://127.0.0.1:6390/1\""),
+        "{stdout}"
+    );
+}

@@ -753,3 +753,21 @@ fn session_picker() {
     h.press(KeyCode::Down);
     assert_snapshot!(h.terminal().backend());
 }
+
+#[test]
+fn status_bar_shows_the_shared_limiter_and_its_outage() {
+    use backchat::limiter::LimiterHealth;
+    let mut h = Harness::new(120, 10);
+    h.app.limiter = LimiterHealth::Shared;
+    let (shared, _) = status_line(&h, 120);
+    h.app.limiter = LimiterHealth::Degraded("shared limiter unreachable".into());
+    let (down, buf) = status_line(&h, 120);
+    let (narrow, _) = status_line(&h, 50);
+    let (x, y) = find(&buf, "shared limiter down").expect("warning");
+    assert_eq!(
+        buf.cell((x, y)).expect("cell").fg,
+        Color::Yellow,
+        "a warning colour"
+    );
+    assert_snapshot!(format!("{shared}{down}{narrow}"));
+}

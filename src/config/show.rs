@@ -47,7 +47,12 @@ pub(super) fn render(c: &Config) -> String {
     );
     row("theme", "theme", Some(quoted(c.theme.as_str())));
     row("pacing", "pacing", Some(c.pacing.to_string()));
-    row("shared_limiter", "shared_limiter", opt(&c.shared_limiter));
+    // A Redis URL may carry a password: show it without credentials.
+    let limiter = c
+        .shared_limiter
+        .as_deref()
+        .map(|u| quoted(&crate::limiter::redis::display_target(u)));
+    row("shared_limiter", "shared_limiter", limiter);
     row("log_level", "log_level", Some(quoted(&c.log_level)));
     let top = std::mem::take(&mut rows);
 

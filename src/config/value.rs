@@ -159,12 +159,24 @@ pub(crate) fn http_url(raw: Raw<'_>) -> Result<String, String> {
     url_with_scheme(raw, &["http", "https"], "an http:// or https:// URL")
 }
 
-/// A Redis URL (`redis://`, `rediss://`, `redis+unix://` or `unix://`).
+/// A Redis URL (`redis://`, `redis+unix://` or `unix://`). TLS (`rediss://`) is refused with
+/// its own message: backchat's Redis client is built without TLS, and a URL that can never
+/// connect would only fail open quietly.
 pub(crate) fn redis_url(raw: Raw<'_>) -> Result<String, String> {
+    if raw
+        .text()
+        .is_some_and(|s| s.trim().starts_with("rediss://"))
+    {
+        return Err(
+            "rediss:// (Redis over TLS) is not supported; use redis:// (e.g. through a local \
+             TLS tunnel)"
+                .to_string(),
+        );
+    }
     url_with_scheme(
         raw,
-        &["redis", "rediss", "redis+unix", "unix"],
-        "a redis:// or rediss:// URL",
+        &["redis", "redis+unix", "unix"],
+        "a redis://HOST:PORT/DB URL",
     )
 }
 
@@ -295,6 +307,8 @@ mod tests {
         assert!(http_url(Raw::Str("localhost:8080")).is_err());
         assert!(redis_url(Raw::Str("redis://127.0.0.1:6379/0")).is_ok());
         assert!(redis_url(Raw::Str("http://127.0.0.1")).is_err());
+        let tls = redis_url(Raw::Str("rediss://cache:6380/0")).expect_err("refused");
+        assert!(tls.contains("not supported"), "{tls}");
     }
 
     #[test]

@@ -687,7 +687,7 @@ fn flag_arg(on: bool) -> String {
 }
 
 /// The URL without credentials, for messages: `redis://HOST:PORT/DB`.
-fn display_target(url: &str) -> String {
+pub fn display_target(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(u) => {
             let host = u.host_str().unwrap_or("");

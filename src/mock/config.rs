@@ -286,7 +286,7 @@ impl MockConfig {
         Self::from_scenario_str(&text, &path.display().to_string())
     }
 
-    /// Parse a TOML scenario; `origin` names it in errors (a path, or "<inline>").
+    /// Parse a TOML scenario; `origin` names it in errors (a path, or `"<inline>"`).
     pub fn from_scenario_str(text: &str, origin: &str) -> Result<MockConfig, MockConfigError> {
         super::scenario::parse(text, origin)
     }
@@ -364,7 +364,7 @@ pub enum MockConfigError {
     /// and the line).
     #[error("{origin}: {message}")]
     Parse {
-        /// The file (or "<inline>").
+        /// The file (or `"<inline>"`).
         origin: String,
         /// toml's message, with line and column.
         message: String,

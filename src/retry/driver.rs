@@ -110,7 +110,7 @@ impl Driver {
 
         loop {
             attempt += 1;
-            let ticket = match self.pace(&request, deadline, attempt, &tx).await {
+            let mut ticket = match self.pace(&request, deadline, attempt, &tx).await {
                 Ok(t) => t,
                 Err(failure) => {
                     tx.emit(TurnEvent::Failed(failure));
@@ -126,13 +126,28 @@ impl Driver {
 
             // Classify the attempt; a 2xx leaves the loop for the stream.
             let (error, hints, quota) = match sent {
-                Err(e) => (Attempt::Network(e), RetryHints::default(), None),
+                Err(e) => {
+                    // Not admitted: the slot goes back.
+                    drop(ticket.take());
+                    (Attempt::Network(e), RetryHints::default(), None)
+                }
                 Ok(TransportResponse {
                     status,
                     headers,
                     body,
                 }) => {
                     let quota = headers::parse_quota(&headers, now);
+                    // Settle the slot before these headers correct the limiter: the server has
+                    // counted this request (a 2xx) or not (an error), so the limiter must no
+                    // longer count it as in flight when it compares with `remaining`.
+                    let admitted =
+                        (200..300).contains(&status) && matches!(body, ResponseBody::Events(_));
+                    let committed = if admitted {
+                        ticket.take().map(Ticket::commit)
+                    } else {
+                        drop(ticket.take());
+                        None
+                    };
                     if !quota.is_empty() {
                         if let Some(l) = &self.limiter {
                             l.observe(&quota);
@@ -144,10 +159,9 @@ impl Driver {
                         }
                     }
                     match body {
-                        ResponseBody::Events(events) if (200..300).contains(&status) => {
+                        ResponseBody::Events(events) if admitted => {
                             self.budget.record_success();
-                            let ticket = ticket.map(Ticket::commit);
-                            self.stream(events, &headers, ticket, &tx).await;
+                            self.stream(events, &headers, committed, &tx).await;
                             return;
                         }
                         ResponseBody::Events(_) => {
@@ -171,8 +185,6 @@ impl Driver {
                     }
                 }
             };
-            // Not admitted: the slot goes back.
-            drop(ticket);
             tracing::info!(
                 attempt,
                 status = error.status(),

@@ -149,6 +149,8 @@ pub struct App {
     pub session_name: Option<String>,
     /// The session picker, when open.
     pub picker: Option<Picker>,
+    /// Where pacing state lives (local, shared through Redis, or degraded to local).
+    pub limiter: crate::limiter::LimiterHealth,
     /// Colours or `NO_COLOR`.
     pub theme: Theme,
     /// When the session started (the timeline's origin).
@@ -189,6 +191,7 @@ impl App {
             notice: None,
             session_name: None,
             picker: None,
+            limiter: crate::limiter::LimiterHealth::Local,
             theme,
             started_at: now,
             ctrl_c_at: None,

@@ -37,6 +37,7 @@ use super::view;
 use crate::backend::Backend;
 use crate::chat::{Session, SessionChoice, SessionStore};
 use crate::config::Config;
+use crate::limiter::LimiterHealth;
 use crate::mock::MockConfig;
 use crate::retry::Driver;
 
@@ -46,6 +47,9 @@ pub const FRAME: Duration = Duration::from_millis(16);
 /// Tick while a countdown or spinner is on screen: faster than 10 Hz so that a countdown
 /// shown with tenths never skips a step.
 pub const TICK: Duration = Duration::from_millis(80);
+
+/// How often the shared limiter's health is looked at while it is in use.
+pub const HEALTH_CHECK: Duration = Duration::from_secs(1);
 
 /// Exit code when the TUI cannot start.
 pub const EXIT_START: i32 = 2;
@@ -186,6 +190,10 @@ pub async fn run(
     };
     let result = main_loop(&mut guard.terminal, &mut app, &backend.driver, sessions).await;
     drop(guard);
+    // Let a shared limiter write what it still holds (bounded: Redis may be gone).
+    if let Some(limiter) = backend.driver.limiter() {
+        let _ = tokio::time::timeout(Duration::from_millis(100), limiter.flush()).await;
+    }
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -445,6 +453,17 @@ async fn main_loop(
     let mut last_draw: Option<Instant> = None;
     let result = loop {
         let now = Instant::now();
+        // A shared limiter's health changes on its own (Redis goes away, comes back).
+        let health = driver
+            .limiter()
+            .map_or(LimiterHealth::Local, |l| l.health());
+        if health != app.limiter {
+            if let LimiterHealth::Degraded(why) = &health {
+                tracing::warn!("{why}");
+            }
+            app.limiter = health;
+            dirty = true;
+        }
         if dirty && last_draw.is_none_or(|t| now >= t + FRAME) {
             if let Err(e) = draw(terminal, app, now) {
                 break Err(e);
@@ -461,6 +480,11 @@ async fn main_loop(
             Some(last_draw.unwrap_or(now) + TICK)
         } else {
             app.next_change(now)
+        };
+        // With a shared limiter, look at its health about once a second.
+        let tick_due = match (&app.limiter, tick_due) {
+            (LimiterHealth::Local, t) => t,
+            (_, t) => Some(t.map_or(now + HEALTH_CHECK, |t| t.min(now + HEALTH_CHECK))),
         };
         let wake = match (frame_due, tick_due) {
             (Some(a), Some(b)) => Some(a.min(b)),

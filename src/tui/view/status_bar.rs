@@ -8,6 +8,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use tokio::time::Instant;
 
+use crate::limiter::LimiterHealth;
 use crate::retry::{Bucket, BucketQuota, QuotaSnapshot};
 use crate::tui::app::{App, Outcome};
 use crate::tui::live::{self, Urgency};
@@ -186,6 +187,21 @@ pub fn spans(app: &App, width: u16, now: Instant) -> Vec<Span<'static>> {
     let model = vec![Span::raw(
         crate::tui::sanitize::sanitize(&app.config.model, 0).into_owned(),
     )];
+    // Where pacing state lives: shared through Redis, or local because Redis is unreachable.
+    let (limiter, limiter_short) = match &app.limiter {
+        LimiterHealth::Local => (Vec::new(), Vec::new()),
+        LimiterHealth::Shared => (
+            vec![Span::styled("shared quota", theme.dim())],
+            vec![Span::styled("shared", theme.dim())],
+        ),
+        LimiterHealth::Degraded(_) => (
+            vec![Span::styled(
+                "shared limiter down · pacing locally",
+                theme.warn(),
+            )],
+            vec![Span::styled("limiter down", theme.warn())],
+        ),
+    };
     let state = state_spans(app, now);
     let short = state_spans_as(app, now, true);
     let help = vec![Span::styled("F1 help", theme.dim())];
@@ -196,6 +212,7 @@ pub fn spans(app: &App, width: u16, now: Instant) -> Vec<Span<'static>> {
     let variants: Vec<Vec<Vec<Span<'static>>>> = vec![
         vec![
             mock.clone(),
+            limiter.clone(),
             model.clone(),
             state.clone(),
             full_quota.clone(),
@@ -203,25 +220,39 @@ pub fn spans(app: &App, width: u16, now: Instant) -> Vec<Span<'static>> {
         ],
         vec![
             mock.clone(),
+            limiter.clone(),
             model.clone(),
             state.clone(),
             full_quota.clone(),
         ],
         vec![
             mock.clone(),
+            limiter.clone(),
             model.clone(),
             state.clone(),
             compact_quota.clone(),
         ],
         vec![
             mock.clone(),
+            limiter_short.clone(),
             model.clone(),
             short.clone(),
             compact_quota.clone(),
         ],
-        vec![mock.clone(), short.clone(), compact_quota.clone()],
-        vec![mock.clone(), short.clone(), bare_quota],
-        vec![mock.clone(), short.clone()],
+        vec![
+            mock.clone(),
+            limiter_short.clone(),
+            short.clone(),
+            compact_quota.clone(),
+        ],
+        vec![
+            mock.clone(),
+            limiter_short.clone(),
+            short.clone(),
+            bare_quota,
+        ],
+        vec![mock.clone(), limiter_short.clone(), short.clone()],
+        vec![limiter_short, short.clone()],
         vec![short],
     ];
     let width = usize::from(width);
