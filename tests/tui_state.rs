@@ -576,3 +576,24 @@ fn clear_starts_a_new_session_and_rename_asks_the_loop() {
     assert_eq!(h.app.session_name.as_deref(), Some("trip notes"));
     assert!(h.screen().contains("session trip notes"));
 }
+
+#[test]
+fn help_scrolls_on_a_small_terminal() {
+    let mut h = Harness::new(60, 12);
+    h.press(KeyCode::F(1));
+    let top = h.screen();
+    assert!(top.contains("↓ more"), "{top}");
+    assert!(!top.contains("/quit"));
+    h.press(KeyCode::End);
+    let bottom = h.screen();
+    assert!(
+        bottom.contains("↑ more") && !bottom.contains("↓"),
+        "{bottom}"
+    );
+    assert!(bottom.contains("The status bar shows"), "{bottom}");
+    h.press(KeyCode::Esc);
+    assert!(!h.app.help_open);
+    // Opening it again starts at the top.
+    h.press(KeyCode::F(1));
+    assert!(h.screen().contains("↓ more"));
+}

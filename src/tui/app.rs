@@ -133,6 +133,8 @@ pub struct App {
     pub scroll: Scroll,
     /// Help is open.
     pub help_open: bool,
+    /// The first help line shown (help scrolls on small terminals).
+    pub help_scroll: usize,
     /// The quota panel is wanted (shown when the terminal is big enough).
     pub quota_open: bool,
     /// Thinking is expanded.
@@ -183,6 +185,7 @@ impl App {
             composer,
             scroll: Scroll::Bottom,
             help_open: false,
+            help_scroll: 0,
             quota_open: demo,
             expand_thinking: false,
             mouse_captured: true,
@@ -465,7 +468,10 @@ impl App {
             Command::Sessions => return vec![Effect::ListSessions],
             Command::Rename(name) => return vec![Effect::RenameSession(name)],
             Command::Retry => return self.retry(now),
-            Command::Help => self.help_open = true,
+            Command::Help => {
+                self.help_open = true;
+                self.help_scroll = 0;
+            }
             Command::Quit => {
                 let mut effects = self.cancel_all(now);
                 effects.push(Effect::Quit);
@@ -561,7 +567,10 @@ impl App {
                 return effects;
             }
             Action::Retry => return self.retry(now),
-            Action::Help => self.help_open = true,
+            Action::Help => {
+                self.help_open = true;
+                self.help_scroll = 0;
+            }
             Action::CloseHelp => self.help_open = false,
             Action::ToggleQuota => self.quota_open = !self.quota_open,
             Action::ToggleMouse => {
@@ -590,6 +599,10 @@ impl App {
                 }
             }
             Action::PickerClose => self.picker = None,
+            // The view clamps it to the lines that exist.
+            Action::HelpScroll(delta) => {
+                self.help_scroll = self.help_scroll.saturating_add_signed(delta);
+            }
             Action::PickerOpen => {
                 if let Some(p) = self.picker.take()
                     && let Some(item) = p.items.get(p.selected)

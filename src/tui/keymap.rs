@@ -47,6 +47,8 @@ pub enum Action {
     PickerOpen,
     /// Session picker: close it.
     PickerClose,
+    /// Help: scroll by this many lines (negative: up).
+    HelpScroll(isize),
 }
 
 /// What the keymap needs to know about the app.
@@ -124,6 +126,12 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
                 Some(Action::CloseHelp)
             }
             KeyCode::Enter => Some(Action::CloseHelp),
+            KeyCode::Up | KeyCode::Char('k') => Some(Action::HelpScroll(-1)),
+            KeyCode::Down | KeyCode::Char('j') => Some(Action::HelpScroll(1)),
+            KeyCode::PageUp => Some(Action::HelpScroll(-10)),
+            KeyCode::PageDown | KeyCode::Char(' ') => Some(Action::HelpScroll(10)),
+            KeyCode::Home => Some(Action::HelpScroll(isize::MIN)),
+            KeyCode::End => Some(Action::HelpScroll(isize::MAX)),
             _ => None,
         };
     }

@@ -49,12 +49,24 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let y = area.y + (area.height - h) / 2;
     let popup = Rect::new(x, y, w, h);
     Clear.render(popup, buf);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(" help · Esc to close ");
+    let rows = usize::from(h.saturating_sub(2));
+    let top = app.help_scroll.min(content.len().saturating_sub(rows));
+    let more = top + rows < content.len();
+    let title = match (top > 0, more) {
+        (false, false) => " help · Esc to close ",
+        (false, true) => " help · ↓ more · Esc to close ",
+        (true, true) => " help · ↑↓ more · Esc to close ",
+        (true, false) => " help · ↑ more · Esc to close ",
+    };
+    let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(popup);
     block.render(popup, buf);
-    for (i, line) in content.iter().take(usize::from(inner.height)).enumerate() {
+    for (i, line) in content
+        .iter()
+        .skip(top)
+        .take(usize::from(inner.height))
+        .enumerate()
+    {
         buf.set_line(inner.x, inner.y + i as u16, line, inner.width);
     }
 }
