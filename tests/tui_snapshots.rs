@@ -255,7 +255,8 @@ fn error_retries_exhausted() {
 fn error_network() {
     let mut h = Harness::new(100, 14);
     let id = id_of(&h.submit("hello"));
-    let t = TransportError::Connect("tcp connect error: Connection refused (os error 111)".into());
+    let t =
+        TransportError::Connect("api.anthropic.com:443: Connection refused (os error 111)".into());
     h.turn(
         id,
         TurnEvent::Failed(TurnFailure {

@@ -171,7 +171,22 @@ async fn read_capped(response: reqwest::Response, idle: Duration) -> Result<Byte
 
 fn classify(e: reqwest::Error) -> TransportError {
     // reqwest's Display never includes request headers, so the key cannot leak through it.
-    let text = error_chain(&e);
+    // The outer layers only repeat the URL ("error sending request for url …"); the host and
+    // the innermost cause are what a person needs.
+    let host = e
+        .url()
+        .map(|u| match (u.host_str(), u.port_or_known_default()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            _ => String::new(),
+        })
+        .unwrap_or_default();
+    let cause = root_cause(&e);
+    let text = if host.is_empty() {
+        cause
+    } else {
+        format!("{host}: {cause}")
+    };
     if e.is_connect() {
         TransportError::Connect(text)
     } else if e.is_timeout() {
@@ -181,18 +196,15 @@ fn classify(e: reqwest::Error) -> TransportError {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
+/// The innermost error's text ("Connection refused (os error 111)").
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut last = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        let next = s.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
+        last = s.to_string();
         source = s.source();
     }
-    text
+    last
 }
 
 #[cfg(test)]
@@ -225,7 +237,10 @@ mod tests {
         .expect("client");
         let req = MessagesRequest::new("m", 10, vec![]);
         match t.send(&req, 1).await {
-            Err(TransportError::Connect(_)) => {}
+            Err(TransportError::Connect(m)) => {
+                assert!(m.starts_with(&format!("127.0.0.1:{port}: ")), "{m}");
+                assert!(m.to_lowercase().contains("refused"), "{m}");
+            }
             Err(other) => panic!("expected a connect error, got {other:?}"),
             Ok(_) => panic!("expected a connect error, got a response"),
         }

@@ -184,7 +184,7 @@ fn is_sensitive(name: &str) -> bool {
 #[serde(tag = "kind", content = "message", rename_all = "snake_case")]
 pub enum TransportError {
     /// Could not connect.
-    #[error("could not connect: {0}")]
+    #[error("could not connect to {0}")]
     Connect(String),
     /// No response headers within the timeout.
     #[error("no response within {0}")]
