@@ -72,9 +72,15 @@ async fn run(cli: Cli) -> i32 {
         None
     };
     match (&cli.command, &cli.print) {
-        (Some(Command::Loadtest(_)), _) => {
-            eprintln!("backchat: loadtest is not available yet");
-            backchat::headless::EXIT_USAGE
+        (Some(Command::Loadtest(args)), _) => {
+            let mut args = args.clone();
+            // Only an explicit --base-url points the load test at a real endpoint (never the
+            // environment); the key comes from wherever the config found it.
+            args.base_url.clone_from(&cli.common.base_url);
+            args.api_key.clone_from(&config.api_key);
+            args.shared_limiter.clone_from(&cli.common.shared_limiter);
+            args.model.clone_from(&cli.common.model);
+            backchat::loadtest::run(args).await
         }
         (_, Some(prompt)) => {
             backchat::headless::run(prompt, cli.events.as_deref(), &config, mock, &session).await

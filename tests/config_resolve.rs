@@ -111,7 +111,7 @@ token_rate = 12.5
         ("BACKCHAT_SYSTEM", "env system"),
         ("BACKCHAT_LOG_LEVEL", "WARN"),
         ("ANTHROPIC_BASE_URL", "https://env.example"),
-        ("BACKCHAT_SHARED_LIMITER", "rediss://env:6380/1"),
+        ("BACKCHAT_SHARED_LIMITER", "redis://env:6380/1"),
         ("BACKCHAT_MAX_RETRIES", "4"),
         ("BACKCHAT_MAX_WAIT", "2m"),
         ("NO_COLOR", "1"),
@@ -123,7 +123,7 @@ token_rate = 12.5
     assert_eq!(c.system.as_deref(), Some("env system"));
     assert_eq!(c.log_level, "warn");
     assert_eq!(c.base_url.as_deref(), Some("https://env.example"));
-    assert_eq!(c.shared_limiter.as_deref(), Some("rediss://env:6380/1"));
+    assert_eq!(c.shared_limiter.as_deref(), Some("redis://env:6380/1"));
     assert_eq!(c.retry.max_retries, 4);
     assert_eq!(c.retry.max_wait, Duration::from_secs(120));
     assert_eq!(c.source("retry.max_wait"), Source::Env("BACKCHAT_MAX_WAIT"));

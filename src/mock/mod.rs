@@ -20,7 +20,7 @@ mod args;
 mod config;
 mod faults;
 mod generate;
-mod limits;
+pub(crate) mod limits;
 mod models;
 mod replies;
 mod scenario;

@@ -639,6 +639,109 @@ pub fn local_clock(at: Instant) -> String {
 mod tests {
     use super::*;
 
+    use crate::api::{Message, MessageResponse, Role, UsageDelta};
+    use crate::retry::Bucket;
+    use futures::future::BoxFuture;
+    use http::{HeaderMap, HeaderValue};
+
+    /// A server that admits every request and reports the quota it was given.
+    struct Admits {
+        headers: HeaderMap,
+        input_tokens: u64,
+    }
+
+    impl Transport for Admits {
+        fn send(
+            &self,
+            _request: &MessagesRequest,
+            _attempt: u32,
+        ) -> BoxFuture<'static, Result<TransportResponse, TransportError>> {
+            let headers = self.headers.clone();
+            let input = self.input_tokens;
+            Box::pin(async move {
+                let start = MessageResponse {
+                    id: "msg_1".into(),
+                    model: "m".into(),
+                    role: Role::Assistant,
+                    content: Vec::new(),
+                    stop_reason: None,
+                    stop_sequence: None,
+                    usage: Usage {
+                        input_tokens: input,
+                        output_tokens: 1,
+                        ..Usage::default()
+                    },
+                };
+                let events = vec![
+                    Ok(StreamEvent::MessageStart(start)),
+                    Ok(StreamEvent::MessageDelta {
+                        delta: crate::api::MessageDeltaBody::default(),
+                        usage: UsageDelta {
+                            output_tokens: Some(10),
+                            ..UsageDelta::default()
+                        },
+                    }),
+                    Ok(StreamEvent::MessageStop),
+                ];
+                Ok(TransportResponse {
+                    status: 200,
+                    headers,
+                    body: ResponseBody::Events(futures::stream::iter(events).boxed()),
+                })
+            })
+        }
+
+        fn describe(&self) -> String {
+            "admits".into()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_admitted_request_is_not_counted_twice_by_the_pacer() {
+        let now = Instant::now();
+        let stamp = |secs: u64| {
+            let wall = crate::clock::wall_at(now + Duration::from_secs(secs));
+            HeaderValue::from_str(&crate::clock::rfc3339_seconds(wall)).expect("stamp")
+        };
+        // The server's view right after admitting our 3,000-token request.
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("anthropic-ratelimit-input-tokens-limit", "30000"),
+            ("anthropic-ratelimit-input-tokens-remaining", "27000"),
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "49"),
+        ] {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        headers.insert("anthropic-ratelimit-input-tokens-reset", stamp(6));
+        headers.insert("anthropic-ratelimit-requests-reset", stamp(2));
+        let pacer = Arc::new(Pacer::new());
+        let limiter: Arc<dyn Limiter> = pacer.clone();
+        let driver = Driver::new(Arc::new(Admits {
+            headers,
+            input_tokens: 3000,
+        }))
+        .with_limiter(Some(limiter));
+        let text: String = "abcd".repeat(3000 - 7);
+        let request = MessagesRequest::new("m", 100, vec![Message::text(Role::User, text)]);
+        assert_eq!(request.estimated_input_tokens(), 3000);
+        let events: Vec<TurnEvent> = driver.run(request).collect().await;
+        assert!(
+            matches!(events.last(), Some(TurnEvent::Finished { .. })),
+            "{events:?}"
+        );
+        // The server's 27,000 already include this request: the model must not take its
+        // 3,000 again (it used to end at 24,000 and hold them back for good).
+        let level = pacer
+            .level(Bucket::InputTokens, Instant::now())
+            .expect("known");
+        assert!((level - 27_000.0).abs() < 1.0, "{level}");
+        let requests = pacer
+            .level(Bucket::Requests, Instant::now())
+            .expect("known");
+        assert!((requests - 49.0).abs() < 0.01, "{requests}");
+    }
+
     #[test]
     fn durations_read_well() {
         assert_eq!(human_duration(Duration::from_millis(4200)), "4.2s");

@@ -36,6 +36,42 @@ pub const INITIAL_OUTPUT_ESTIMATE: f64 = 512.0;
 /// Weight of the newest observation in the running estimates.
 const EWMA_WEIGHT: f64 = 0.3;
 
+/// Settings of the pacer. The defaults fit the real API; the load test shrinks both
+/// durations together with a mock whose minute is shrunk (`backchat loadtest --time-scale`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PacerConfig {
+    /// The longest a turn waits for the first request's headers at start-up ([`PROBE_WAIT`]).
+    pub probe_wait: Duration,
+    /// How long the server's "minute" lasts: a bucket of `limit` per minute refills at
+    /// `limit / minute`. One minute, except against a time-scaled mock.
+    pub minute: Duration,
+}
+
+impl Default for PacerConfig {
+    fn default() -> Self {
+        PacerConfig {
+            probe_wait: PROBE_WAIT,
+            minute: Duration::from_secs(60),
+        }
+    }
+}
+
+impl PacerConfig {
+    /// Both durations divided by `scale` (a mock running `scale`× faster than real time).
+    pub fn time_scaled(scale: f64) -> Self {
+        let scale = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            1.0
+        };
+        let d = PacerConfig::default();
+        PacerConfig {
+            probe_wait: d.probe_wait.div_f64(scale),
+            minute: d.minute.div_f64(scale),
+        }
+    }
+}
+
 const DIMS: [Bucket; 3] = Bucket::PACED;
 
 fn dim_index(b: Bucket) -> Option<usize> {
@@ -44,11 +80,19 @@ fn dim_index(b: Bucket) -> Option<usize> {
 
 #[derive(Debug)]
 struct State {
+    config: PacerConfig,
     buckets: [Option<TokenBucket>; 3],
-    /// Capacity learned from `remaining` + `reset` (the smallest seen), per dimension.
+    /// Capacity learned from `remaining` + `reset`, per dimension.
     learned_capacity: [Option<f64>; 3],
+    /// The largest single demand the server has admitted, per dimension: the bucket holds at
+    /// least that much (output is charged later, so it proves nothing there).
+    admitted_max: [f64; 3],
     /// Reserved but not yet admitted by the server (it cannot have counted them yet).
     pending: [f64; 3],
+    /// The same reservations one by one: (grant id, demand per dimension, slot start). Those
+    /// whose slot has started may be in flight, and the server may count them before their
+    /// own response arrives.
+    outstanding: Vec<(u64, [f64; 3], Instant)>,
     blocked_until: Option<(Instant, Option<Bucket>)>,
     probe_in_flight: bool,
     input_scale: f64,
@@ -78,11 +122,19 @@ impl std::fmt::Debug for Pacer {
 impl Pacer {
     /// A pacer that knows nothing yet.
     pub fn new() -> Self {
+        Pacer::with_config(PacerConfig::default())
+    }
+
+    /// A pacer with these settings that knows nothing yet.
+    pub fn with_config(config: PacerConfig) -> Self {
         Pacer {
             state: Arc::new(Mutex::new(State {
+                config,
                 buckets: [None, None, None],
                 learned_capacity: [None, None, None],
+                admitted_max: [0.0; 3],
                 pending: [0.0; 3],
+                outstanding: Vec::new(),
                 blocked_until: None,
                 probe_in_flight: false,
                 input_scale: 1.0,
@@ -148,6 +200,8 @@ impl Pacer {
         }
         let id = st.next_id;
         st.next_id += 1;
+        st.outstanding
+            .push((id, DIMS.map(|d| demand.get(d)), start));
         if st.buckets.iter().all(Option::is_none) {
             st.probe_in_flight = true;
         }
@@ -169,21 +223,46 @@ impl Pacer {
             return;
         };
         let limit = limit as f64;
-        let rate = limit / 60.0;
-        // What the server's numbers say the capacity is. `reset` has second precision and
-        // token counts are rounded to 1,000, so lean low.
+        let minute = st.config.minute.as_secs_f64();
+        let rate = if minute > 0.0 {
+            limit / minute
+        } else {
+            limit / 60.0
+        };
+        // What the server's numbers say the capacity is. `reset` has second precision (it may
+        // overstate the time to full by up to a second of refill) and token counts are rounded
+        // to 1,000 (±500), so each reading puts the capacity in
+        // [raw − rate − rounding, raw + rounding]. Learn a smaller bucket only when even the
+        // top of that range is clearly below the limit (a full-size bucket must not be
+        // mistaken for a small one), and estimate it by the best lower bound seen so far: the
+        // readings' rounding errors differ, so their lower bounds climb towards the truth
+        // without passing it. A reading whose top is below the estimate means the bucket
+        // shrank. (A second of refill can be a large part of a bucket when the server's
+        // minute is short, as on a time-scaled mock; the smallest lower bound, used before,
+        // could then fall to nothing.)
         if let (Some(remaining), Some(reset)) = (q.remaining, q.reset) {
             let to_full = reset.saturating_duration_since(read_at).as_secs_f64();
-            let slack = rate + if tokens { 500.0 } else { 0.0 };
-            let observed = remaining as f64 + to_full * rate - slack;
-            if observed < 0.9 * limit {
-                let cap = observed.max(1.0);
-                let learned = st.learned_capacity[i].map_or(cap, |c| c.min(cap));
+            let rounding = if tokens { 500.0 } else { 0.0 };
+            let raw = remaining as f64 + to_full * rate;
+            let (low, high) = ((raw - rate - rounding).max(1.0), raw + rounding);
+            if high < 0.9 * limit {
+                let learned = match st.learned_capacity[i] {
+                    Some(c) if high >= c => c.max(low),
+                    _ => low,
+                };
                 st.learned_capacity[i] = Some(learned);
             }
         }
-        let capacity = st.learned_capacity[i].unwrap_or(limit).min(limit);
+        let capacity = st.learned_capacity[i]
+            .map_or(limit, |c| c.max(st.admitted_max[i]))
+            .min(limit);
         let pending = st.pending[i];
+        let maybe_counted: f64 = st
+            .outstanding
+            .iter()
+            .filter(|(_, _, start)| *start <= read_at)
+            .map(|(_, demand, _)| demand[i])
+            .sum();
         let bucket = st.buckets[i].get_or_insert_with(|| {
             let mut b = TokenBucket::new(capacity, rate, read_at);
             b.take(pending, read_at);
@@ -194,21 +273,26 @@ impl Pacer {
         {
             bucket.set_limits(capacity, rate, read_at);
         }
-        // Lower our level when the server has seen more use than we account for.
+        // Lower our level when the server has seen more use than we account for: more than
+        // our own requests that may have reached it since (slot started, no answer yet) can
+        // explain. Concurrent turns of this process are not someone else's use; mistaking
+        // them for it used to hold back a request's worth of quota each time. The correction
+        // itself still assumes none of them was counted (it leans low).
         if let Some(remaining) = q.remaining {
             let tolerance = if tokens { 500.0 } else { 0.5 };
             let server_view = remaining as f64;
             let model_view = bucket.level(read_at) + pending;
-            if server_view + tolerance < model_view {
+            if server_view + tolerance < model_view - maybe_counted {
                 bucket.set_level(server_view - pending, read_at);
             }
         }
     }
 
-    fn unpend(st: &mut State, demand: &Demand) {
+    fn unpend(st: &mut State, grant: &Grant) {
         for (i, dim) in DIMS.iter().enumerate() {
-            st.pending[i] = (st.pending[i] - demand.get(*dim)).max(0.0);
+            st.pending[i] = (st.pending[i] - grant.demand.get(*dim)).max(0.0);
         }
+        st.outstanding.retain(|(id, _, _)| *id != grant.id);
     }
 }
 
@@ -233,9 +317,10 @@ impl Limiter for Pacer {
         if probe_pending && may_await_probe {
             let notify = Arc::clone(&self.first_headers);
             let ready = notify.notified_owned();
+            let probe_wait = self.lock().config.probe_wait;
             return Box::pin(async move {
                 Reservation::AwaitFirstHeaders {
-                    until: now + PROBE_WAIT,
+                    until: now + probe_wait,
                     ready: Box::pin(ready),
                 }
             });
@@ -252,7 +337,7 @@ impl Limiter for Pacer {
                 b.give_back(grant.demand.get(*dim), now);
             }
         }
-        Self::unpend(&mut st, &grant.demand);
+        Self::unpend(&mut st, grant);
         if st.buckets.iter().all(Option::is_none) {
             // The probe failed without headers: let the next turn try.
             st.probe_in_flight = false;
@@ -263,7 +348,12 @@ impl Limiter for Pacer {
 
     fn commit(&self, grant: &Grant) {
         let mut st = self.lock();
-        Self::unpend(&mut st, &grant.demand);
+        Self::unpend(&mut st, grant);
+        for dim in [Bucket::Requests, Bucket::InputTokens] {
+            if let Some(i) = dim_index(dim) {
+                st.admitted_max[i] = st.admitted_max[i].max(grant.demand.get(dim));
+            }
+        }
     }
 
     fn settle(&self, grant: &Grant, usage: &Usage) {
@@ -399,6 +489,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_shrunk_minute_refills_faster_and_probes_shorter() {
+        // Against a mock running ten times faster than real time (`loadtest --time-scale 10`).
+        let p = Pacer::with_config(PacerConfig::time_scaled(10.0));
+        let first = granted(&p, demand(10.0)).await;
+        match p.reserve(demand(10.0), true).await {
+            Reservation::AwaitFirstHeaders { until, .. } => {
+                assert_eq!(until - Instant::now(), Duration::from_millis(100));
+            }
+            Reservation::Granted(_) => panic!("should wait for the probe"),
+        }
+        p.commit(&first);
+        let now = Instant::now();
+        // 10 RPM, empty: one request every 0.6 s on a 6-second minute.
+        p.observe(&quota(now, (10, 0, 6), (30_000, 30_000, 0)));
+        let g = granted(&p, demand(10.0)).await;
+        assert!(
+            ((g.start_at - now).as_secs_f64() - 0.6).abs() < 1e-6,
+            "{g:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn cancelled_reservation_frees_its_slot() {
         let p = Pacer::new();
         let now = Instant::now();
@@ -453,6 +565,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn our_own_requests_in_flight_are_not_taken_for_someone_elses() {
+        let p = Pacer::new();
+        let now = Instant::now();
+        p.observe(&quota(now, (50, 50, 0), (30_000, 30_000, 0)));
+        // Two turns go out together; the server admits both before it writes the headers
+        // of the first one.
+        let a = granted(&p, demand(100.0)).await;
+        let b = granted(&p, demand(100.0)).await;
+        p.commit(&a);
+        p.observe(&quota(now, (50, 48, 3), (30_000, 30_000, 0)));
+        let level = p.level(Bucket::Requests, now).expect("known");
+        assert!(
+            (level - 48.0).abs() < 1e-6,
+            "b is ours, not a stranger's: {level}"
+        );
+        // A stranger's use beyond that is still believed (and b assumed not counted).
+        p.observe(&quota(now, (50, 40, 12), (30_000, 30_000, 0)));
+        let level = p.level(Bucket::Requests, now).expect("known");
+        assert!((level - 39.0).abs() < 1e-6, "{level}");
+        p.commit(&b);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_size_bucket_is_not_taken_for_a_small_one_on_a_short_minute() {
+        // A ten-times-faster mock: its reset stamps (whole real seconds) may overstate the
+        // time to full by a sixth of the bucket; that must not shrink the model.
+        let p = Pacer::with_config(PacerConfig::time_scaled(10.0));
+        let now = Instant::now();
+        p.observe(&quota(now, (50, 50, 0), (30_000, 27_000, 1)));
+        let cap = p.capacity(Bucket::InputTokens).expect("known");
+        assert!((cap - 30_000.0).abs() < 1e-6, "{cap}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_smaller_enforced_capacity_is_learned() {
         let p = Pacer::new();
         let now = Instant::now();
@@ -460,6 +606,29 @@ mod tests {
         p.observe(&quota(now, (50, 49, 2), (30_000, 2_000, 6)));
         let cap = p.capacity(Bucket::InputTokens).expect("known");
         assert!((4_000.0..5_000.0).contains(&cap), "{cap}");
+        // A later reading whose reset was rounded less narrows it from below…
+        p.observe(&quota(now, (50, 49, 2), (30_000, 2_000, 7)));
+        let cap = p.capacity(Bucket::InputTokens).expect("known");
+        assert!((cap - 4_500.0).abs() < 1e-6, "{cap}");
+        // …and one that cannot fit the estimate means the bucket shrank.
+        p.observe(&quota(now, (50, 49, 2), (30_000, 0, 4)));
+        let cap = p.capacity(Bucket::InputTokens).expect("known");
+        assert!((cap - 1_000.0).abs() < 1e-6, "{cap}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_holds_at_least_what_it_admitted() {
+        let p = Pacer::with_config(PacerConfig::time_scaled(10.0));
+        let now = Instant::now();
+        let first = granted(&p, demand(3_000.0)).await;
+        p.commit(&first);
+        // A coarse reading alone would put a 5,000-token bucket anywhere in [1, 5,500].
+        p.observe(&quota(now, (50, 49, 1), (30_000, 2_000, 1)));
+        let cap = p.capacity(Bucket::InputTokens).expect("known");
+        assert!((cap - 3_000.0).abs() < 1e-6, "{cap}");
+        // So the next 3,000 wait until 3,000 are there, instead of going at once.
+        let next = granted(&p, demand(3_000.0)).await;
+        assert!(next.start_at > now, "{next:?}");
     }
 
     #[tokio::test(start_paused = true)]
