@@ -89,6 +89,9 @@ struct State {
     admitted_max: [f64; 3],
     /// Reserved but not yet admitted by the server (it cannot have counted them yet).
     pending: [f64; 3],
+    /// Expected output of admitted replies still streaming: the server charges it as it is
+    /// generated, so it is owed to the output bucket until the reply ends.
+    streaming_output: f64,
     /// The same reservations one by one: (grant id, demand per dimension, slot start). Those
     /// whose slot has started may be in flight, and the server may count them before their
     /// own response arrives.
@@ -134,6 +137,7 @@ impl Pacer {
                 learned_capacity: [None, None, None],
                 admitted_max: [0.0; 3],
                 pending: [0.0; 3],
+                streaming_output: 0.0,
                 outstanding: Vec::new(),
                 blocked_until: None,
                 probe_in_flight: false,
@@ -181,7 +185,10 @@ impl Pacer {
                 continue;
             };
             // A demand bigger than the bucket can never fit; pace it as a full bucket and let
-            // the policy explain the 429 if the server refuses it.
+            // the policy explain the 429 if the server refuses it. (Output is waited for in
+            // full although the server charges it as it is generated: the headers cannot show
+            // how far below zero the server's output bucket is, so starting as soon as it is
+            // not empty meets 429s; waiting for the whole expected output does not.)
             let n = demand.get(*dim).min(bucket.capacity());
             if let Some(wait) = bucket.time_until(n, now) {
                 let at = now + wait;
@@ -263,9 +270,17 @@ impl Pacer {
             .filter(|(_, _, start)| *start <= read_at)
             .map(|(_, demand, _)| demand[i])
             .sum();
+        // A new bucket owes what was reserved before it existed: requests not yet admitted
+        // and, for output, the replies still streaming (not yet charged by the server).
+        let owed = pending
+            + if DIMS[i] == Bucket::OutputTokens {
+                st.streaming_output
+            } else {
+                0.0
+            };
         let bucket = st.buckets[i].get_or_insert_with(|| {
             let mut b = TokenBucket::new(capacity, rate, read_at);
-            b.take(pending, read_at);
+            b.take(owed, read_at);
             b
         });
         if (bucket.capacity() - capacity).abs() > f64::EPSILON
@@ -349,6 +364,7 @@ impl Limiter for Pacer {
     fn commit(&self, grant: &Grant) {
         let mut st = self.lock();
         Self::unpend(&mut st, grant);
+        st.streaming_output += grant.demand.output_tokens;
         for dim in [Bucket::Requests, Bucket::InputTokens] {
             if let Some(i) = dim_index(dim) {
                 st.admitted_max[i] = st.admitted_max[i].max(grant.demand.get(dim));
@@ -359,6 +375,7 @@ impl Limiter for Pacer {
     fn settle(&self, grant: &Grant, usage: &Usage) {
         let now = Instant::now();
         let mut st = self.lock();
+        st.streaming_output = (st.streaming_output - grant.demand.output_tokens).max(0.0);
         let actual_in = usage.rate_limited_input() as f64;
         let actual_out = usage.output_tokens as f64;
         let reserved_in = grant.demand.input_tokens;
@@ -629,6 +646,48 @@ mod tests {
         // So the next 3,000 wait until 3,000 are there, instead of going at once.
         let next = granted(&p, demand(3_000.0)).await;
         assert!(next.start_at > now, "{next:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_streaming_when_the_first_headers_arrive_still_owes_its_output() {
+        let p = Pacer::new();
+        let now = Instant::now();
+        let g = granted(
+            &p,
+            Demand {
+                requests: 1.0,
+                input_tokens: 10.0,
+                output_tokens: 500.0,
+            },
+        )
+        .await;
+        // Admitted, and its headers arrive: the server has not charged any output yet.
+        p.commit(&g);
+        let mut q = quota(now, (50, 49, 2), (30_000, 30_000, 0));
+        q.output_tokens = Some(BucketQuota {
+            limit: Some(8_000),
+            remaining: Some(8_000),
+            reset: Some(now),
+        });
+        p.observe(&q);
+        let level = p.level(Bucket::OutputTokens, now).expect("known");
+        assert!(
+            (level - 7_500.0).abs() < 1e-6,
+            "the streaming reply's 500 are owed: {level}"
+        );
+        p.settle(
+            &g,
+            &Usage {
+                input_tokens: 10,
+                output_tokens: 500,
+                ..Usage::default()
+            },
+        );
+        let level = p.level(Bucket::OutputTokens, now).expect("known");
+        assert!(
+            (level - 7_500.0).abs() < 1e-6,
+            "settled at its estimate: {level}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
