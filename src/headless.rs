@@ -395,6 +395,7 @@ mod tests {
             error_type: Some("rate_limit_error".into()),
             source: DelaySource::RetryAfter,
             message: "x".into(),
+            request_id: None,
         };
         assert_eq!(
             human_line(&ev).as_deref(),

@@ -295,6 +295,7 @@ impl TurnLogger {
                 error_type,
                 source,
                 message,
+                request_id,
                 ..
             } => {
                 self.waited += *delay;
@@ -302,6 +303,7 @@ impl TurnLogger {
                     attempt = attempt.saturating_sub(1),
                     max_attempts,
                     status = status.map_or_else(|| "-".to_string(), |s| s.to_string()),
+                    request_id = request_id.as_deref().unwrap_or("-"),
                     error_type = error_type.as_deref().unwrap_or("-"),
                     cause = cause.label(),
                     wait = %human_duration(*delay),

@@ -93,6 +93,7 @@ fn retry_429(h: &Harness, attempt: u32, secs: f64) -> TurnEvent {
         error_type: Some("rate_limit_error".into()),
         source: DelaySource::RetryAfter,
         message: "429 rate_limit_error".into(),
+        request_id: None,
     }
 }
 
@@ -444,6 +445,7 @@ fn burst_session(width: u16, height: u16) -> Harness {
             error_type: Some("overloaded_error".into()),
             source: DelaySource::Backoff,
             message: "529".into(),
+            request_id: None,
         },
     );
     h.advance(Duration::from_millis(1000));

@@ -132,6 +132,7 @@ fn esc_during_a_retry_wait_cancels_the_wait() {
             error_type: Some("rate_limit_error".into()),
             source: DelaySource::RetryAfter,
             message: "429".into(),
+            request_id: None,
         },
     );
     let fx = h.press(KeyCode::Esc);

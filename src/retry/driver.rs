@@ -185,7 +185,8 @@ impl Driver {
                     }
                 }
             };
-            tracing::info!(
+            // The consumer logs the retry or the failure, one line each, from the events.
+            tracing::debug!(
                 attempt,
                 status = error.status(),
                 request_id = error.request_id().unwrap_or("-"),
@@ -295,6 +296,7 @@ impl Driver {
                 error_type: error.error_type(),
                 source,
                 message: error.summary(),
+                request_id: error.request_id().map(str::to_string),
             });
             tokio::time::sleep_until(until).await;
         }

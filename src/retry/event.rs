@@ -218,6 +218,9 @@ pub enum TurnEvent {
         source: DelaySource,
         /// The server's message or the network error, for logs.
         message: String,
+        /// `request-id` of the failed attempt (none for a network error).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
     },
     /// The stream is committed: nothing is retried automatically after this.
     Started {
@@ -283,6 +286,7 @@ mod tests {
             error_type: Some("rate_limit_error".into()),
             source: DelaySource::RetryAfter,
             message: "slow down".into(),
+            request_id: None,
         };
         let v = serde_json::to_value(&ev).expect("json");
         assert_eq!(v["event"], "retry_scheduled");

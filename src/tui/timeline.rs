@@ -418,6 +418,7 @@ mod tests {
                 error_type: Some("rate_limit_error".into()),
                 source: DelaySource::RetryAfter,
                 message: String::new(),
+                request_id: None,
             },
             t1,
         );
