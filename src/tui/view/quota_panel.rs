@@ -238,15 +238,25 @@ pub fn render_timeline(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         set(buf, area, y, &Line::from(spans));
         y += 1;
     }
-    set(
-        buf,
-        area,
-        y,
-        &Line::from(Span::styled(
-            "S sent 4/5 429/529 ░ wait · paced = stream",
-            theme.dim(),
-        )),
-    );
+    // The legend, each glyph in the style it has on the axis.
+    let key = |kind: CellKind, glyph: &str, label: &str| {
+        [
+            Span::styled(glyph.to_string(), cell_style(kind, theme)),
+            Span::styled(format!(" {label} "), theme.dim()),
+        ]
+    };
+    let legend: Vec<Span<'static>> = [
+        key(CellKind::Mark(MarkKind::Sent), "S", "sent"),
+        key(CellKind::Mark(MarkKind::RateLimited), "4", "429"),
+        key(CellKind::Mark(MarkKind::Overloaded), "5", "529"),
+        key(CellKind::Span(SpanKind::Waiting), "░", "wait"),
+        key(CellKind::Span(SpanKind::Paced), "·", "paced"),
+        key(CellKind::Span(SpanKind::Streaming), "=", "stream"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    set(buf, area, y, &Line::from(legend));
     y += 1;
     // The log, newest at the bottom; long entries wrap under their text.
     let log_rows = usize::from(rows.saturating_sub(y));
