@@ -20,7 +20,7 @@ use unicode_width::UnicodeWidthStr;
 
 use super::sanitize::sanitize;
 use super::theme::Theme;
-use super::wrap::{StyledLine, WrapMode, spans_width};
+use super::wrap::{StyledLine, TableBlock, WrapMode};
 
 /// The syntax definitions and the colour theme, loaded once, on first use (loading takes
 /// tens of milliseconds, so it is not done at startup).
@@ -584,41 +584,35 @@ impl<'a> Renderer<'a> {
         let Some(table) = self.table.take() else {
             return;
         };
-        let ncols = table.rows.iter().map(Vec::len).max().unwrap_or(0);
-        let mut widths = vec![0usize; ncols];
-        for row in &table.rows {
-            for (i, cell) in row.iter().enumerate() {
-                widths[i] = widths[i].max(spans_width(cell));
-            }
-        }
-        let dim = self.theme.dim();
-        for (ri, row) in table.rows.into_iter().enumerate() {
-            let head = ri < table.head_rows;
-            let mut spans = Vec::new();
-            for (ci, cell) in row.into_iter().enumerate() {
-                if ci > 0 {
-                    spans.push(Span::styled(" │ ", dim));
-                }
-                let w = spans_width(&cell);
-                for s in cell {
-                    let s = if head {
-                        let st = s.style.add_modifier(Modifier::BOLD);
-                        s.style(st)
-                    } else {
-                        s
-                    };
-                    spans.push(s);
-                }
-                if ci + 1 < ncols {
-                    spans.push(Span::raw(" ".repeat(widths[ci].saturating_sub(w))));
-                }
-            }
-            self.emit(spans, WrapMode::Word);
-            if head && ri + 1 == table.head_rows {
-                let rule: Vec<String> = widths.iter().map(|w| "─".repeat(*w)).collect();
-                self.emit(vec![Span::styled(rule.join("─┼─"), dim)], WrapMode::Char);
-            }
-        }
+        // Laid out when it is wrapped, for the width it gets (`WrapMode::Table`).
+        let rows = table
+            .rows
+            .into_iter()
+            .enumerate()
+            .map(|(ri, row)| {
+                let head = ri < table.head_rows;
+                row.into_iter()
+                    .map(|cell| {
+                        cell.into_iter()
+                            .map(|s| {
+                                if head {
+                                    let st = s.style.add_modifier(Modifier::BOLD);
+                                    s.style(st)
+                                } else {
+                                    s
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let block = TableBlock {
+            rows,
+            head_rows: table.head_rows,
+            border: self.theme.dim(),
+        };
+        self.emit(Vec::new(), WrapMode::Table(std::sync::Arc::new(block)));
         self.need_blank = true;
     }
 }

@@ -6,13 +6,15 @@
 //! `unicode-width` per grapheme, so wide characters never straddle the edge and combining
 //! marks stay on their base character.
 
+use std::sync::Arc;
+
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
 /// How a logical line breaks when it is too wide.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum WrapMode {
     /// Break between words; a word longer than the line is broken between graphemes.
     #[default]
@@ -21,6 +23,137 @@ pub enum WrapMode {
     Char,
     /// A horizontal rule: the first span's text is repeated to fill the width.
     Rule,
+    /// A whole table, laid out for the width: columns keep their alignment, and cells too
+    /// wide for their share wrap inside their column.
+    Table(Arc<TableBlock>),
+}
+
+/// A table's cells (each a list of styled spans), for [`WrapMode::Table`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TableBlock {
+    /// Rows of cells.
+    pub rows: Vec<Vec<Vec<Span<'static>>>>,
+    /// How many leading rows are the header (a rule is drawn under them).
+    pub head_rows: usize,
+    /// The style of the column separators and the rule.
+    pub border: Style,
+}
+
+/// Between two columns.
+const COLUMN_GAP: &str = " │ ";
+
+/// Narrower than this, a column would chop its words into pieces: the table is then written
+/// row by row as text instead.
+const MIN_COLUMN: usize = 6;
+
+/// Column widths for `natural` widths in `budget` cells: columns that fit their share keep
+/// their width; the wider ones share what is left equally ("water filling").
+fn fit_columns(natural: &[usize], budget: usize) -> Vec<usize> {
+    let n = natural.len();
+    let mut widths = vec![0usize; n];
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| natural[i]);
+    let mut left = budget;
+    for (k, &i) in order.iter().enumerate() {
+        let share = left / (n - k);
+        let w = natural[i].min(share).max(1);
+        widths[i] = w;
+        left = left.saturating_sub(w);
+    }
+    widths
+}
+
+fn wrap_table(line: &StyledLine, table: &TableBlock, width: usize, out: &mut Vec<Line<'static>>) {
+    let ncols = table.rows.iter().map(Vec::len).max().unwrap_or(0);
+    if ncols == 0 {
+        out.push(Line::from(line.first_prefix.clone()));
+        return;
+    }
+    let prefix_w = spans_width(&line.prefix).max(spans_width(&line.first_prefix));
+    let gaps = COLUMN_GAP.width() * (ncols - 1);
+    let mut natural = vec![1usize; ncols];
+    for row in &table.rows {
+        for (i, cell) in row.iter().enumerate() {
+            natural[i] = natural[i].max(spans_width(cell));
+        }
+    }
+    let avail = width.saturating_sub(prefix_w);
+    let widths = if natural.iter().sum::<usize>() + gaps <= avail {
+        natural
+    } else if avail >= gaps + natural.iter().map(|w| (*w).min(MIN_COLUMN)).sum::<usize>() {
+        fit_columns(&natural, avail - gaps)
+    } else {
+        // Too narrow for columns: one line per row, wrapped like text.
+        for row in &table.rows {
+            let mut spans = Vec::new();
+            for (ci, cell) in row.iter().enumerate() {
+                if ci > 0 {
+                    spans.push(Span::styled(COLUMN_GAP, table.border));
+                }
+                spans.extend(cell.iter().cloned());
+            }
+            let l = StyledLine {
+                first_prefix: line.first_prefix.clone(),
+                prefix: line.prefix.clone(),
+                spans,
+                mode: WrapMode::Word,
+            };
+            wrap_into(&l, u16::try_from(width).unwrap_or(u16::MAX), out);
+        }
+        return;
+    };
+    let mut first = true;
+    let mut push = |mut spans: Vec<Span<'static>>, out: &mut Vec<Line<'static>>| {
+        let mut line_spans = if first {
+            line.first_prefix.clone()
+        } else {
+            line.prefix.clone()
+        };
+        first = false;
+        line_spans.append(&mut spans);
+        out.push(Line::from(line_spans));
+    };
+    for (ri, row) in table.rows.iter().enumerate() {
+        // Each cell wrapped in its column.
+        let cells: Vec<Vec<Line<'static>>> = (0..ncols)
+            .map(|ci| {
+                let mut lines = Vec::new();
+                let cell = StyledLine {
+                    spans: row.get(ci).cloned().unwrap_or_default(),
+                    ..StyledLine::default()
+                };
+                wrap_into(
+                    &cell,
+                    u16::try_from(widths[ci]).unwrap_or(u16::MAX),
+                    &mut lines,
+                );
+                lines
+            })
+            .collect();
+        let height = cells.iter().map(Vec::len).max().unwrap_or(1);
+        for k in 0..height {
+            let mut spans = Vec::new();
+            for (ci, cell) in cells.iter().enumerate() {
+                if ci > 0 {
+                    spans.push(Span::styled(COLUMN_GAP, table.border));
+                }
+                let (mut content, w) = match cell.get(k) {
+                    Some(l) => (l.spans.clone(), l.width()),
+                    None => (Vec::new(), 0),
+                };
+                spans.append(&mut content);
+                // Pad all but the last column, so the separators line up.
+                if ci + 1 < ncols && w < widths[ci] {
+                    spans.push(Span::raw(" ".repeat(widths[ci] - w)));
+                }
+            }
+            push(spans, out);
+        }
+        if ri + 1 == table.head_rows {
+            let rule: Vec<String> = widths.iter().map(|w| "─".repeat(*w)).collect();
+            push(vec![Span::styled(rule.join("─┼─"), table.border)], out);
+        }
+    }
 }
 
 /// A line before wrapping: its content and the prefixes drawn before each visual line
@@ -156,7 +289,8 @@ pub fn wrap_into(line: &StyledLine, width: u16, out: &mut Vec<Line<'static>>) ->
     let before = out.len();
     let content_w = spans_width(&line.spans);
     let first_w = spans_width(&line.first_prefix);
-    match line.mode {
+    match &line.mode {
+        WrapMode::Table(table) => wrap_table(line, table, width, out),
         WrapMode::Rule => {
             let mut b = Builder::new(out, line, width);
             if let Some(span) = line.spans.first() {
@@ -328,6 +462,71 @@ mod tests {
                 proptest::prop_assert!(line.width() <= usize::from(width) || lone, "{line:?}");
             }
         }
+    }
+
+    fn table() -> StyledLine {
+        let cell = |s: &str| vec![Span::raw(s.to_string())];
+        StyledLine {
+            spans: Vec::new(),
+            mode: WrapMode::Table(Arc::new(TableBlock {
+                rows: vec![
+                    vec![cell("name"), cell("what it does")],
+                    vec![
+                        cell("GCRA"),
+                        cell("one timestamp per key, no background drip"),
+                    ],
+                    vec![cell("sliding log"), cell("exact but one entry per request")],
+                ],
+                head_rows: 1,
+                border: Style::new(),
+            })),
+            ..StyledLine::default()
+        }
+    }
+
+    #[test]
+    fn a_table_that_fits_keeps_its_natural_widths() {
+        assert_eq!(
+            wrap(&table(), 80),
+            vec![
+                "name        │ what it does",
+                "────────────┼──────────────────────────────────────────",
+                "GCRA        │ one timestamp per key, no background drip",
+                "sliding log │ exact but one entry per request",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wide_table_wraps_inside_its_columns_and_stays_aligned() {
+        let lines = wrap(&table(), 36);
+        assert_eq!(
+            lines,
+            vec![
+                "name        │ what it does",
+                "────────────┼───────────────────────",
+                "GCRA        │ one timestamp per key,",
+                "            │ no background drip",
+                "sliding log │ exact but one entry",
+                "            │ per request",
+            ]
+        );
+        for l in &lines {
+            assert!(l.chars().count() <= 36, "{l}");
+        }
+        // Far too narrow for columns: rows wrap like text, nothing is lost.
+        let narrow = wrap(&table(), 10).join(" ");
+        assert!(
+            narrow.contains("GCRA") && narrow.contains("request"),
+            "{narrow}"
+        );
+    }
+
+    #[test]
+    fn columns_share_the_room_fairly() {
+        assert_eq!(fit_columns(&[4, 40, 30], 40), vec![4, 18, 18]);
+        assert_eq!(fit_columns(&[4, 5], 40), vec![4, 5]);
+        assert_eq!(fit_columns(&[10, 10, 10], 9), vec![3, 3, 3]);
     }
 
     #[test]
