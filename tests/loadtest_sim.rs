@@ -355,6 +355,51 @@ fn flags_override_the_scenario() {
     assert!(e.contains("--i-understand-this-spends-real-quota"), "{e}");
 }
 
+#[test]
+fn the_shared_limiter_flags_are_checked_before_the_run() {
+    let with = |flags: &[&str], url: Option<&str>| {
+        let mut args = parse_args(flags).expect("parses");
+        args.shared_limiter = url.map(str::to_string);
+        Setup::from_args(&args)
+    };
+    let url = Some("redis://127.0.0.1:6379/0");
+    // The simulated engine has a paused clock; Redis has a real one.
+    let e = with(&["--policy", "backchat"], url).expect_err("simulated");
+    assert!(e.contains("--engine e2e"), "{e}");
+    let e = with(&["--engine", "e2e", "--policy", "naive"], url).expect_err("no backchat");
+    assert!(e.contains("backchat"), "{e}");
+    let e = with(
+        &["--engine", "e2e", "--policy", "backchat"],
+        Some("rediss://127.0.0.1:6379/0"),
+    )
+    .expect_err("TLS");
+    assert!(
+        e.contains("--shared-limiter") && e.contains("rediss://"),
+        "{e}"
+    );
+    let e = with(&["--engine", "e2e", "--compare-unshared"], None).expect_err("nothing to compare");
+    assert!(e.contains("--shared-limiter"), "{e}");
+    // With the shared limiter the backchat row uses it; --compare-unshared adds the row
+    // without it, first. The peers run once either way.
+    let labels = |setup: Setup| -> Vec<String> { setup.rows().iter().map(|r| r.label()).collect() };
+    let one = with(&["--engine", "e2e", "--policy", "naive,backchat"], url).expect("valid");
+    assert_eq!(labels(one), ["naive", "backchat+shared"]);
+    let both = with(
+        &[
+            "--engine",
+            "e2e",
+            "--processes",
+            "4",
+            "--policy",
+            "backchat,naive",
+            "--compare-unshared",
+        ],
+        url,
+    )
+    .expect("valid");
+    assert_eq!(labels(both), ["backchat", "backchat+shared", "naive"]);
+}
+
 /// The structure of a JSON value: keys and value types, arrays by their first element.
 fn shape(v: &Value) -> Value {
     match v {
@@ -367,7 +412,9 @@ fn shape(v: &Value) -> Value {
     }
 }
 
-/// The report's structure (schema_version 1). A change here is a schema change.
+/// The report's structure (schema_version 1). Keys may be added within a version (as
+/// `shared_limiter`, `notes` and the `shared_limiter_*` metrics were); renaming or removing
+/// one is a schema change.
 const GOLDEN_SHAPE: &str = r#"{
   "engine": "string",
   "policies": [
@@ -396,8 +443,11 @@ const GOLDEN_SHAPE: &str = r#"{
         "rate_limited_per_success": "number",
         "ratio": "number",
         "send_vs_countdown_max_s": "number",
+        "shared_limiter_degraded": "number",
+        "shared_limiter_processes": "number",
         "successes": "number"
       },
+      "notes": [],
       "policy": "string",
       "runs": [
         {
@@ -424,11 +474,14 @@ const GOLDEN_SHAPE: &str = r#"{
             "rate_limited_per_success": "number",
             "ratio": "number",
             "send_vs_countdown_max_s": "number",
+            "shared_limiter_degraded": "number",
+            "shared_limiter_processes": "number",
             "successes": "number"
           },
           "seed": "number"
         }
       ],
+      "shared_limiter": "null",
       "worst": {
         "attempts_per_success": "number",
         "countdown_error_max_s": "number",
@@ -452,6 +505,8 @@ const GOLDEN_SHAPE: &str = r#"{
         "rate_limited_per_success": "number",
         "ratio": "number",
         "send_vs_countdown_max_s": "number",
+        "shared_limiter_degraded": "number",
+        "shared_limiter_processes": "number",
         "successes": "number"
       },
       "worst_seed": "number"

@@ -191,6 +191,59 @@ async fn a_reservation_satisfies_every_dimension_or_reserves_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_own_requests_in_flight_are_not_taken_for_someone_elses() {
+    let server = RedisServer::start();
+    let k = key("sk-ant-test-in-flight");
+    let l = limiter(&server, &k).await;
+    // Input tokens: 6,000/min (100/s, 10 ms a token), full.
+    l.observe(&quota(
+        Some((600, 600, 0.0)),
+        Some((6_000, 6_000, 0.0)),
+        None,
+    ));
+    l.flush().await;
+    let keys = scope_keys(l.fingerprint(), CLASS);
+    let mut con = server.conn().await;
+    let level = |tat: f64, now: f64| 6_000.0 - (tat - now).max(0.0) / 10.0;
+    // Two turns go out together; the server admits both before it writes the headers of the
+    // first one, which are the first to arrive.
+    let a = granted(&l, demand(1.0, 1_000.0, 0.0)).await;
+    let b = granted(&l, demand(1.0, 1_000.0, 0.0)).await;
+    l.commit(&a);
+    l.observe(&quota(
+        Some((600, 598, 0.2)),
+        Some((6_000, 4_000, 20.0)),
+        None,
+    ));
+    l.flush().await;
+    let tat = get_f64(&mut con, &keys[1]).await.expect("input TAT");
+    let now = redis_now(&mut con).await;
+    // b is ours and on its way, not a stranger's: the shared level stays 6,000 − 2,000 (plus
+    // what refilled meanwhile), instead of dropping by b's 1,000 once more.
+    let after_ours = level(tat, now);
+    assert!(
+        (3_990.0..4_500.0).contains(&after_ours),
+        "level {after_ours}, expected about 4,000"
+    );
+    // A stranger's use beyond that is still believed (and b assumed not counted: it leans
+    // low).
+    l.observe(&quota(
+        Some((600, 597, 0.3)),
+        Some((6_000, 2_000, 40.0)),
+        None,
+    ));
+    l.flush().await;
+    let tat = get_f64(&mut con, &keys[1]).await.expect("input TAT");
+    let now = redis_now(&mut con).await;
+    let after_stranger = level(tat, now);
+    assert!(
+        (990.0..1_500.0).contains(&after_stranger),
+        "level {after_stranger}, expected about 2,000 − 1,000"
+    );
+    l.commit(&b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reservations_from_two_processes_never_over_commit() {
     let server = RedisServer::start();
     let k = key("sk-ant-test-concurrent");
@@ -279,6 +332,62 @@ async fn waiters_get_fifo_slots_at_the_refill_rate() {
         assert!(pair[1] > pair[0], "strictly increasing");
         assert_near(secs_between(pair[0], pair[1]), 1.0, "spacing");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_headers_remaining_is_believed() {
+    let server = RedisServer::start();
+    let l = limiter(&server, &key("sk-ant-test-first-sighting")).await;
+    // 120 RPM (2/s) in a small bucket: 1 request left, full again in 1.2 s (as a whole-second
+    // stamp makes it look), so the capacity is learned as 1.4. The server floors its request
+    // count: the model must start from its 1, not from a full 1.4 bucket that the tolerance
+    // for that flooring would leave standing.
+    let q = quota(Some((120, 1, 1.2)), None, None);
+    l.observe(&q);
+    l.flush().await;
+    let first = granted(&l, demand(1.0, 0.0, 0.0)).await;
+    let second = granted(&l, demand(1.0, 0.0, 0.0)).await;
+    assert_after(q.read_at, first.start_at, 0.0, "the one request left");
+    assert_after(
+        q.read_at,
+        second.start_at,
+        0.5,
+        "the next one refills in 0.5 s",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_scaled_limiter_refills_on_the_servers_short_minute() {
+    // Against a mock ten times faster than real time (`backchat loadtest --time-scale 10`):
+    // its minute is 6 s, so 60 requests per minute is one every 100 ms, and the bucket
+    // empties and refills on that clock.
+    let server = RedisServer::start();
+    let k = key("sk-ant-test-scaled");
+    let l = RedisLimiter::connect(config(&server).time_scaled(10.0), Some(&k), MODEL).await;
+    assert_eq!(l.health(), LimiterHealth::Shared);
+    let q = quota(Some((60, 0, 6.0)), None, None);
+    l.observe(&q);
+    l.flush().await;
+    let mut starts = Vec::new();
+    for _ in 0..4 {
+        let g = granted(&l, demand(1.0, 0.0, 0.0)).await;
+        assert_eq!(g.bucket, Some(Bucket::Requests));
+        starts.push(g.start_at);
+    }
+    assert_after(q.read_at, starts[0], 0.1, "first slot");
+    for pair in starts.windows(2) {
+        assert_near(secs_between(pair[0], pair[1]), 0.1, "spacing");
+    }
+    // The keys expire twice the (short) refill time after the last reservation ahead (an
+    // empty bucket and four slots: 6.4 s + 12 s), not minutes later.
+    let keys = scope_keys(l.fingerprint(), CLASS);
+    let mut con = server.conn().await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&keys[3])
+        .query_async(&mut con)
+        .await
+        .expect("PTTL");
+    assert!((1..=20_000).contains(&ttl), "{ttl} ms");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

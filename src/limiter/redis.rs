@@ -19,6 +19,10 @@
 //! - **A 429** sets `blocked_until = max(blocked_until, until)` for everyone.
 //! - **Before any limit is known** one request (from any process) goes first and the others
 //!   may wait up to [`crate::retry::pacer::PROBE_WAIT`] for its headers.
+//! - **The server's minute** is 60 s, except against a time-scaled mock (`backchat loadtest
+//!   --time-scale F`): [`RedisLimiterConfig::time_scaled`] shrinks it, and the probe wait, as
+//!   [`PacerConfig::time_scaled`] does for the local pacer, and the script is told the minute
+//!   with every call so that its refill rates (`limit / minute`) match the server's.
 //!
 //! State is scoped by a fingerprint of the API key and the model class ([`model_class`]):
 //! `backchat:{fingerprint}:{class}:…`, with TTLs of about twice the full-refill time.
@@ -45,7 +49,7 @@ use super::redis_link::{Link, LinkTiming, ScriptCall};
 use super::scope::{self, DIMS, bucket_code, bucket_from_code, scope_keys};
 use super::{Demand, Grant, Limiter, LimiterHealth, Reservation};
 use crate::api::{MessagesRequest, Usage};
-use crate::retry::pacer::PROBE_WAIT;
+use crate::retry::pacer::{PROBE_WAIT, PacerConfig};
 use crate::retry::{Bucket, BucketQuota, DelaySource, Pacer, QuotaSnapshot};
 use crate::secret::ApiKey;
 
@@ -63,7 +67,8 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(3);
 /// How far ahead a reservation may reach by default (the driver's default `--max-wait`).
 pub const MAX_AHEAD: Duration = Duration::from_secs(120);
 
-/// How often a request waiting for another process's first headers checks Redis.
+/// How often a request waiting for another process's first headers checks Redis (at most:
+/// a shorter probe wait polls a few times within it).
 const PROBE_POLL: Duration = Duration::from_millis(100);
 
 /// How many recent estimates remember their model class.
@@ -91,6 +96,10 @@ pub struct RedisLimiterConfig {
     pub max_ahead: Duration,
     /// The longest a request waits for the first request's headers ([`PROBE_WAIT`]).
     pub probe_wait: Duration,
+    /// How long the server's "minute" lasts: a limit of L per minute refills at L / minute.
+    /// One minute, except against a time-scaled mock ([`RedisLimiterConfig::time_scaled`]).
+    /// Every process sharing a scope must use the same minute.
+    pub minute: Duration,
 }
 
 impl RedisLimiterConfig {
@@ -103,6 +112,44 @@ impl RedisLimiterConfig {
             retry_every: RETRY_EVERY,
             max_ahead: MAX_AHEAD,
             probe_wait: PROBE_WAIT,
+            minute: Duration::from_secs(60),
+        }
+    }
+
+    /// Against a server `scale`× faster than real time (a load test's mock): the minute and
+    /// the probe wait divided by `scale`, as [`PacerConfig::time_scaled`] does. The Redis
+    /// timings (call and connect timeouts, retry pause) stay real: Redis is not scaled. Set
+    /// `max_ahead` separately (the driver's scaled `max_wait`).
+    pub fn time_scaled(self, scale: f64) -> Self {
+        let pacer = PacerConfig::time_scaled(scale);
+        let s = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            1.0
+        };
+        RedisLimiterConfig {
+            minute: pacer.minute,
+            probe_wait: self.probe_wait.div_f64(s),
+            ..self
+        }
+    }
+
+    /// The local pacer's settings for this minute and probe wait (the fallback must pace
+    /// exactly as the shared state does).
+    fn pacer_config(&self) -> PacerConfig {
+        PacerConfig {
+            probe_wait: self.probe_wait,
+            minute: self.minute,
+        }
+    }
+
+    /// The minute in milliseconds, as the script takes it.
+    fn minute_arg(&self) -> String {
+        let ms = self.minute.as_secs_f64() * 1000.0;
+        if ms > 0.0 {
+            num_arg(ms)
+        } else {
+            "60000".to_string()
         }
     }
 }
@@ -117,7 +164,6 @@ pub struct RedisLimiter {
     observed: Arc<Notify>,
 }
 
-#[derive(Default)]
 struct ClassState {
     /// The fallback, fed everything the shared state is.
     pacer: Pacer,
@@ -128,8 +174,21 @@ struct ClassState {
     seen: [Option<(u64, Option<f64>)>; 3],
 }
 
+impl ClassState {
+    fn new(config: PacerConfig) -> Self {
+        ClassState {
+            pacer: Pacer::with_config(config),
+            pending: [0.0; 3],
+            seen: [None; 3],
+        }
+    }
+}
+
 struct Record {
     class: String,
+    /// When the request may go (its slot's start): from then on, the server may count it
+    /// before its response arrives here.
+    start_at: Instant,
     /// The local pacer's reservation (the shadow, or the real one while degraded).
     local: Option<Grant>,
     /// Reserved in Redis too (so releases and true-ups go there).
@@ -138,12 +197,24 @@ struct Record {
 }
 
 struct State {
+    /// The local pacers' settings (the server's minute, the probe wait).
+    pacer_config: PacerConfig,
     classes: HashMap<String, ClassState>,
     recent: VecDeque<([u64; 3], String)>,
     records: BTreeMap<u64, Record>,
     next_id: u64,
     last_class: String,
     seeded_epoch: u64,
+}
+
+impl State {
+    /// A class's state, created with the configured pacer settings when first named.
+    fn class(&mut self, class: &str) -> &mut ClassState {
+        let config = self.pacer_config;
+        self.classes
+            .entry(class.to_string())
+            .or_insert_with(|| ClassState::new(config))
+    }
 }
 
 impl std::fmt::Debug for RedisLimiter {
@@ -174,9 +245,9 @@ impl RedisLimiter {
         RedisLimiter {
             fingerprint: key.map_or_else(|| NO_KEY.to_string(), ApiKey::fingerprint),
             target,
-            config,
             link,
             state: Mutex::new(State {
+                pacer_config: config.pacer_config(),
                 classes: HashMap::new(),
                 recent: VecDeque::new(),
                 records: BTreeMap::new(),
@@ -184,6 +255,7 @@ impl RedisLimiter {
                 last_class: model_class(default_model),
                 seeded_epoch: 0,
             }),
+            config,
             observed: Arc::new(Notify::new()),
         }
     }
@@ -225,12 +297,7 @@ impl RedisLimiter {
     }
 
     fn pacer(&self, class: &str) -> Pacer {
-        self.lock()
-            .classes
-            .entry(class.to_string())
-            .or_default()
-            .pacer
-            .clone()
+        self.lock().class(class).pacer.clone()
     }
 
     /// The class of a demand [`Limiter::estimate`] returned.
@@ -259,8 +326,13 @@ impl RedisLimiter {
         scope_keys(&self.fingerprint, class)
     }
 
+    /// The operation and the minute: the first two arguments of every script call.
+    fn op_args(&self, op: &str) -> Vec<String> {
+        vec![op.to_string(), self.config.minute_arg()]
+    }
+
     fn adjust_call(&self, class: &str, units: [f64; 3], release: bool) -> ScriptCall {
-        let mut args = vec!["adjust".to_string()];
+        let mut args = self.op_args("adjust");
         args.extend(units.iter().map(|u| num_arg(*u)));
         args.push(flag_arg(release));
         ScriptCall {
@@ -270,15 +342,21 @@ impl RedisLimiter {
     }
 
     fn observe_call(&self, class: &str, dims: &[DimObservation; 3]) -> ScriptCall {
-        let mut args = vec!["observe".to_string()];
+        let mut args = self.op_args("observe");
         for d in dims {
             args.push(d.limit.map_or_else(|| "-1".to_string(), |l| l.to_string()));
             args.push(
                 d.remaining
                     .map_or_else(|| "-1".to_string(), |r| r.to_string()),
             );
-            args.push(d.candidate.map_or_else(|| "-1".to_string(), num_arg));
+            let (low, high) = d.capacity.map_or_else(
+                || ("-1".to_string(), "-1".to_string()),
+                |(low, high)| (num_arg(low), num_arg(high)),
+            );
+            args.push(low);
+            args.push(high);
             args.push(num_arg(d.pending));
+            args.push(num_arg(d.maybe_counted));
         }
         ScriptCall {
             keys: self.keys(class),
@@ -309,8 +387,10 @@ impl RedisLimiter {
                             .pacer
                             .level(DIMS[i], now)
                             .map(|level| (level + c.pending[i]).max(0.0).floor() as u64),
-                        candidate: c.seen[i].and_then(|(_, cap)| cap),
+                        // What this process learned, as a reading that pins it exactly.
+                        capacity: c.seen[i].and_then(|(_, cap)| cap).map(|c| (c, c)),
                         pending: c.pending[i],
+                        maybe_counted: 0.0,
                     });
                     (class.clone(), dims)
                 })
@@ -326,7 +406,7 @@ impl RedisLimiter {
         let id = st.next_id;
         st.next_id += 1;
         if !record.committed {
-            let class = st.classes.entry(record.class.clone()).or_default();
+            let class = st.class(&record.class);
             if let Some(local) = &record.local {
                 add_units(&mut class.pending, &local.demand, 1.0);
             }
@@ -360,7 +440,7 @@ impl RedisLimiter {
         }
         self.reseed_if_needed();
         let units = units_of(&demand);
-        let mut args = vec!["reserve".to_string()];
+        let mut args = self.op_args("reserve");
         args.extend(units.iter().map(|u| num_arg(*u)));
         args.push(self.config.max_ahead.as_millis().to_string());
         args.push(flag_arg(may_await_probe));
@@ -398,15 +478,17 @@ impl RedisLimiter {
                 } else {
                     None
                 };
+                let start_at = read_at + wait;
                 let id = self.add_record(Record {
                     class: class.to_string(),
+                    start_at,
                     local,
                     shared: reserved,
                     committed: false,
                 });
                 Some(Reservation::Granted(Grant {
                     id,
-                    start_at: read_at + wait,
+                    start_at,
                     bucket: if wait > Duration::ZERO {
                         bucket_from_code(reply.bucket).or(Some(Bucket::Requests))
                     } else {
@@ -430,12 +512,16 @@ impl RedisLimiter {
         let link = self.link.clone();
         let call = ScriptCall {
             keys: self.keys(class),
-            args: vec!["known".to_string()],
+            args: self.op_args("known"),
         };
+        // A short probe wait (a time-scaled server) is still polled a few times.
+        let every = PROBE_POLL
+            .min(self.config.probe_wait / 4)
+            .max(Duration::from_millis(1));
         Box::pin(async move {
             let poll = async {
                 loop {
-                    tokio::time::sleep(PROBE_POLL).await;
+                    tokio::time::sleep(every).await;
                     match link.call(call.clone(), None).await {
                         Ok((reply, _)) if reply.flag == 0 => continue,
                         _ => break,
@@ -485,6 +571,7 @@ impl Limiter for RedisLimiter {
                     };
                     let id = self.add_record(Record {
                         class,
+                        start_at: local.start_at,
                         local: Some(local),
                         shared: false,
                         committed: false,
@@ -563,27 +650,43 @@ impl Limiter for RedisLimiter {
     fn observe(&self, quota: &QuotaSnapshot) {
         let class = self.current_class();
         self.pacer(&class).observe(quota);
+        let minute = self.config.minute;
         let call = {
             let mut st = self.lock();
-            let cs = st.classes.entry(class.clone()).or_default();
+            // This process's requests not yet admitted as far as it knows, whose slot had
+            // started when the headers were read: the server may have counted them.
+            let mut maybe_counted = [0.0; 3];
+            for r in st.records.values() {
+                if !r.committed
+                    && r.class == class
+                    && r.start_at <= quota.read_at
+                    && let Some(local) = &r.local
+                {
+                    add_units(&mut maybe_counted, &local.demand, 1.0);
+                }
+            }
+            let cs = st.class(&class);
             let dims: [DimObservation; 3] = std::array::from_fn(|i| {
                 let dim = DIMS[i];
                 let q = quota.bucket(dim);
                 let limit = q.and_then(|q| q.limit).filter(|l| *l > 0);
-                let candidate =
-                    q.and_then(|q| capacity_candidate(q, quota.read_at, dim != Bucket::Requests));
+                let capacity = q.and_then(|q| {
+                    capacity_range(q, quota.read_at, dim != Bucket::Requests, minute)
+                });
                 if let Some(limit) = limit {
-                    let learned = match cs.seen[i] {
-                        Some((l, Some(c))) if l == limit => Some(candidate.map_or(c, |n| n.min(c))),
-                        _ => candidate,
+                    // The script's rule, kept here too for re-seeding.
+                    let previous = match cs.seen[i] {
+                        Some((l, c)) if l == limit => c,
+                        _ => None,
                     };
-                    cs.seen[i] = Some((limit, learned));
+                    cs.seen[i] = Some((limit, learn_capacity(previous, capacity)));
                 }
                 DimObservation {
                     limit,
                     remaining: q.and_then(|q| q.remaining),
-                    candidate,
+                    capacity,
                     pending: cs.pending[i],
+                    maybe_counted: maybe_counted[i],
                 }
             });
             dims.iter().any(|d| d.limit.is_some()).then_some(dims)
@@ -600,11 +703,14 @@ impl Limiter for RedisLimiter {
         let ahead = until.saturating_duration_since(Instant::now());
         let call = ScriptCall {
             keys: self.keys(&class),
-            args: vec![
-                "block".to_string(),
-                ahead.as_millis().to_string(),
-                bucket_code(bucket).to_string(),
-            ],
+            args: [
+                self.op_args("block"),
+                vec![
+                    ahead.as_millis().to_string(),
+                    bucket_code(bucket).to_string(),
+                ],
+            ]
+            .concat(),
         };
         self.link.send(call);
     }
@@ -637,22 +743,46 @@ impl RedisLimiter {
 struct DimObservation {
     limit: Option<u64>,
     remaining: Option<u64>,
-    candidate: Option<f64>,
+    /// The capacity the reading implies, `(low, high)`, when it is clearly below the limit.
+    capacity: Option<(f64, f64)>,
+    /// Units reserved here and not yet admitted (as far as this process knows).
     pending: f64,
+    /// The part of `pending` whose slot had started when the headers were read.
+    maybe_counted: f64,
 }
 
-/// The capacity the server's numbers imply, when clearly below the whole limit: `reset` is
-/// when the bucket is full again, so `remaining + (reset − now)·rate` is what it enforces
-/// (PROTOCOL.md §4.2). `reset` has second precision and token counts are rounded to 1,000,
-/// so lean low. The same arithmetic as the local pacer's.
-fn capacity_candidate(q: &BucketQuota, read_at: Instant, tokens: bool) -> Option<f64> {
+/// The capacity the server's numbers imply, as a range, when even its top is clearly below
+/// the whole limit: `reset` is when the bucket is full again, so `remaining + (reset −
+/// now)·rate` is what it enforces (PROTOCOL.md §4.2). `reset` has second precision (it may
+/// overstate the time to full by up to a second of refill) and token counts are rounded to
+/// 1,000 (±500), so the reading puts the capacity in `[raw − rate − rounding, raw +
+/// rounding]`. The local pacer's arithmetic, with the same `minute`.
+fn capacity_range(
+    q: &BucketQuota,
+    read_at: Instant,
+    tokens: bool,
+    minute: Duration,
+) -> Option<(f64, f64)> {
     let limit = q.limit.filter(|l| *l > 0)? as f64;
-    let rate = limit / 60.0;
+    let minute_s = minute.as_secs_f64();
+    let rate = limit / if minute_s > 0.0 { minute_s } else { 60.0 };
     let remaining = q.remaining? as f64;
     let to_full = q.reset?.saturating_duration_since(read_at).as_secs_f64();
-    let slack = rate + if tokens { 500.0 } else { 0.0 };
-    let observed = remaining + to_full * rate - slack;
-    (observed < 0.9 * limit).then(|| observed.max(1.0))
+    let rounding = if tokens { 500.0 } else { 0.0 };
+    let raw = remaining + to_full * rate;
+    let (low, high) = ((raw - rate - rounding).max(1.0), raw + rounding);
+    (high < 0.9 * limit).then_some((low, high))
+}
+
+/// A learned capacity after one more reading: the best lower bound seen (the readings'
+/// rounding errors differ, so their lower bounds climb towards the truth without passing
+/// it), unless the reading's top is below it (the bucket shrank). The script's rule.
+fn learn_capacity(previous: Option<f64>, reading: Option<(f64, f64)>) -> Option<f64> {
+    match (previous, reading) {
+        (Some(c), Some((low, high))) if high >= c => Some(c.max(low)),
+        (_, Some((low, _))) => Some(low),
+        (previous, None) => previous,
+    }
 }
 
 fn units_of(demand: &Demand) -> [f64; 3] {
@@ -724,21 +854,49 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_small_enforced_capacity_is_a_candidate() {
+    async fn a_small_enforced_capacity_is_learned_from_its_best_lower_bound() {
         let now = Instant::now();
+        let minute = Duration::from_secs(60);
         let q = BucketQuota {
             limit: Some(30_000),
             remaining: Some(2_000),
             reset: Some(now + Duration::from_secs(6)),
         };
-        let cap = capacity_candidate(&q, now, true).expect("smaller than the limit");
-        assert!((4_000.0..5_000.0).contains(&cap), "{cap}");
+        let (low, high) = capacity_range(&q, now, true, minute).expect("smaller than the limit");
+        assert!((low - 4_000.0).abs() < 1e-6 && (high - 5_500.0).abs() < 1e-6);
         let full = BucketQuota {
             remaining: Some(30_000),
             reset: Some(now),
             ..q
         };
-        assert_eq!(capacity_candidate(&full, now, true), None);
+        assert_eq!(capacity_range(&full, now, true, minute), None);
+        // A later reading rounded less narrows it from below; one whose top is below the
+        // estimate means the bucket shrank.
+        let c = learn_capacity(None, Some((low, high)));
+        let c = learn_capacity(c, Some((4_500.0, 6_000.0)));
+        assert_eq!(c, Some(4_500.0));
+        assert_eq!(learn_capacity(c, Some((3_000.0, 4_400.0))), Some(3_000.0));
+        assert_eq!(learn_capacity(c, None), c);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_bucket_on_a_short_minute_is_not_taken_for_a_small_one() {
+        // A mock 20× faster than real time refills 5,000 tokens per real second: 6,000 used
+        // are back in 1.2 s, stamped 2 s. Read with a real minute's rate, that would look
+        // like a 25,000-token bucket.
+        let now = Instant::now();
+        let q = BucketQuota {
+            limit: Some(30_000),
+            remaining: Some(24_000),
+            reset: Some(now + Duration::from_secs(2)),
+        };
+        let scaled = RedisLimiterConfig::new("redis://127.0.0.1/0").time_scaled(20.0);
+        assert_eq!(scaled.minute, Duration::from_secs(3));
+        assert_eq!(scaled.probe_wait, PROBE_WAIT / 20);
+        assert_eq!(scaled.minute_arg(), "3000");
+        assert_eq!(capacity_range(&q, now, true, scaled.minute), None);
+        // On a real minute the same reading would be one.
+        assert!(capacity_range(&q, now, true, Duration::from_secs(60)).is_some());
     }
 
     #[tokio::test]

@@ -3,17 +3,23 @@
 -- Every dimension (1 = requests, 2 = input tokens, 3 = output tokens) is a GCRA token bucket
 -- stored as one theoretical arrival time, TAT, in milliseconds of Redis's own clock (`TIME`,
 -- so client clock skew does not matter). With per-minute limit L, the emission interval is
--- T = 60000 / L ms per unit and the capacity C units (L, or smaller when learned from the
--- headers). The level at `now` is C - (TAT - now) / T; a TAT at or before `now` is a full
+-- T = M / L ms per unit, M being the server's minute in milliseconds (60000, or less against
+-- a time-scaled mock: every process of a scope must pass the same M), and the capacity C
+-- units (L, or smaller when learned from the headers). The level at `now` is C - (TAT - now) / T; a TAT at or before `now` is a full
 -- bucket; a TAT beyond now + C·T is a negative level (reservations queued ahead).
 -- RETRY.md §6.1-6.2.
 --
 -- KEYS: 1-3 `tat:<dim>`, 4-6 `limit:<dim>` (hash: limit, capacity), 7 `blocked` (hash:
 -- until, bucket), 8 `probe`.
--- ARGV[1] is the operation; the rest depend on it (see each branch).
+-- ARGV[1] is the operation, ARGV[2] the minute M in milliseconds; the rest depend on the
+-- operation (see each branch, which numbers them from 3).
 -- Every reply is {status, wait in microseconds, bucket, flag, Redis's now in microseconds}.
 
 local op = ARGV[1]
+local MINUTE_MS = tonumber(ARGV[2]) or 60000
+if MINUTE_MS <= 0 then
+  MINUTE_MS = 60000
+end
 -- Redis before 5.0 refuses writes after a non-deterministic command (TIME) unless the script
 -- replicates its effects; later versions always do, and keep this call as a no-op.
 if redis.replicate_commands then
@@ -45,7 +51,7 @@ local function load(d)
   if tat < now then
     tat = now
   end
-  return { limit = limit, cap = cap, T = 60000 / limit, tat = tat }
+  return { limit = limit, cap = cap, T = MINUTE_MS / limit, tat = tat }
 end
 
 local function save(d, b)
@@ -74,14 +80,14 @@ local function refresh_ttl(bs)
 end
 
 if op == 'reserve' then
-  -- ARGV: demand (requests, input, output), max_ahead_ms, may_await_probe (0/1), probe_ms.
+  -- ARGV 3-8: demand (requests, input, output), max_ahead_ms, may_await_probe (0/1), probe_ms.
   -- All or nothing: either every known dimension's TAT advances by its demand (the caller
   -- gets a start time that satisfies all of them, and the blocked-until), or, when that start
   -- is more than max_ahead_ms away, nothing changes ('too_far').
-  local n = { tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]) }
-  local max_ahead = tonumber(ARGV[5])
-  local may_probe = ARGV[6] == '1'
-  local probe_ms = tonumber(ARGV[7])
+  local n = { tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]) }
+  local max_ahead = tonumber(ARGV[6])
+  local may_probe = ARGV[7] == '1'
+  local probe_ms = tonumber(ARGV[8])
   local start = now
   local binding = 0
   local blocked = redis.call('HMGET', KEYS[7], 'until', 'bucket')
@@ -134,12 +140,12 @@ if op == 'reserve' then
   end
   return { 'granted', math.floor(wait * 1000), binding, flag, now_us }
 elseif op == 'adjust' then
-  -- ARGV: units per dimension (positive: give back, negative: charge), release (0/1).
+  -- ARGV 3-6: units per dimension (positive: give back, negative: charge), release (0/1).
   -- Giving back moves the TAT back by n·T but never before now (the level never exceeds
   -- the capacity); reservations already handed out keep their start times, so freed units
   -- go to whoever reserves next.
-  local delta = { tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]) }
-  local release = ARGV[5] == '1'
+  local delta = { tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]) }
+  local release = ARGV[6] == '1'
   local bs = {}
   local known = false
   for d = 1, 3 do
@@ -162,50 +168,75 @@ elseif op == 'adjust' then
   refresh_ttl(bs)
   return { 'ok', 0, 0, 0, now_us }
 elseif op == 'observe' then
-  -- ARGV: per dimension, four values: limit, remaining, learned-capacity candidate,
-  -- pending (units this process reserved that the server has not counted yet); -1 = unknown.
+  -- ARGV 3-20: per dimension, six values: limit, remaining, the capacity the reading
+  -- implies as a range [low, high] when it shows a bucket clearly smaller than the limit,
+  -- pending (units this process reserved that the server had not admitted when it answered,
+  -- as far as this process knows), and the part of pending whose slot had started by then
+  -- (the server may have counted it already); -1 = unknown.
   local bs = {}
   local any = false
   for d = 1, 3 do
-    local base = 1 + (d - 1) * 4
+    local base = 2 + (d - 1) * 6
     local limit = tonumber(ARGV[base + 1])
     local remaining = tonumber(ARGV[base + 2])
-    local candidate = tonumber(ARGV[base + 3])
-    local pending = math.max(tonumber(ARGV[base + 4]), 0)
+    local low = tonumber(ARGV[base + 3])
+    local high = tonumber(ARGV[base + 4])
+    local pending = math.max(tonumber(ARGV[base + 5]), 0)
+    local maybe_counted = math.min(math.max(tonumber(ARGV[base + 6]), 0), pending)
     if limit > 0 then
       any = true
       local h = redis.call('HMGET', KEYS[3 + d], 'limit', 'capacity')
       local old_limit = num(h[1])
       local old_cap = num(h[2])
-      local cap = limit
       -- A learned (smaller) capacity holds while the limit stays the same.
-      if old_limit == limit and old_cap then
-        cap = math.min(cap, old_cap)
+      local learned = nil
+      if old_limit == limit and old_cap and old_cap < limit then
+        learned = old_cap
       end
-      if candidate > 0 then
-        cap = math.min(cap, candidate)
+      if low > 0 then
+        -- The best lower bound over readings, as the local pacer keeps it: each reading's
+        -- rounding differs, so their lower bounds climb towards the truth without passing
+        -- it. A reading whose top is below the estimate means the bucket shrank. (The
+        -- smallest bound, kept before, sank with every coarse reading: on a short minute a
+        -- second of reset rounding is a large part of the bucket.)
+        if learned and high >= learned then
+          learned = math.max(learned, low)
+        else
+          learned = low
+        end
       end
-      cap = math.max(cap, 1)
-      local T = 60000 / limit
+      local cap = math.max(math.min(limit, learned or limit), 1)
+      local T = MINUTE_MS / limit
       local tat_raw = num(redis.call('GET', KEYS[d]))
       local level
       if old_limit and old_limit > 0 and tat_raw then
         -- Keep the level across a change of limits, clamped to the new capacity.
         local oc = old_cap or old_limit
-        level = oc - (math.max(tat_raw, now) - now) / (60000 / old_limit)
+        level = oc - (math.max(tat_raw, now) - now) / (MINUTE_MS / old_limit)
         level = math.min(level, cap)
       else
-        -- First sighting: a full bucket minus what is already on its way.
+        -- First sighting: a full bucket minus what is already on its way, unless the
+        -- server says less. Its `remaining` is then all there is to go on: believe it, as
+        -- the correction below does. (Within the tolerance below, a request count floored
+        -- by the server, 1 for a true 1.0, left a model of 1.5 standing: a 429 for the
+        -- request that took the half that was not there.)
         level = cap - pending
+        if remaining >= 0 then
+          level = math.min(level, remaining - pending)
+        end
       end
       if remaining >= 0 then
         -- The server has seen more use than we account for (other users of the key).
-        -- Token counts are rounded to the nearest 1,000.
+        -- Token counts are rounded to the nearest 1,000. This process's requests whose
+        -- slot had started may already be in `remaining`: they explain that much of a gap
+        -- (counting them again lowered the shared level by a request each time, for every
+        -- process, for good). The correction itself still assumes none was counted (it
+        -- leans low), as the local pacer's does.
         local tolerance = 500
         if d == 1 then
           tolerance = 0.5
         end
-        if remaining + tolerance < level + pending then
+        if remaining + tolerance < level + pending - maybe_counted then
           level = math.min(remaining - pending, cap)
         end
       end
@@ -221,11 +252,11 @@ elseif op == 'observe' then
   refresh_ttl(bs)
   return { 'ok', 0, 0, 0, now_us }
 elseif op == 'block' then
-  -- ARGV: milliseconds from now, bucket code. blocked_until = max(blocked_until, until).
-  local until_ = now + math.max(tonumber(ARGV[2]), 0)
+  -- ARGV 3-4: milliseconds from now, bucket code. blocked_until = max(blocked_until, until).
+  local until_ = now + math.max(tonumber(ARGV[3]), 0)
   local current = num(redis.call('HGET', KEYS[7], 'until'))
   if not current or until_ > current then
-    redis.call('HSET', KEYS[7], 'until', string.format('%.3f', until_), 'bucket', ARGV[3])
+    redis.call('HSET', KEYS[7], 'until', string.format('%.3f', until_), 'bucket', ARGV[4])
     redis.call('PEXPIRE', KEYS[7], math.ceil(until_ - now) + MIN_TTL_MS)
   end
   return { 'ok', 0, 0, 0, now_us }

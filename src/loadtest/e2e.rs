@@ -33,8 +33,22 @@ use crate::api::{
 use crate::mock::{MockConfig, MockServer, Outage};
 use crate::secret::ApiKey;
 
-/// The key the load test sends to its mock (any key works there).
+/// The prefix of the keys the load test sends to its mock (any key works there).
 pub const MOCK_KEY: &str = "backchat-loadtest";
+
+/// A key of its own for one run against the mock: `backchat-loadtest-{pid}-{ns}-{n}`. Every
+/// process of the run sends it (the mock keeps one quota per key) and a shared limiter
+/// namespaces its Redis state by its fingerprint, so a run starts from a clean scope even in a
+/// Redis that still holds an earlier run's state (which expires by itself), and two runs side
+/// by side never share. Nothing is deleted from Redis: it may hold other people's data.
+pub fn run_key() -> String {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{MOCK_KEY}-{}-{ns}-{n}", std::process::id())
+}
 
 /// The mock settings that make it behave like the simulated server, `scale`× faster.
 pub fn mock_config(scenario: &Scenario, scale: f64) -> Result<MockConfig, String> {
@@ -93,9 +107,13 @@ pub struct E2eTransport {
 }
 
 impl E2eTransport {
-    /// Against the load test's own mock at `base_url`.
-    pub fn to_mock(base_url: &str, scenario: &Scenario, scale: f64) -> Result<Self, String> {
-        let key = ApiKey::new(MOCK_KEY);
+    /// Against the load test's own mock at `base_url`, sending `key` ([`run_key`]).
+    pub fn to_mock(
+        base_url: &str,
+        scenario: &Scenario,
+        scale: f64,
+        key: Option<ApiKey>,
+    ) -> Result<Self, String> {
         let inner = HttpTransport::new(HttpTransportConfig::new(base_url, key))
             .map_err(|e| e.to_string())?;
         Ok(E2eTransport {
@@ -190,8 +208,9 @@ pub async fn run(
         origin: tokio::time::Instant::now(),
         scale,
     };
-    let transport = E2eTransport::to_mock(&server.base_url(), &plan.scenario, scale)?;
-    let record = run_users(plan, Arc::new(transport), time, progress).await;
+    let key = ApiKey::new(run_key());
+    let transport = E2eTransport::to_mock(&server.base_url(), &plan.scenario, scale, key.clone())?;
+    let record = run_users(plan, Arc::new(transport), key.as_ref(), time, progress).await;
     server.shutdown().await;
     record
 }
@@ -203,12 +222,12 @@ pub async fn run_endpoint(
     key: Option<ApiKey>,
     progress: Option<&Progress>,
 ) -> Result<RunRecord, String> {
-    let transport = E2eTransport::to_endpoint(base_url, key)?;
+    let transport = E2eTransport::to_endpoint(base_url, key.clone())?;
     let time = TimeBase {
         origin: tokio::time::Instant::now(),
         scale: 1.0,
     };
-    run_users(plan, Arc::new(transport), time, progress).await
+    run_users(plan, Arc::new(transport), key.as_ref(), time, progress).await
 }
 
 #[cfg(test)]

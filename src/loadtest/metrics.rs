@@ -35,6 +35,20 @@ pub struct RequestRecord {
     pub rate_limit_give_ups: u32,
 }
 
+/// How one process's shared limiter fared during a run (`--shared-limiter`): whether it ever
+/// failed over to local pacing ([`crate::limiter::LimiterHealth::Degraded`]), when and why.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimiterRecord {
+    /// Shared through Redis when the users started.
+    pub shared_at_start: bool,
+    /// When it was first seen degraded (model seconds), if it was.
+    pub degraded_at_s: Option<f64>,
+    /// The limiter's own words the first time (`shared limiter unreachable: …; pacing locally`).
+    pub degraded_reason: Option<String>,
+    /// Shared again when the users were done (Redis came back).
+    pub shared_at_end: bool,
+}
+
 /// Everything one run of one policy with one seed recorded (also what a worker process
 /// prints, so the parent can merge the workers' records).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -49,6 +63,9 @@ pub struct RunRecord {
     /// |announced end − when the next attempt really went out| for every announced wait,
     /// whether or not a later countdown replaced it.
     pub send_vs_countdown_s: Vec<f64>,
+    /// One per process that paced through a shared limiter (none without one).
+    #[serde(default)]
+    pub limiters: Vec<LimiterRecord>,
 }
 
 impl RunRecord {
@@ -58,6 +75,7 @@ impl RunRecord {
         self.user_finish_s.extend(other.user_finish_s);
         self.countdown_errors_s.extend(other.countdown_errors_s);
         self.send_vs_countdown_s.extend(other.send_vs_countdown_s);
+        self.limiters.extend(other.limiters);
     }
 }
 
@@ -178,6 +196,10 @@ metrics_struct! {
     countdown_error_max_s: High,
     /// Largest |announced end − next attempt sent|, even across a replaced countdown.
     send_vs_countdown_max_s: High,
+    /// Processes that paced through a shared limiter (`--shared-limiter`; 0 without).
+    shared_limiter_processes: Low,
+    /// Of those, the ones whose shared limiter failed over to local pacing during the run.
+    shared_limiter_degraded: High,
 }
 
 /// Nearest-rank percentile (`p` in 0–100) of unsorted values; 0 for none.
@@ -254,6 +276,12 @@ pub fn metrics(run: &RunRecord, scenario: &Scenario) -> Metrics {
         },
         countdown_error_max_s: errors.iter().copied().fold(0.0, f64::max),
         send_vs_countdown_max_s: run.send_vs_countdown_s.iter().copied().fold(0.0, f64::max),
+        shared_limiter_processes: run.limiters.len() as f64,
+        shared_limiter_degraded: run
+            .limiters
+            .iter()
+            .filter(|l| l.degraded_at_s.is_some())
+            .count() as f64,
     }
 }
 

@@ -139,10 +139,15 @@ pub struct LoadtestOptions {
     /// End to end: shrink the mock's minute (and every policy's constants) by this factor.
     #[arg(long, value_name = "FACTOR", default_value_t = 10.0)]
     pub time_scale: f64,
-    /// End to end: spread the users over this many OS processes sharing one mock (no
-    /// coordination between them).
+    /// End to end: spread the users over this many OS processes sharing one mock and one key.
+    /// They coordinate only through the global `--shared-limiter redis://…` (backchat
+    /// policy), which end to end makes the backchat row pace through Redis.
     #[arg(long, value_name = "P", default_value_t = 1)]
     pub processes: usize,
+    /// With `--shared-limiter`: run the backchat policy twice, pacing each process on its own
+    /// and through the shared limiter, and show both rows (`backchat`, `backchat+shared`).
+    #[arg(long)]
+    pub compare_unshared: bool,
     /// Print the report as JSON (schema in docs/loadtest.md).
     #[arg(long)]
     pub json: bool,
@@ -348,11 +353,63 @@ enum Target {
     },
 }
 
+/// One row of the report: a policy, and whether it paced through the shared limiter (only
+/// the backchat policy can).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Row {
+    /// The policy.
+    pub policy: PolicyId,
+    /// Paced through `--shared-limiter`.
+    pub shared: bool,
+}
+
+impl Row {
+    /// The row's name in the table: the policy's, `+shared` when it used the shared limiter.
+    pub fn label(self) -> String {
+        if self.shared {
+            format!("{}+shared", self.policy.name())
+        } else {
+            self.policy.name().to_string()
+        }
+    }
+
+    /// The row's rule.
+    pub fn description(self) -> &'static str {
+        if self.shared {
+            PolicyId::SHARED_DESCRIPTION
+        } else {
+            self.policy.description()
+        }
+    }
+}
+
+/// The report's rows: each policy once; with a shared limiter the backchat row uses it, and
+/// with `compare` backchat runs twice, on its own first.
+fn rows(policies: &[PolicyId], shared: bool, compare: bool) -> Vec<Row> {
+    let mut out = Vec::new();
+    for &policy in policies {
+        let can_share = shared && policy == PolicyId::Backchat;
+        if !can_share || compare {
+            out.push(Row {
+                policy,
+                shared: false,
+            });
+        }
+        if can_share {
+            out.push(Row {
+                policy,
+                shared: true,
+            });
+        }
+    }
+    out
+}
+
 /// A load test, checked and ready to run.
 #[derive(Clone, Debug)]
 pub struct Setup {
     scenario: Scenario,
-    policies: Vec<PolicyId>,
+    rows: Vec<Row>,
     seeds: Vec<u64>,
     target: Target,
     model: String,
@@ -379,7 +436,14 @@ impl Setup {
                 return Err(format!(
                     "--base-url {base_url} sends {} real requests on your key. Add \
                      --i-understand-this-spends-real-quota to go ahead.",
-                    scenario.total_requests() * policies.len() * seeds.len()
+                    scenario.total_requests()
+                        * rows(
+                            &policies,
+                            args.shared_limiter.is_some(),
+                            args.compare_unshared
+                        )
+                        .len()
+                        * seeds.len()
                 ));
             }
             if args.processes > 1 {
@@ -406,13 +470,36 @@ impl Setup {
                 }
             }
         };
-        if args.shared_limiter.is_some() {
-            // Fail before the run, not in the middle of it.
-            policies::backchat_limiter(args.shared_limiter.as_deref(), 1.0)?;
+        if let Some(url) = &args.shared_limiter {
+            // Fail before the run, not in every worker in the middle of it.
+            policies::check_shared_limiter_url(url)?;
+            if matches!(target, Target::Simulated) {
+                return Err(
+                    "--shared-limiter paces through Redis in real time: add --engine e2e \
+                     (with --processes P to share it between processes)"
+                        .into(),
+                );
+            }
+            if !policies.contains(&PolicyId::Backchat) {
+                return Err(
+                    "--shared-limiter is used by the backchat policy only: add it to --policy"
+                        .into(),
+                );
+            }
+        } else if args.compare_unshared {
+            return Err(
+                "--compare-unshared compares the backchat policy with and without the shared \
+                 limiter: add --shared-limiter redis://HOST:PORT/DB"
+                    .into(),
+            );
         }
         Ok(Setup {
             scenario,
-            policies,
+            rows: rows(
+                &policies,
+                args.shared_limiter.is_some(),
+                args.compare_unshared,
+            ),
             seeds,
             target,
             model: args
@@ -423,20 +510,29 @@ impl Setup {
         })
     }
 
-    fn plan(&self, policy: PolicyId, seed: u64) -> RunPlan {
+    fn plan(&self, row: Row, seed: u64) -> RunPlan {
         RunPlan {
             scenario: self.scenario.clone(),
-            policy,
+            policy: row.policy,
             seed,
             users: 0..self.scenario.users,
             model: self.model.clone(),
-            limiter_url: self.limiter_url.clone(),
+            limiter_url: if row.shared {
+                self.limiter_url.clone()
+            } else {
+                None
+            },
         }
     }
 
-    /// Run every policy with every seed; the report and the raw records.
-    pub async fn run(&self) -> Result<(Report, Vec<(PolicyId, u64, RunRecord)>), String> {
-        let total = self.scenario.total_requests() * self.policies.len() * self.seeds.len();
+    /// The rows of the report, in order.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// Run every row with every seed; the report and the raw records.
+    pub async fn run(&self) -> Result<(Report, Vec<(Row, u64, RunRecord)>), String> {
+        let total = self.scenario.total_requests() * self.rows.len() * self.seeds.len();
         let progress = std::sync::Arc::new(Progress::new(total));
         let records = match &self.target {
             Target::Simulated => {
@@ -451,13 +547,13 @@ impl Setup {
             }
             Target::Endpoint { base_url, key } => {
                 let mut out = Vec::new();
-                for &policy in &self.policies {
+                for &row in &self.rows {
                     for &seed in &self.seeds {
-                        progress.label(&format!("{}, seed {seed}", policy.name()));
-                        let plan = self.plan(policy, seed);
+                        progress.label(&format!("{}, seed {seed}", row.label()));
+                        let plan = self.plan(row, seed);
                         let r = e2e::run_endpoint(&plan, base_url, key.clone(), Some(&progress))
                             .await?;
-                        out.push((policy, seed, r));
+                        out.push((row, seed, r));
                     }
                 }
                 out
@@ -468,14 +564,11 @@ impl Setup {
     }
 
     /// The simulated engine: every (policy, seed) on its own paused clock, two at a time.
-    pub fn simulate_all(
-        &self,
-        progress: &Progress,
-    ) -> Result<Vec<(PolicyId, u64, RunRecord)>, String> {
-        let jobs: Vec<(PolicyId, u64)> = self
-            .policies
+    pub fn simulate_all(&self, progress: &Progress) -> Result<Vec<(Row, u64, RunRecord)>, String> {
+        let jobs: Vec<(Row, u64)> = self
+            .rows
             .iter()
-            .flat_map(|p| self.seeds.iter().map(move |s| (*p, *s)))
+            .flat_map(|r| self.seeds.iter().map(move |s| (*r, *s)))
             .collect();
         let next = AtomicUsize::new(0);
         let threads = std::thread::available_parallelism()
@@ -488,12 +581,11 @@ impl Setup {
                         let mut done = Vec::new();
                         loop {
                             let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&(policy, seed)) = jobs.get(i) else {
+                            let Some(&(row, seed)) = jobs.get(i) else {
                                 return Ok(done);
                             };
-                            progress.label(&format!("{}, seed {seed}", policy.name()));
-                            let (record, _) =
-                                sim::simulate(&self.plan(policy, seed), Some(progress))?;
+                            progress.label(&format!("{}, seed {seed}", row.label()));
+                            let (record, _) = sim::simulate(&self.plan(row, seed), Some(progress))?;
                             done.push((i, record));
                         }
                     })
@@ -518,33 +610,33 @@ impl Setup {
             .collect())
     }
 
-    /// The end-to-end engine: policies side by side (each against its own mock), seeds one
-    /// after the other; with `--processes`, one policy at a time.
+    /// The end-to-end engine: rows side by side (each against its own mock and key), seeds
+    /// one after the other; with `--processes`, one row at a time.
     async fn run_mock(
         &self,
         scale: f64,
         processes: usize,
         progress: &Progress,
-    ) -> Result<Vec<(PolicyId, u64, RunRecord)>, String> {
+    ) -> Result<Vec<(Row, u64, RunRecord)>, String> {
         let mut out = Vec::new();
         for &seed in &self.seeds {
             progress.label(&format!("seed {seed}"));
             if processes > 1 {
-                for &policy in &self.policies {
+                for &row in &self.rows {
                     progress.label(&format!(
                         "{}, seed {seed}, {processes} processes",
-                        policy.name()
+                        row.label()
                     ));
-                    let r = processes::run(&self.plan(policy, seed), scale, processes).await?;
+                    let r = processes::run(&self.plan(row, seed), scale, processes).await?;
                     progress.advance(self.scenario.total_requests());
-                    out.push((policy, seed, r));
+                    out.push((row, seed, r));
                 }
             } else {
-                let runs = self.policies.iter().map(|&policy| async move {
-                    let plan = self.plan(policy, seed);
+                let runs = self.rows.iter().map(|&row| async move {
+                    let plan = self.plan(row, seed);
                     e2e::run(&plan, scale, Some(progress))
                         .await
-                        .map(|r| (policy, seed, r))
+                        .map(|r| (row, seed, r))
                 });
                 for r in futures::future::join_all(runs).await {
                     out.push(r?);
@@ -554,20 +646,29 @@ impl Setup {
         Ok(out)
     }
 
-    fn report(&self, records: &[(PolicyId, u64, RunRecord)]) -> Report {
+    fn report(&self, records: &[(Row, u64, RunRecord)]) -> Report {
         let policies = self
-            .policies
+            .rows
             .iter()
-            .map(|&policy| {
-                let runs: Vec<SeedRun> = records
-                    .iter()
-                    .filter(|(p, _, _)| *p == policy)
+            .map(|&row| {
+                let mine = || records.iter().filter(move |(r, _, _)| *r == row);
+                let runs: Vec<SeedRun> = mine()
                     .map(|(_, seed, r)| SeedRun {
                         seed: *seed,
                         metrics: metrics::metrics(r, &self.scenario),
                     })
                     .collect();
-                PolicyReport::new(policy.name(), policy.description(), runs)
+                let mut report = PolicyReport::new(row.policy.name(), row.description(), runs);
+                if row.shared {
+                    report.shared_limiter = self
+                        .limiter_url
+                        .as_deref()
+                        .map(crate::limiter::redis::display_target);
+                    report.notes = mine()
+                        .filter_map(|(_, seed, r)| report::limiter_note(*seed, &r.limiters))
+                        .collect();
+                }
+                report
             })
             .collect();
         let (engine, time_scale, processes) = match &self.target {
@@ -588,14 +689,16 @@ impl Setup {
     }
 }
 
-/// One JSON object per run and line: `{"policy", "seed", "record"}`.
-fn write_records(
-    path: &std::path::Path,
-    records: &[(PolicyId, u64, RunRecord)],
-) -> std::io::Result<()> {
+/// One JSON object per run and line: `{"policy", "shared_limiter", "seed", "record"}`.
+fn write_records(path: &std::path::Path, records: &[(Row, u64, RunRecord)]) -> std::io::Result<()> {
     let mut out = String::new();
-    for (policy, seed, record) in records {
-        let line = serde_json::json!({"policy": policy.name(), "seed": seed, "record": record});
+    for (row, seed, record) in records {
+        let line = serde_json::json!({
+            "policy": row.policy.name(),
+            "shared_limiter": row.shared,
+            "seed": seed,
+            "record": record,
+        });
         out.push_str(&line.to_string());
         out.push('\n');
     }

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use rand::{Rng, RngExt};
 
-use crate::limiter::Limiter;
+use crate::limiter::{Limiter, RedisLimiter, RedisLimiterConfig};
 use crate::retry::pacer::{Pacer, PacerConfig};
 use crate::retry::{RetryBudget, RetryConfig};
+use crate::secret::ApiKey;
 
 /// Attempts after which an "unlimited" policy stops (RETRY.md §7.4, P0: "stop at 1000").
 pub const UNLIMITED_ATTEMPTS: u32 = 1000;
@@ -106,6 +107,9 @@ impl PolicyId {
             }
         }
     }
+
+    /// The rule of the backchat policy pacing through the shared limiter (`--shared-limiter`).
+    pub const SHARED_DESCRIPTION: &'static str = "P7b: backchat's engine, every process pacing through the shared limiter (Redis) + RetryBudget (10, 0.1) per process";
 
     /// `naive`, `all`, or a comma-separated list of names.
     pub fn parse_list(text: &str) -> Result<Vec<PolicyId>, String> {
@@ -324,20 +328,42 @@ pub fn backchat_retry_config(scale: f64) -> RetryConfig {
     }
 }
 
-/// The limiter the backchat policy paces through, one per process and shared by its users.
-///
-/// Today that is the in-process [`Pacer`]. This is the place for `--shared-limiter URL`
-/// (several processes sharing one key's quota through Redis): build that limiter here from
-/// `url` and every caller, the worker processes included, picks it up.
-pub fn backchat_limiter(url: Option<&str>, scale: f64) -> Result<Arc<dyn Limiter>, String> {
-    match url {
+/// The limiter the backchat policy paces through, one per process and shared by its users:
+/// the in-process [`Pacer`], or with `shared` (`--shared-limiter redis://…`) the
+/// [`RedisLimiter`], through which every process of the run shares one picture of the quota
+/// (RETRY.md §7.4, P7b). Both run on the server's minute shrunk by `scale`; the Redis
+/// limiter's reservations reach no further ahead than the driver would wait (its scaled
+/// `max_wait`, as `Backend::start` does). `key` and `model` must be what the transport sends:
+/// the shared state is namespaced by the key's fingerprint and the model class, so processes
+/// share only when both agree.
+pub async fn backchat_limiter(
+    shared: Option<&str>,
+    scale: f64,
+    key: Option<&ApiKey>,
+    model: &str,
+) -> Result<Arc<dyn Limiter>, String> {
+    match shared {
         None => Ok(Arc::new(Pacer::with_config(PacerConfig::time_scaled(
             scale,
         )))),
-        Some(url) => Err(format!(
-            "--shared-limiter {url}: the load test cannot use a shared limiter yet"
-        )),
+        Some(url) => {
+            check_shared_limiter_url(url)?;
+            let retry = backchat_retry_config(scale);
+            let config = RedisLimiterConfig {
+                max_ahead: retry.max_wait.min(retry.deadline),
+                ..RedisLimiterConfig::new(url).time_scaled(scale)
+            };
+            Ok(Arc::new(RedisLimiter::connect(config, key, model).await))
+        }
     }
+}
+
+/// Refuse a `--shared-limiter` URL that could never connect, before the run starts (the
+/// limiter itself would only fail open, quietly, in every worker).
+pub fn check_shared_limiter_url(url: &str) -> Result<(), String> {
+    crate::config::value::redis_url(crate::config::value::Raw::Str(url))
+        .map(drop)
+        .map_err(|e| format!("--shared-limiter: {e}"))
 }
 
 /// The retry budget shared by one process's users.

@@ -5,8 +5,9 @@
 //! binary in a hidden worker mode (`backchat loadtest --worker-spec JSON`). Each worker runs
 //! its users end to end, with its own pacer and retry budget, and prints its raw records as
 //! JSON; the parent merges them. Times are aligned on the mock's start: the spec carries it as
-//! a Unix time. The spec also carries the shared-limiter URL, so that once
-//! `policies::backchat_limiter` can build a shared limiter, the workers coordinate through it.
+//! a Unix time. The spec also carries the run's key (`e2e::run_key`, the same for every
+//! worker) and the shared-limiter URL: with `--shared-limiter`, the backchat workers pace
+//! through one Redis scope (RETRY.md §7.4, P7b) instead of each on its own.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use super::policies::PolicyId;
 use super::scenario::Scenario;
 use super::users::{RunPlan, TimeBase, run_users};
 use crate::mock::MockServer;
+use crate::secret::ApiKey;
 
 /// Everything a worker process needs, passed as one JSON argument.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,6 +39,9 @@ pub struct WorkerSpec {
     pub model: String,
     /// `--shared-limiter`, passed through.
     pub limiter_url: Option<String>,
+    /// The API key every worker sends to the mock (one per run, so that they share one quota
+    /// there and one scope in the shared limiter).
+    pub api_key: String,
     /// Model seconds per real second.
     pub time_scale: f64,
     /// The mock's base URL.
@@ -66,6 +71,7 @@ pub async fn run(plan: &RunPlan, scale: f64, processes: usize) -> Result<RunReco
     let origin_unix_ms = unix_ms(SystemTime::now());
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find the backchat binary to start workers: {e}"))?;
+    let api_key = e2e::run_key();
     let mut children = Vec::new();
     for users in split(plan.scenario.users, processes) {
         let spec = WorkerSpec {
@@ -75,6 +81,7 @@ pub async fn run(plan: &RunPlan, scale: f64, processes: usize) -> Result<RunReco
             users,
             model: plan.model.clone(),
             limiter_url: plan.limiter_url.clone(),
+            api_key: api_key.clone(),
             time_scale: scale,
             mock_url: server.base_url(),
             origin_unix_ms,
@@ -129,12 +136,14 @@ pub async fn worker(spec_json: &str) -> Result<String, String> {
         model: spec.model.clone(),
         limiter_url: spec.limiter_url.clone(),
     };
-    let transport = E2eTransport::to_mock(&spec.mock_url, &spec.scenario, spec.time_scale)?;
+    let key = ApiKey::new(&spec.api_key);
+    let transport =
+        E2eTransport::to_mock(&spec.mock_url, &spec.scenario, spec.time_scale, key.clone())?;
     let time = TimeBase {
         origin,
         scale: spec.time_scale,
     };
-    let record = run_users(&plan, Arc::new(transport), time, None).await?;
+    let record = run_users(&plan, Arc::new(transport), key.as_ref(), time, None).await?;
     serde_json::to_string(&record).map_err(|e| e.to_string())
 }
 

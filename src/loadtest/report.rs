@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::metrics::Metrics;
+use super::metrics::{LimiterRecord, Metrics};
 use super::scenario::Scenario;
 
 /// The JSON schema version.
@@ -46,6 +46,12 @@ pub struct PolicyReport {
     pub worst_seed: u64,
     /// Each seed's metrics.
     pub runs: Vec<SeedRun>,
+    /// The shared limiter this row paced through (`redis://HOST:PORT/DB`, no password), or
+    /// null.
+    pub shared_limiter: Option<String>,
+    /// Remarks on the runs, one line each: a shared limiter that failed over to local pacing
+    /// (when, in how many processes, why).
+    pub notes: Vec<String>,
 }
 
 /// One seed's metrics.
@@ -75,8 +81,53 @@ impl PolicyReport {
             worst: Metrics::worst(&all),
             worst_seed,
             runs,
+            shared_limiter: None,
+            notes: Vec::new(),
         }
     }
+
+    /// The row's name in the table: `+shared` when it paced through the shared limiter.
+    pub fn label(&self) -> String {
+        match self.shared_limiter {
+            Some(_) => format!("{}+shared", self.policy),
+            None => self.policy.clone(),
+        }
+    }
+}
+
+/// A line on one run's shared limiters when any of them failed over to local pacing: how
+/// many processes, from when, and the first one's reason. `None` when all stayed shared.
+pub fn limiter_note(seed: u64, limiters: &[LimiterRecord]) -> Option<String> {
+    let degraded: Vec<&LimiterRecord> = limiters
+        .iter()
+        .filter(|l| l.degraded_at_s.is_some())
+        .collect();
+    let first = degraded.iter().min_by(|a, b| {
+        a.degraded_at_s
+            .unwrap_or(0.0)
+            .total_cmp(&b.degraded_at_s.unwrap_or(0.0))
+    })?;
+    let back = degraded.iter().filter(|l| l.shared_at_end).count();
+    let when = if first.shared_at_start {
+        format!("first at {:.1} s", first.degraded_at_s.unwrap_or(0.0))
+    } else {
+        "unreachable from the start".to_string()
+    };
+    Some(format!(
+        "seed {seed}: the shared limiter failed over to local pacing in {} of {} processes \
+         ({when}{}): {}",
+        degraded.len(),
+        limiters.len(),
+        if back > 0 {
+            format!("; shared again at the end in {back}")
+        } else {
+            String::new()
+        },
+        first
+            .degraded_reason
+            .as_deref()
+            .unwrap_or("no reason given"),
+    ))
 }
 
 /// `0..19` → "0..19"; `[3]` → "3"; otherwise a list.
@@ -153,7 +204,7 @@ pub fn table(report: &Report) -> String {
         let m = &p.mean;
         out.push_str(&format!(
             "{:<19}{:>6.3}{:>7.3}{:>8.2}{:>8.2}{:>9.1}{:>7.1}{:>8.1}{:>8.1}{:>8.1}{:>8.1}{:>7.3}{:>8.2}{:>8.2}\n",
-            p.policy,
+            p.label(),
             m.ratio,
             p.worst.ratio,
             m.rate_limited_per_success,
@@ -174,5 +225,62 @@ pub fn table(report: &Report) -> String {
          give-up = give-ups per run, resubmitted by the user ((rl) = after a rate limit); p50/p99/max = submitted → done;\n\
          fb = submitted → first byte; Jain and max/min over per-user finish times; cd err = largest |announced − actual| wait.\n",
     );
+    for p in report
+        .policies
+        .iter()
+        .filter(|p| p.shared_limiter.is_some())
+    {
+        let target = p.shared_limiter.as_deref().unwrap_or_default();
+        out.push_str(&format!(
+            "{}: every process paced through the shared limiter {target}",
+            p.label()
+        ));
+        if p.notes.is_empty() {
+            out.push_str(" (it stayed shared throughout).\n");
+        } else {
+            out.push_str(":\n");
+            for note in &p.notes {
+                out.push_str(&format!("  {note}\n"));
+            }
+        }
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fail_over_is_one_note_line() {
+        let ok = LimiterRecord {
+            shared_at_start: true,
+            shared_at_end: true,
+            ..LimiterRecord::default()
+        };
+        assert_eq!(limiter_note(0, &[ok.clone(), ok.clone()]), None);
+        assert_eq!(limiter_note(0, &[]), None);
+        let gone = |at: f64, reason: &str| LimiterRecord {
+            shared_at_start: true,
+            degraded_at_s: Some(at),
+            degraded_reason: Some(reason.to_string()),
+            shared_at_end: false,
+        };
+        let note =
+            limiter_note(3, &[gone(90.0, "later"), gone(41.25, "first"), ok]).expect("degraded");
+        assert_eq!(
+            note,
+            "seed 3: the shared limiter failed over to local pacing in 2 of 3 processes \
+             (first at 41.2 s): first"
+        );
+        let down = LimiterRecord {
+            shared_at_start: false,
+            ..gone(0.1, "refused")
+        };
+        let note = limiter_note(0, &[down]).expect("degraded");
+        assert!(
+            note.contains("1 of 1 processes (unreachable from the start): refused"),
+            "{note}"
+        );
+    }
 }

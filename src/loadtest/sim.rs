@@ -356,7 +356,7 @@ fn simulate_here(
             origin: Instant::now(),
             scale: 1.0,
         };
-        let record = run_users(plan, Arc::new(server.clone()), time, progress).await?;
+        let record = run_users(plan, Arc::new(server.clone()), None, time, progress).await?;
         Ok((record, server.stats()))
     })
 }

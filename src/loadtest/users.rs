@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::time::Instant;
 
-use super::metrics::{RequestRecord, RunRecord};
+use super::metrics::{LimiterRecord, RequestRecord, RunRecord};
 use super::policies::{
     self, Decision, PeerPolicy, PeerState, PolicyId, ServerHints, backchat_budget,
     backchat_limiter, backchat_retry_config,
@@ -26,7 +26,13 @@ use super::workload;
 use crate::api::{
     MessagesRequest, ResponseBody, StreamEvent, Transport, TransportError, TransportResponse,
 };
+use crate::limiter::{Limiter, LimiterHealth};
 use crate::retry::{Driver, FailureKind, TurnEvent};
+use crate::secret::ApiKey;
+
+/// How often a run looks at its shared limiter's health (real time): often enough to date a
+/// fail-over to within a model second at the usual time scales, rarely enough to cost nothing.
+const HEALTH_EVERY: Duration = Duration::from_millis(20);
 
 /// Model time: seconds since the start of the run, `scale`× real time (1 on the paused clock;
 /// the mock's `--time-scale` end to end).
@@ -131,19 +137,23 @@ enum Outcome {
     GaveUp { rate_limit: bool },
 }
 
-/// Run every user of the plan to the end and collect the records.
+/// Run every user of the plan to the end and collect the records. `key` is the API key
+/// `transport` sends: a shared limiter namespaces its state by it.
 pub async fn run_users(
     plan: &RunPlan,
     transport: Arc<dyn Transport>,
+    key: Option<&ApiKey>,
     time: TimeBase,
     progress: Option<&Progress>,
 ) -> Result<RunRecord, String> {
-    // One pacer and one retry budget per process, shared by its users (P7a). Peers ignore them.
+    // One limiter and one retry budget per process, shared by its users (P7a; through Redis
+    // with a shared limiter, P7b). Peers ignore them.
     let url = match plan.policy {
         PolicyId::Backchat => plan.limiter_url.as_deref(),
         _ => None,
     };
-    let limiter = backchat_limiter(url, time.scale)?;
+    let limiter = backchat_limiter(url, time.scale, key, &plan.model).await?;
+    let mut watch = url.map(|_| HealthWatch::new(limiter.as_ref(), time));
     let budget = backchat_budget();
     let users = plan.users.clone().map(|user| {
         let log = Arc::new(Mutex::new(AttemptLog::default()));
@@ -171,11 +181,58 @@ pub async fn run_users(
         };
         run_user(plan, user, sender, log, time, progress)
     });
+    let all = futures::future::join_all(users);
+    let done = match watch.as_mut() {
+        None => all.await,
+        Some(watch) => {
+            // Look at the limiter's health while the users run, to see a fail-over when it
+            // happens (a killed Redis) and not only how things stood at the end.
+            tokio::pin!(all);
+            loop {
+                tokio::select! {
+                    done = &mut all => break done,
+                    () = tokio::time::sleep(HEALTH_EVERY) => watch.look(limiter.as_ref(), time),
+                }
+            }
+        }
+    };
     let mut record = RunRecord::default();
-    for r in futures::future::join_all(users).await {
+    for r in done {
         record.merge(r);
     }
+    if let Some(mut watch) = watch {
+        watch.look(limiter.as_ref(), time);
+        watch.record.shared_at_end = limiter.health() == LimiterHealth::Shared;
+        record.limiters.push(watch.record);
+    }
     Ok(record)
+}
+
+/// What one process's shared limiter went through.
+struct HealthWatch {
+    record: LimiterRecord,
+}
+
+impl HealthWatch {
+    fn new(limiter: &dyn Limiter, time: TimeBase) -> Self {
+        let mut watch = HealthWatch {
+            record: LimiterRecord {
+                shared_at_start: limiter.health() == LimiterHealth::Shared,
+                ..LimiterRecord::default()
+            },
+        };
+        watch.look(limiter, time);
+        watch
+    }
+
+    fn look(&mut self, limiter: &dyn Limiter, time: TimeBase) {
+        if self.record.degraded_at_s.is_none()
+            && let LimiterHealth::Degraded(reason) = limiter.health()
+        {
+            self.record.degraded_at_s = Some(time.now());
+            self.record.degraded_reason = Some(reason);
+        }
+    }
 }
 
 /// How a user sends: through a peer policy's loop, or through backchat's driver.
