@@ -278,9 +278,12 @@ impl Pacer {
             } else {
                 0.0
             };
+        // The first reading is taken as it is: the server's `remaining` (which already counts
+        // what it admitted), less what it has not seen yet.
+        let first_level = q.remaining.map_or(capacity, |r| (r as f64).min(capacity));
         let bucket = st.buckets[i].get_or_insert_with(|| {
             let mut b = TokenBucket::new(capacity, rate, read_at);
-            b.take(owed, read_at);
+            b.set_level(first_level - owed, read_at);
             b
         });
         if (bucket.capacity() - capacity).abs() > f64::EPSILON
@@ -688,6 +691,17 @@ mod tests {
             (level - 7_500.0).abs() < 1e-6,
             "settled at its estimate: {level}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_headers_are_taken_as_they_are() {
+        let p = Pacer::new();
+        let now = Instant::now();
+        // Someone else used 1.5 requests: the server says 48 (floored); a model starting
+        // from a full bucket would be within tolerance of it and never learn.
+        p.observe(&quota(now, (50, 48, 3), (30_000, 30_000, 0)));
+        let level = p.level(Bucket::Requests, now).expect("known");
+        assert!((level - 48.0).abs() < 1e-6, "{level}");
     }
 
     #[tokio::test(start_paused = true)]
