@@ -19,6 +19,19 @@ pub fn clip(s: &str, max: usize) -> String {
     }
 }
 
+/// `30000` → `"30,000"`, as the API's messages write numbers.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The sending side of [`generate`]: pushes items to the stream's consumer.
 pub struct Emitter<T> {
     queue: Arc<Mutex<VecDeque<T>>>,
@@ -94,6 +107,14 @@ mod tests {
     use super::*;
     use futures::StreamExt;
     use std::time::Duration;
+
+    #[test]
+    fn numbers_get_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(30_000), "30,000");
+        assert_eq!(thousands(2_000_000), "2,000,000");
+    }
 
     #[test]
     fn clip_respects_characters() {

@@ -363,13 +363,13 @@ impl Scenario {
             "K={} users × N={} requests, {size} input tokens; {} RPM, {} ITPM",
             self.users,
             self.requests,
-            crate::retry::policy::group(self.rpm),
-            crate::retry::policy::group(self.itpm),
+            crate::util::thousands(self.rpm),
+            crate::util::thousands(self.itpm),
         );
         if let Some(o) = self.otpm {
             s.push_str(&format!(
                 ", {} OTPM ({} output tokens/reply)",
-                crate::retry::policy::group(o),
+                crate::util::thousands(o),
                 self.output_tokens
             ));
         }

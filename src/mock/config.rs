@@ -379,30 +379,11 @@ pub enum MockConfigError {
     },
 }
 
-/// `30000` → `"30,000"`, as the API's messages write numbers.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::util::thousands;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_get_thousands_separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(30_000), "30,000");
-        assert_eq!(thousands(2_000_000), "2,000,000");
-    }
 
     #[test]
     fn default_is_tier_one_and_valid() {

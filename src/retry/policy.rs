@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::event::{DelaySource, FailureKind, WaitCause};
 use super::headers::{Bucket, QuotaSnapshot, RetryHints};
 use crate::api::{ApiError, TransportError};
+use crate::util::thousands;
 
 /// Settings of the retry loop.
 #[derive(Clone, Debug, PartialEq)]
@@ -128,8 +129,8 @@ pub fn classify(
                 "This request needs about {} input tokens, more than your limit of {} \
                          input tokens per minute, so it can never be accepted. Shorten the \
                          conversation (/clear, or a shorter prompt) or ask for a higher tier.",
-                group(estimated_input_tokens),
-                group(limit)
+                thousands(estimated_input_tokens),
+                thousands(limit)
             ),
         };
     }
@@ -341,19 +342,6 @@ fn spread(config: &RetryConfig, rng: &mut impl Rng) -> Duration {
     } else {
         Duration::from_secs_f64(rng.random_range(0.0..max))
     }
-}
-
-/// 30000 → "30,000".
-pub fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -590,13 +578,6 @@ mod tests {
             lo < 0.1 && hi > 7.9 && hi < 8.0,
             "[{lo}, {hi}] should span [0, 8)"
         );
-    }
-
-    #[test]
-    fn grouping() {
-        assert_eq!(group(30000), "30,000");
-        assert_eq!(group(999), "999");
-        assert_eq!(group(1_000_000), "1,000,000");
     }
 
     proptest! {

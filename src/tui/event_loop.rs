@@ -527,3 +527,59 @@ async fn main_loop(
     runner.abort_all();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{ReplyState, Turn};
+
+    fn done(user: &str) -> Turn {
+        let mut t = Turn::new(user, "m");
+        t.assistant = "an answer".into();
+        t.state = ReplyState::Complete { stop_reason: None };
+        t
+    }
+
+    #[test]
+    fn a_turn_that_cannot_be_saved_gives_a_message_and_nothing_is_marked_saved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The sessions directory would have to be created inside a file: impossible, even
+        // for root.
+        let blocker = dir.path().join("not-a-dir");
+        std::fs::write(&blocker, b"x").expect("file");
+        let store = SessionStore::new(blocker.join("sessions"));
+        let current = store.new_unnamed();
+        let mut sessions = Sessions {
+            store,
+            current,
+            saved: HashMap::new(),
+        };
+        let err = sessions
+            .save(0, &done("hello"))
+            .expect_err("cannot be saved");
+        assert!(err.starts_with("could not save the turn"), "{err}");
+        assert!(sessions.saved.is_empty());
+        // Nothing saved, nothing to mark superseded: no second error.
+        assert!(sessions.supersede(0).is_ok());
+    }
+
+    #[test]
+    fn each_turn_is_saved_once_and_a_retry_marks_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SessionStore::new(dir.path().join("sessions"));
+        let current = store.new_unnamed();
+        let mut sessions = Sessions {
+            store,
+            current,
+            saved: HashMap::new(),
+        };
+        sessions.save(0, &done("first")).expect("saved");
+        sessions
+            .save(0, &done("first"))
+            .expect("a second end is ignored");
+        sessions.supersede(0).expect("marked");
+        let (conversation, _) = sessions.current.load().expect("loads");
+        assert_eq!(conversation.turns.len(), 1);
+        assert!(conversation.turns[0].superseded);
+    }
+}

@@ -39,15 +39,8 @@ pub fn lines(app: &App) -> Vec<Line<'static>> {
 /// Draw help centred over `area`.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let content = lines(app);
-    let w = area.width.min(96);
-    let h = area.height.min(
-        u16::try_from(content.len())
-            .unwrap_or(u16::MAX)
-            .saturating_add(2),
-    );
-    let x = area.x + (area.width - w) / 2;
-    let y = area.y + (area.height - h) / 2;
-    let popup = Rect::new(x, y, w, h);
+    let popup = super::centered_popup(area, 96, content.len());
+    let h = popup.height;
     Clear.render(popup, buf);
     let rows = usize::from(h.saturating_sub(2));
     let top = app.help_scroll.min(content.len().saturating_sub(rows));

@@ -129,6 +129,18 @@ fn render_rule(app: &App, area: Rect, buf: &mut Buffer) {
     buf.set_line(area.x, area.y, &line, area.width);
 }
 
+/// A box of at most `max_width` columns and `rows` lines of content (plus its border),
+/// centred in `area`.
+pub fn centered_popup(area: Rect, max_width: u16, rows: usize) -> Rect {
+    let w = area.width.min(max_width);
+    let h = area
+        .height
+        .min(u16::try_from(rows).unwrap_or(u16::MAX).saturating_add(2));
+    let x = area.x + (area.width - w) / 2;
+    let y = area.y + (area.height - h) / 2;
+    Rect::new(x, y, w, h)
+}
+
 fn render_too_small(area: Rect, buf: &mut Buffer) {
     let lines = [
         format!("terminal too small ({}×{})", area.width, area.height),

@@ -74,15 +74,7 @@ pub fn lines(app: &App, picker: &Picker, wall_now: SystemTime, width: u16) -> Ve
 
 /// Draw the picker centred over `area`, scrolled to keep the selection in view.
 pub fn render(app: &App, picker: &Picker, area: Rect, buf: &mut Buffer, wall_now: SystemTime) {
-    let w = area.width.min(110);
-    let h = area.height.min(
-        u16::try_from(picker.items.len())
-            .unwrap_or(u16::MAX)
-            .saturating_add(2),
-    );
-    let x = area.x + (area.width - w) / 2;
-    let y = area.y + (area.height - h) / 2;
-    let popup = Rect::new(x, y, w, h);
+    let popup = super::centered_popup(area, 110, picker.items.len());
     Clear.render(popup, buf);
     let block = Block::default()
         .borders(Borders::ALL)
