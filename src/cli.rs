@@ -65,11 +65,11 @@ pub struct CommonArgs {
     pub max_retries: Option<u32>,
 
     /// Longest single wait to sleep without giving up (e.g. `120`, `90s`, `5m`).
-    #[arg(long, value_parser = parse_duration, global = true)]
+    #[arg(long, value_parser = crate::clock::parse_duration, global = true)]
     pub max_wait: Option<Duration>,
 
     /// Time allowed for a turn to get its reply started (e.g. `15m`).
-    #[arg(long, value_parser = parse_duration, global = true)]
+    #[arg(long, value_parser = crate::clock::parse_duration, global = true)]
     pub deadline: Option<Duration>,
 
     /// Do not pace requests from the rate-limit headers (retries still happen).
@@ -122,22 +122,6 @@ pub enum ConfigAction {
     Show,
 }
 
-/// A duration given as plain seconds (`120`, `2.5`) or with units (`90s`, `5m`, `1h30m`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(crate::clock::secs_f64(secs));
-        }
-        return Err(format!(
-            "`{text}` is not a valid duration (negative or not finite)"
-        ));
-    }
-    crate::retry::headers::parse_go_duration(t).ok_or_else(|| {
-        format!("`{text}` is not a duration; use seconds (120) or units (90s, 5m, 1h30m)")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,14 +140,5 @@ mod tests {
         assert_eq!(c.print.as_deref(), Some("-"));
         let c = Cli::try_parse_from(["backchat"]).expect("parses");
         assert_eq!(c.print, None);
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("120"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("-1").is_err());
-        assert!(parse_duration("soon").is_err());
     }
 }

@@ -12,17 +12,12 @@ use futures::{Stream, StreamExt};
 use crate::chat::{
     Conversation, LoadReport, Session, SessionChoice, SessionError, SessionStore, Turn,
 };
-use crate::retry::driver::human_duration;
+use crate::clock::human_duration;
+use crate::exit::{
+    CANCELLED as EXIT_CANCELLED, INTERRUPTED as EXIT_INTERRUPTED, OK as EXIT_OK,
+    USAGE as EXIT_USAGE,
+};
 use crate::retry::{DelaySource, TurnEvent, WaitCause};
-
-/// Exit code: the reply is complete.
-pub const EXIT_OK: i32 = 0;
-/// Exit code: bad usage or configuration.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code: the stream broke after it had started.
-pub const EXIT_INTERRUPTED: i32 = 5;
-/// Exit code: cancelled (Ctrl+C).
-pub const EXIT_CANCELLED: i32 = 130;
 
 /// How a headless turn ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -155,7 +150,7 @@ pub async fn run(
 
 /// A line on stderr, `backchat: …`, with any secret redacted.
 fn say(err: &mut dyn Write, message: &str) {
-    let _ = writeln!(err, "backchat: {}", crate::logging::redact(message));
+    let _ = writeln!(err, "backchat: {}", crate::secret::redact(message));
 }
 
 enum SessionOpenError {
@@ -253,7 +248,7 @@ where
             write_event(w, &event);
         }
         if let Some(line) = human_line(&event) {
-            let _ = writeln!(err, "{}", crate::logging::redact(&line));
+            let _ = writeln!(err, "{}", crate::secret::redact(&line));
         }
         match event {
             TurnEvent::TextDelta { text: t } => {
@@ -309,7 +304,7 @@ pub fn write_event(w: &mut dyn Write, event: &TurnEvent) {
             serde_json::Value::String(crate::clock::rfc3339_millis(crate::clock::wall_now())),
         );
     }
-    let _ = writeln!(w, "{}", crate::logging::redact(&value.to_string()));
+    let _ = writeln!(w, "{}", crate::secret::redact(&value.to_string()));
     let _ = w.flush();
 }
 

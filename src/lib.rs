@@ -13,6 +13,7 @@ pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod exit;
 pub mod headless;
 pub mod limiter;
 pub mod loadtest;

@@ -1,60 +1,26 @@
-//! Logs and secrets: the log file, the redaction filter every log line and panic message goes
-//! through, and one log line per request from the turn events.
+//! Logs: the log file, the redaction filter every log line and panic message goes through,
+//! and one log line per request from the turn events.
 //!
 //! The log goes to a file in the XDG state directory, never to the terminal: the TUI owns the
 //! screen, and in headless mode stderr is for the one-line human messages. Every line passes
-//! through [`redact`], which replaces the text of each secret given to [`register_secret`]
+//! through [`redact`], which replaces the text of each secret given to
+//! [`crate::secret::register_secret`]
 //! (the API key), so a key cannot reach the log even if some library logs a header.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 
+use crate::clock::human_duration;
 use crate::retry::TurnEvent;
-use crate::retry::driver::human_duration;
-use crate::secret::ApiKey;
+use crate::secret::redact;
 
-/// What a secret is replaced with.
-pub const REDACTED: &str = "[REDACTED]";
-
-/// Secrets shorter than this are not registered: replacing a two-letter "key" everywhere would
-/// garble every line, and no real key is that short.
-pub const MIN_SECRET_LEN: usize = 8;
-
-// A plain RwLock: `redact` only reads, it never panics while holding the lock, so it is safe to
-// call from a panic hook.
-static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
-
-/// Remember `key` so that [`redact`] replaces it from now on.
-pub fn register_secret(key: &ApiKey) {
-    let text = key.expose();
-    if text.len() < MIN_SECRET_LEN {
-        return;
-    }
-    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    if !secrets.iter().any(|s| s == text) {
-        secrets.push(text.to_string());
-    }
-}
-
-/// `text` with every registered secret replaced by [`REDACTED`].
-pub fn redact(text: &str) -> String {
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
-    let mut out = text.to_string();
-    for s in secrets.iter() {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), REDACTED);
-        }
-    }
-    out
-}
-
-/// The level filter for one of [`crate::config::LOG_LEVELS`].
+/// The level filter for a level name (`off`, `error`, `warn`, `info`, `debug`, `trace`).
 pub fn parse_level(level: &str) -> Option<LevelFilter> {
     match level.trim().to_ascii_lowercase().as_str() {
         "off" => Some(LevelFilter::OFF),
@@ -122,7 +88,7 @@ pub fn init(level: &str, path: Option<&Path>) -> Result<Option<PathBuf>, LogErro
 
 fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent() {
-        create_private_dir(dir)?;
+        crate::util::create_private_dir(dir)?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
@@ -133,18 +99,6 @@ fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
         options.mode(0o600);
     }
     options.open(path)
-}
-
-/// Create `dir` and its parents, private to the user on Unix.
-pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }
 
 /// A [`MakeWriter`] that redacts each log line before it reaches `W`.
@@ -368,18 +322,7 @@ impl TurnLogger {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn registered_secrets_are_replaced_everywhere() {
-        let key = ApiKey::new("sk-ant-unit-REDACTME-42").expect("non-empty");
-        register_secret(&key);
-        register_secret(&ApiKey::new("short").expect("non-empty"));
-        assert_eq!(
-            redact("a sk-ant-unit-REDACTME-42 b sk-ant-unit-REDACTME-42"),
-            format!("a {REDACTED} b {REDACTED}")
-        );
-        assert_eq!(redact("short stays"), "short stays");
-    }
+    use crate::secret::{ApiKey, REDACTED, register_secret};
 
     #[test]
     fn log_lines_are_redacted_even_when_split_across_writes() {

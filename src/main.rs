@@ -42,18 +42,18 @@ async fn run(cli: Cli) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("backchat: {e}");
-            return backchat::headless::EXIT_USAGE;
+            return backchat::exit::USAGE;
         }
     };
     if let Some(key) = &config.api_key {
-        backchat::logging::register_secret(key);
+        backchat::secret::register_secret(key);
     }
     for warning in &config.warnings {
-        eprintln!("backchat: warning: {}", backchat::logging::redact(warning));
+        eprintln!("backchat: warning: {}", backchat::secret::redact(warning));
     }
     if let Some(Command::Config { .. }) = &cli.command {
         print!("{}", config.show());
-        return backchat::headless::EXIT_OK;
+        return backchat::exit::OK;
     }
     start_logging(&config);
     if cfg!(debug_assertions) && std::env::var("BACKCHAT_TEST_PANIC").as_deref() == Ok("1") {
@@ -100,14 +100,14 @@ fn print_config_path(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> i32 {
                      assets/config.example.toml lists every key)"
                 );
             }
-            backchat::headless::EXIT_OK
+            backchat::exit::OK
         }
         None => {
             eprintln!(
                 "backchat: config error: there is no home directory; set HOME or \
                  XDG_CONFIG_HOME, or name a file with --config"
             );
-            backchat::headless::EXIT_USAGE
+            backchat::exit::USAGE
         }
     }
 }

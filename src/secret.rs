@@ -3,6 +3,11 @@
 //! [`ApiKey`] has no `Display` and no `Serialize`; its `Debug` prints a redacted form. The only
 //! way to the raw text is [`ApiKey::expose`], used in exactly one place: building the request
 //! header. Logs, events, sessions, `config show` and panic messages therefore never see it.
+//!
+//! A server may still echo the key back in an error message; every surface passes such text
+//! through [`redact`], which replaces each key given to [`register_secret`].
+
+use std::sync::RwLock;
 
 use sha2::{Digest, Sha256};
 
@@ -52,6 +57,41 @@ impl std::fmt::Debug for ApiKey {
     }
 }
 
+/// What a secret is replaced with.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Secrets shorter than this are not registered: replacing a two-letter "key" everywhere would
+/// garble every line, and no real key is that short.
+pub const MIN_SECRET_LEN: usize = 8;
+
+// A plain RwLock: `redact` only reads, it never panics while holding the lock, so it is safe to
+// call from a panic hook.
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Remember `key` so that [`redact`] replaces it from now on.
+pub fn register_secret(key: &ApiKey) {
+    let text = key.expose();
+    if text.len() < MIN_SECRET_LEN {
+        return;
+    }
+    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    if !secrets.iter().any(|s| s == text) {
+        secrets.push(text.to_string());
+    }
+}
+
+/// `text` with every registered secret replaced by [`REDACTED`].
+pub fn redact(text: &str) -> String {
+    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_string();
+    for s in secrets.iter() {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +104,17 @@ mod tests {
         assert!(!shown.contains("SECRET"), "{shown}");
         assert_eq!(k.fingerprint().len(), 16);
         assert!(ApiKey::new("  ").is_none());
+    }
+
+    #[test]
+    fn registered_secrets_are_replaced_everywhere() {
+        let key = ApiKey::new("sk-ant-unit-REDACTME-42").expect("non-empty");
+        register_secret(&key);
+        register_secret(&ApiKey::new("short").expect("non-empty"));
+        assert_eq!(
+            redact("a sk-ant-unit-REDACTME-42 b sk-ant-unit-REDACTME-42"),
+            format!("a {REDACTED} b {REDACTED}")
+        );
+        assert_eq!(redact("short stays"), "short stays");
     }
 }

@@ -492,7 +492,7 @@ impl Session {
         model: &str,
         line: impl FnOnce(u64) -> (String, T),
     ) -> Result<T, SessionError> {
-        crate::logging::create_private_dir(&self.dir).map_err(io("create", &self.dir))?;
+        crate::util::create_private_dir(&self.dir).map_err(io("create", &self.dir))?;
         let (mut file, created) = open_for_append(&self.path)?;
         // Another backchat may be appending to the same session; the lock keeps the turn
         // numbers unique and the lines whole. Advisory locks are best effort: a file system
@@ -549,7 +549,7 @@ impl Session {
         let (record, out) = line(next);
         data.push_str(&record);
         // The key must never reach a session file, even if someone pasted it into a prompt.
-        let data = crate::logging::redact(&data);
+        let data = crate::secret::redact(&data);
         file.write_all(data.as_bytes())
             .map_err(io("write", &path))?;
         file.sync_data().map_err(io("sync", &path))?;

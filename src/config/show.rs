@@ -113,5 +113,5 @@ pub(super) fn render(c: &Config) -> String {
     out.push_str("\n[mock]\n");
     table(&mut out, &mock);
     // Defensive: the key has no Display, but scrub anything registered anyway.
-    crate::logging::redact(&out)
+    crate::secret::redact(&out)
 }

@@ -149,7 +149,7 @@ pub(crate) fn duration(raw: Raw<'_>) -> Result<Duration, String> {
             Some(f) if f.is_finite() && f >= 0.0 => Ok(crate::clock::secs_f64(f)),
             _ => Err(got(WHAT, raw)),
         },
-        Raw::Str(s) | Raw::Text(s) => crate::cli::parse_duration(s).map_err(|_| got(WHAT, raw)),
+        Raw::Str(s) | Raw::Text(s) => crate::clock::parse_duration(s).map_err(|_| got(WHAT, raw)),
         _ => Err(got(WHAT, raw)),
     }
 }

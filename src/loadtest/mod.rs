@@ -35,12 +35,8 @@ use self::progress::Progress;
 use self::report::{PolicyReport, Report, SCHEMA_VERSION, SeedRun};
 use self::scenario::{Scenario, SizeDist, parse_fraction};
 use self::users::RunPlan;
+use crate::exit::{FAILED as EXIT_FAILED, USAGE as EXIT_USAGE};
 use crate::secret::ApiKey;
-
-/// Exit status for a bad flag or scenario.
-const EXIT_USAGE: i32 = 2;
-/// Exit status for a run that could not complete.
-const EXIT_FAILED: i32 = 1;
 
 /// Which engine runs the users.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -206,7 +206,7 @@ pub async fn run_standalone(args: MockArgs) -> i32 {
         Ok(c) => c,
         Err(e) => {
             eprintln!("backchat mock: {e}");
-            return 2;
+            return crate::exit::USAGE;
         }
     };
     let summary = config.summary();
@@ -215,7 +215,7 @@ pub async fn run_standalone(args: MockArgs) -> i32 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("backchat mock: cannot listen on {}: {e}", args.addr);
-            return 2;
+            return crate::exit::USAGE;
         }
     };
     eprintln!(
@@ -231,7 +231,7 @@ pub async fn run_standalone(args: MockArgs) -> i32 {
     }
     server.shutdown().await;
     eprintln!("backchat mock stopped");
-    0
+    crate::exit::OK
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use crate::api::{
     ApiError, Delta, EventStream, MessagesRequest, ResponseBody, StreamEvent, StreamFailure,
     Transport, TransportError, TransportResponse, Usage,
 };
+use crate::clock::{human_duration, local_clock};
 use crate::limiter::{Grant, Limiter, Reservation};
 use crate::util::{Emitter, Generated, generate};
 
@@ -616,27 +617,6 @@ fn wait_too_long_message(
     )
 }
 
-/// "4.2s", "2m05s", "3h10m", "27h46m".
-pub fn human_duration(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    // Below 59.95 s the one-decimal form cannot round up to "60.0s".
-    if secs < 59.95 {
-        format!("{secs:.1}s")
-    } else if secs < 3599.5 {
-        let s = secs.round() as u64;
-        format!("{}m{:02}s", s / 60, s % 60)
-    } else {
-        let m = (secs / 60.0) as u64;
-        format!("{}h{:02}m", m / 60, m % 60)
-    }
-}
-
-/// An instant as a UTC wall-clock time, `2026-11-27 19:30:05 UTC`.
-pub fn local_clock(at: Instant) -> String {
-    let stamp = crate::clock::rfc3339_seconds(crate::clock::wall_at(at));
-    stamp.replace('T', " ").replace('Z', " UTC")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,13 +722,5 @@ mod tests {
             .level(Bucket::Requests, Instant::now())
             .expect("known");
         assert!((requests - 49.0).abs() < 0.01, "{requests}");
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(human_duration(Duration::from_millis(4200)), "4.2s");
-        assert_eq!(human_duration(Duration::from_secs(125)), "2m05s");
-        assert_eq!(human_duration(Duration::from_millis(59_960)), "1m00s");
-        assert_eq!(human_duration(Duration::from_secs(100_000)), "27h46m");
     }
 }

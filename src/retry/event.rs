@@ -145,8 +145,8 @@ impl FailureKind {
             FailureKind::RetriesExhausted
             | FailureKind::WaitTooLong
             | FailureKind::DeadlineExceeded
-            | FailureKind::RetryBudgetExhausted => 4,
-            _ => 3,
+            | FailureKind::RetryBudgetExhausted => crate::exit::GAVE_UP,
+            _ => crate::exit::API_ERROR,
         }
     }
 }

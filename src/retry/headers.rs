@@ -186,7 +186,7 @@ pub fn parse_quota(headers: &HeaderMap, now: Instant) -> QuotaSnapshot {
             limit: header_u64(headers, &format!("x-ratelimit-limit-{name}")),
             remaining: header_u64(headers, &format!("x-ratelimit-remaining-{name}")),
             reset: header(headers, &format!("x-ratelimit-reset-{name}"))
-                .and_then(parse_go_duration)
+                .and_then(clock::parse_go_duration)
                 .and_then(|d| now.checked_add(d)),
         };
         (!q.is_empty()).then_some(q)
@@ -284,47 +284,6 @@ pub fn parse_rfc3339(v: &str) -> Option<SystemTime> {
     }
 }
 
-/// A Go-style duration as OpenAI-style reset headers use: `6m0s`, `1s`, `20ms`, `1h23m31s`,
-/// `33.023s`. Returns `None` for anything else.
-pub fn parse_go_duration(v: &str) -> Option<Duration> {
-    let s = v.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = 0.0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let number: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let (unit_secs, unit_len) = if rest.starts_with("ms") {
-            (1e-3, 2)
-        } else if rest.starts_with("us") {
-            (1e-6, 2)
-        } else if rest.starts_with("µs") {
-            (1e-6, "µs".len())
-        } else if rest.starts_with("ns") {
-            (1e-9, 2)
-        } else if rest.starts_with('h') {
-            (3600.0, 1)
-        } else if rest.starts_with('m') {
-            (60.0, 1)
-        } else if rest.starts_with('s') {
-            (1.0, 1)
-        } else {
-            return None;
-        };
-        total += number * unit_secs;
-        rest = &rest[unit_len..];
-    }
-    total.is_finite().then(|| secs_f64(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,24 +354,6 @@ mod tests {
             Some(now + Duration::from_secs(360))
         );
         assert_eq!(q.tokens.as_ref().and_then(|r| r.remaining), Some(149_984));
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
-        assert_eq!(parse_go_duration("20ms"), Some(Duration::from_millis(20)));
-        assert_eq!(
-            parse_go_duration("1h23m31s"),
-            Some(Duration::from_secs(5011))
-        );
-        assert_eq!(
-            parse_go_duration("33.023s"),
-            Some(Duration::from_millis(33_023))
-        );
-        assert_eq!(parse_go_duration("1m23s"), Some(Duration::from_secs(83)));
-        assert_eq!(parse_go_duration("soon"), None);
-        assert_eq!(parse_go_duration("5"), None);
-        assert_eq!(parse_go_duration(""), None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -494,7 +435,7 @@ mod tests {
             if let Some(d) = parse_retry_after(&v, wall) {
                 prop_assert!(d <= FAR_FUTURE);
             }
-            let _ = parse_go_duration(&v);
+            let _ = clock::parse_go_duration(&v);
             let _ = parse_rfc3339(&v);
         }
     }

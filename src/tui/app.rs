@@ -14,7 +14,7 @@ use super::commands::{self, Command};
 use super::composer::Composer;
 use super::keymap::{self, Action, KeyContext};
 use super::live::{self, LiveTurn, Phase};
-use super::msg::{Effect, Msg, TurnId};
+use super::msg::{Effect, Msg, NoticeKind, TurnId};
 use super::theme::Theme;
 use super::timeline::Timeline;
 use super::transcript::TranscriptCache;
@@ -57,17 +57,6 @@ impl Scroll {
             Scroll::At(t) => t.min(max),
         }
     }
-}
-
-/// How a one-line notice reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NoticeKind {
-    /// Information.
-    Info,
-    /// Something to notice.
-    Warn,
-    /// Something went wrong.
-    Error,
 }
 
 /// A one-line message above the composer.

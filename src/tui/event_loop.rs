@@ -29,8 +29,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::app::{App, NoticeKind, update};
+use super::app::{App, update};
 use super::clipboard;
+use super::msg::NoticeKind;
 use super::msg::{Effect, Msg, TurnId};
 use super::theme::Theme;
 use super::view;
@@ -50,9 +51,6 @@ pub const TICK: Duration = Duration::from_millis(80);
 
 /// How often the shared limiter's health is looked at while it is in use.
 pub const HEALTH_CHECK: Duration = Duration::from_secs(1);
-
-/// Exit code when the TUI cannot start.
-pub const EXIT_START: i32 = 2;
 
 static KEYBOARD_PUSHED: AtomicBool = AtomicBool::new(false);
 static TERMINAL_ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -152,14 +150,14 @@ pub async fn run(
     use std::io::IsTerminal;
     if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
         eprintln!("backchat: the chat TUI needs a terminal; use -p PROMPT with pipes and scripts");
-        return EXIT_START;
+        return crate::exit::USAGE;
     }
     // Sessions first: a bad name or nothing to continue is reported before the screen changes.
     let mut sessions = match Sessions::open(&config, &choice) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("backchat: {}", crate::logging::redact(&e));
-            return EXIT_START;
+            eprintln!("backchat: {}", crate::secret::redact(&e));
+            return crate::exit::USAGE;
         }
     };
     let opened = sessions.load_current();
@@ -168,7 +166,7 @@ pub async fn run(
         Ok(b) => b,
         Err(e) => {
             eprintln!("backchat: {e}");
-            return EXIT_START;
+            return crate::exit::USAGE;
         }
     };
     let mut app = App::new(
@@ -185,7 +183,7 @@ pub async fn run(
         Ok(g) => g,
         Err(e) => {
             eprintln!("backchat: cannot set up the terminal: {e}");
-            return EXIT_START;
+            return crate::exit::USAGE;
         }
     };
     let result = main_loop(&mut guard.terminal, &mut app, &backend.driver, sessions).await;
@@ -261,7 +259,7 @@ impl Sessions {
                 let issues = report
                     .issues
                     .iter()
-                    .map(|i| crate::logging::redact(&i.to_string()))
+                    .map(|i| crate::secret::redact(&i.to_string()))
                     .collect();
                 Some(Msg::SessionOpened {
                     name,
@@ -405,7 +403,7 @@ impl Runner<'_> {
         tracing::warn!("{text}");
         let _ = self.tx.send(Msg::Notice {
             kind,
-            text: crate::logging::redact(&text),
+            text: crate::secret::redact(&text),
         });
     }
 

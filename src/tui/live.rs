@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::msg::TurnId;
-use crate::retry::driver::human_duration;
+use crate::clock::human_duration;
 use crate::retry::{Bucket, DelaySource, WaitCause};
 
 /// Where a turn in flight is.

@@ -5,10 +5,20 @@
 
 use crossterm::event::{KeyEvent, MouseEvent};
 
-use super::app::NoticeKind;
 use crate::api::MessagesRequest;
 use crate::chat::{SessionInfo, Turn};
 use crate::retry::TurnEvent;
+
+/// How a one-line notice reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeKind {
+    /// Information.
+    Info,
+    /// Something to notice.
+    Warn,
+    /// Something went wrong.
+    Error,
+}
 
 /// Identifies one run of a turn (a retry is a new run). Never reused within a session, so an
 /// event that arrives after its turn was cancelled or cleared is recognised and ignored.

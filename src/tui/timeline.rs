@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use tokio::time::Instant;
 
 use super::msg::TurnId;
-use crate::retry::driver::human_duration;
+use crate::clock::human_duration;
 use crate::retry::{TurnEvent, WaitCause};
 
 /// Lanes kept (the panel shows the most recent that fit).

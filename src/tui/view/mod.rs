@@ -13,7 +13,8 @@ use ratatui::layout::{Position, Rect};
 use ratatui::text::{Line, Span};
 use tokio::time::Instant;
 
-use super::app::{App, DEMO_HINT, NoticeKind};
+use super::app::{App, DEMO_HINT};
+use super::msg::NoticeKind;
 
 /// Narrowest usable terminal.
 pub const MIN_WIDTH: u16 = 40;
