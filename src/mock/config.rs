@@ -1,15 +1,15 @@
 //! The mock's settings: limits, speed, faults, outages and scripted steps.
 //!
-//! [`MockConfig::default`] is a quiet Tier-1 server (PROTOCOL.md §4.2). A scenario file
-//! (`mock/scenario.rs`, format in docs/mock.md) or the `backchat mock` flags (`mock/args.rs`)
-//! change it.
+//! [`MockConfig::default`] is a quiet Tier-1 server (limits in docs/protocol.md). A scenario
+//! file (`mock/scenario.rs`, format in docs/mock.md) or the `backchat mock` flags
+//! (`mock/args.rs`) change it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::script::ScriptStep;
 
-/// Per-minute limits of one API key, as the tier tables state them (PROTOCOL.md §4.2).
+/// Per-minute limits of one API key, as the tier tables state them (docs/protocol.md).
 #[derive(Clone, Debug, PartialEq)]
 pub struct MockLimits {
     /// Requests per minute.
@@ -19,7 +19,8 @@ pub struct MockLimits {
     /// Output tokens per minute.
     pub otpm: u64,
     /// Bucket capacity as a fraction of the per-minute limit: 1.0 is the documented
-    /// behaviour; 1/60 models "60 RPM enforced as 1 per second" (RETRY.md §7.1).
+    /// behaviour; 1/60 models "60 RPM enforced as 1 per second", which the rate-limits page
+    /// warns the API may do (docs/retries.md).
     pub capacity_fraction: f64,
 }
 
@@ -36,7 +37,7 @@ impl Default for MockLimits {
 
 impl MockLimits {
     /// The Sonnet/Opus 4.x limits of a usage tier (1–4), from the rate-limits page
-    /// (PROTOCOL.md §4.2); `None` for another number.
+    /// (docs/protocol.md); `None` for another number.
     pub fn tier(tier: u8) -> Option<MockLimits> {
         let (rpm, itpm, otpm) = match tier {
             1 => (50, 30_000, 8_000),

@@ -18,10 +18,11 @@ use tokio::time::Instant;
 
 use super::config::MockConfig;
 use super::faults::{ErrorReply, RandomStreamFault, StreamFault};
+use super::http::{error_response, json_text_response};
 use super::limits::KeyId;
 use super::replies::{self, chunk_tokens, chunks, truncate_to_tokens};
 use super::script::{default_message, status_for_error_type};
-use super::server::{Shared, error_response};
+use super::server::Shared;
 use super::sse;
 use super::validate::{MessagesParams, ThinkingMode};
 
@@ -286,7 +287,7 @@ async fn run(shared: &Shared, plan: &Plan, sink: &mut Sink, out: &mut Generated)
     if fault_pending && let Some(ending) = strike(shared, plan, sink).await {
         return ending;
     }
-    // `output_tokens` is never zero, even for an empty reply (PROTOCOL.md §1.4).
+    // The real API never reports zero `output_tokens`, even for an empty reply.
     let output = out.output_tokens.max(1);
     if !sink
         .send(sse::message_delta(
@@ -402,7 +403,7 @@ pub(crate) async fn whole_response(shared: Arc<Shared>, plan: Plan, request_id: 
         out.output_tokens.max(1),
     );
     match ending {
-        Ending::Complete => super::server::json_text_response(StatusCode::OK, message),
+        Ending::Complete => json_text_response(StatusCode::OK, message),
         Ending::Abandoned => error_response(
             &ErrorReply::new(503, "api_error", "The server is shutting down."),
             request_id,

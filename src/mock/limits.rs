@@ -1,4 +1,5 @@
-//! Per-key rate limits, as the real API applies them (PROTOCOL.md §4, RETRY.md §7.1).
+//! Per-key rate limits, as the real API applies them (the headers are in docs/protocol.md,
+//! this server model in docs/retries.md).
 //!
 //! Each API key (known only by its SHA-256) has three continuously refilling buckets:
 //! requests, input tokens and output tokens. A request is admitted at arrival iff the
@@ -226,7 +227,7 @@ fn bucket(
     b
 }
 
-/// Token `remaining` values are rounded to the nearest thousand (PROTOCOL.md §4.1).
+/// Token `remaining` values are rounded to the nearest thousand, as the API sends them.
 fn round_thousand(level: f64) -> u64 {
     ((level.max(0.0) / 1000.0).round() * 1000.0) as u64
 }
@@ -242,7 +243,9 @@ fn ceil_to_second(t: SystemTime) -> SystemTime {
     }
 }
 
-/// `retry-after` in whole seconds: `max(1, ceil(wait))` (RETRY.md §7.1).
+/// `retry-after` in whole seconds: `max(1, ceil(wait))`, where `wait` is the time until
+/// *this* request fits. That is usually much sooner than the `*-reset` stamps, which say when
+/// a bucket is full again; a real 429 showed the same (see docs/retries.md).
 pub(crate) fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     secs.max(1)

@@ -1,12 +1,15 @@
 //! The embedded mock of the Anthropic Messages API: a real HTTP server (axum) on loopback
-//! that speaks the protocol of PROTOCOL.md, with per-key token buckets, the
+//! that speaks the protocol of docs/protocol.md, with per-key token buckets, the
 //! `anthropic-ratelimit-*` headers, 429s with `retry-after`, injected faults and scripted
 //! responses. It runs in-process (tests, and the client when no key is set) or standalone
 //! (`backchat mock`). Everything runs on tokio's clock, so a test on a paused clock streams a
 //! ten-second reply instantly. docs/mock.md is the user's guide.
 //!
 //! A file per idea:
-//! - `server.rs`: routing, auth, the order of checks, [`MockServer`] and [`MockControl`];
+//! - `server.rs`: [`MockServer`] (bind, serve, shut down), the shared state, [`MockControl`];
+//! - `routes.rs`: routing, auth, the order of checks, the `/_mock/*` admin endpoints;
+//! - `messages.rs`: the `POST /v1/messages` handler (script, faults, limits, the reply);
+//! - `http.rs`: the API key, query and body helpers, JSON and error responses;
 //! - `limits.rs`: the per-key buckets, admission and the rate-limit headers;
 //! - `generate.rs`: the timed reply loop (streamed and whole);
 //! - `sse.rs`: the JSON of events, messages and error envelopes;
@@ -20,9 +23,12 @@ mod args;
 mod config;
 mod faults;
 mod generate;
+mod http;
 pub(crate) mod limits;
+mod messages;
 mod models;
 mod replies;
+mod routes;
 mod scenario;
 mod script;
 mod server;

@@ -1,5 +1,6 @@
-//! `GET /v1/models` and `GET /v1/models/{id}` (PROTOCOL.md §6.2), with the model ids the
-//! newest SDKs know (§9), newest first as the API lists them.
+//! `GET /v1/models` and `GET /v1/models/{id}` (paged by `first_id`/`last_id` cursors; see
+//! docs/protocol.md), with the model ids the newest SDKs know, newest first as the API
+//! lists them.
 
 use serde_json::{Value, json};
 

@@ -203,7 +203,7 @@ impl ScriptStep {
     }
 }
 
-/// The `error.type` the API uses for a status (PROTOCOL.md §3.2).
+/// The `error.type` the API uses for a status (the table is in docs/protocol.md).
 pub fn default_error_type(status: u16) -> &'static str {
     match status {
         400 => "invalid_request_error",

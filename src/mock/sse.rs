@@ -1,5 +1,5 @@
-//! The JSON the mock sends: SSE frames of a Messages stream (PROTOCOL.md §2), the Message
-//! object (§1.4) and the error envelope (§3.1).
+//! The JSON the mock sends: SSE frames of a Messages stream, the Message object and the
+//! error envelope, as docs/protocol.md describes them.
 //!
 //! Written with the mock's own serde structs rather than the client's types in
 //! `api/types.rs`, so that a bug in those types cannot hide behind a shared definition.
@@ -92,8 +92,9 @@ struct DeltaUsage {
     output_tokens: u64,
 }
 
-/// The error inside an `event: error` frame: `details` first and always present (null), as
-/// in the payloads users report (§2.3).
+/// The error inside an `event: error` frame: `details` first and always present (null). The
+/// API docs' example has no `details`, but the frames users report carry it, so a client
+/// must accept both.
 #[derive(Serialize)]
 struct StreamErrorOut<'a> {
     details: Option<Value>,
@@ -292,7 +293,8 @@ struct Envelope<'a> {
     request_id: &'a str,
 }
 
-/// The error envelope of a non-2xx response (§3.1), as JSON text.
+/// The error envelope of a non-2xx response, as JSON text; its `request_id` repeats the
+/// `request-id` header.
 pub(crate) fn error_body(
     error_type: &str,
     message: &str,
