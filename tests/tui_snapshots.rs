@@ -1,4 +1,4 @@
-//! Snapshots of every state a person can see (STYLE.md), drawn into a fixed-size buffer at a
+//! Snapshots of every state a person can see, drawn into a fixed-size buffer at a
 //! fixed `now`. Widgets (status bar, quota gauges) are also snapshotted on their own, so a
 //! change in one place does not churn everything. Where colour carries meaning, the cell
 //! styles are asserted too.

@@ -1,5 +1,6 @@
-//! State tests without a terminal: a key or message in, effects out (STYLE.md "effects as
-//! data"). The clock is the harness's: no sleeps.
+//! State tests without a terminal: a key or message in, effects out. `update` does no IO and
+//! returns the work as data, so the tests check the effects instead of running them. The
+//! clock is the harness's: no sleeps.
 
 use std::time::Duration;
 

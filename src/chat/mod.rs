@@ -5,7 +5,7 @@ pub mod conversation;
 pub mod session;
 pub mod session_format;
 
-pub use apply::{apply_event, end_unfinished};
+pub use apply::{Applied, apply_event, end_unfinished};
 pub use conversation::{Conversation, ReplyState, Turn, single_prompt_request};
 pub use session::{
     LoadIssue, LoadReport, Session, SessionChoice, SessionError, SessionHeader, SessionInfo,

@@ -18,7 +18,7 @@ use super::msg::{Effect, Msg, NoticeKind, TurnId};
 use super::theme::Theme;
 use super::timeline::Timeline;
 use super::transcript::TranscriptCache;
-use crate::chat::{Conversation, ReplyState, SessionInfo, Turn};
+use crate::chat::{self, Applied, Conversation, ReplyState, SessionInfo, Turn};
 use crate::config::Config;
 use crate::retry::{Bucket, QuotaSnapshot, TurnEvent};
 
@@ -370,7 +370,7 @@ impl App {
         let mut effects = Vec::new();
         for l in std::mem::take(&mut self.live) {
             if let Some(t) = self.conversation.turns.get_mut(l.turn_index) {
-                t.state = ReplyState::Cancelled;
+                chat::end_unfinished(t, true);
             }
             self.timeline.cancelled(l.id, now);
             effects.push(Effect::CancelTurn {
@@ -686,6 +686,12 @@ impl App {
             self.live.remove(pos);
             return Vec::new();
         };
+        // The turn itself folds the events as headless does; a terminal one ends the live view.
+        if chat::apply_event(turn, &event) == Applied::Ended {
+            self.live.remove(pos);
+            return vec![self.ended(turn_index)];
+        }
+        // What only the screen keeps: the phase, the live counters and the merged quota.
         let live = &mut self.live[pos];
         match event {
             TurnEvent::Pacing {
@@ -731,44 +737,15 @@ impl App {
                     source,
                 };
             }
-            TurnEvent::Started { request_id, model } => {
-                live.phase = Phase::Streaming;
-                turn.state = ReplyState::Streaming;
-                turn.request_id = request_id;
-                if !model.is_empty() {
-                    turn.model = model;
-                }
-            }
+            TurnEvent::Started { .. } => live.phase = Phase::Streaming,
             TurnEvent::TextDelta { text } => {
                 live.streamed_chars += text.chars().count() as u64;
-                turn.assistant.push_str(&text);
             }
-            TurnEvent::ThinkingDelta { text } => turn.thinking.push_str(&text),
-            TurnEvent::Usage(u) => {
-                live.output_tokens = u.output_tokens;
-                turn.usage = Some(u);
-            }
-            TurnEvent::Finished { stop_reason, usage } => {
-                turn.state = ReplyState::Complete { stop_reason };
-                turn.usage = Some(usage);
-                self.live.remove(pos);
-                return vec![self.ended(turn_index)];
-            }
-            TurnEvent::Interrupted { error, .. } => {
-                turn.state = ReplyState::Interrupted {
-                    reason: error.to_string(),
-                };
-                self.live.remove(pos);
-                return vec![self.ended(turn_index)];
-            }
-            TurnEvent::Failed(f) => {
-                turn.state = ReplyState::Failed {
-                    message: f.message,
-                    retry_helps: f.kind.retry_helps(),
-                };
-                self.live.remove(pos);
-                return vec![self.ended(turn_index)];
-            }
+            TurnEvent::Usage(u) => live.output_tokens = u.output_tokens,
+            TurnEvent::ThinkingDelta { .. }
+            | TurnEvent::Finished { .. }
+            | TurnEvent::Interrupted { .. }
+            | TurnEvent::Failed(_) => {}
         }
         Vec::new()
     }
@@ -780,9 +757,7 @@ impl App {
         // A driver always ends with a terminal event; a silent end is a break.
         let l = self.live.remove(pos);
         if let Some(t) = self.conversation.turns.get_mut(l.turn_index) {
-            t.state = ReplyState::Interrupted {
-                reason: "the turn ended without a result".to_string(),
-            };
+            chat::end_unfinished(t, false);
         }
         self.timeline.cancelled(l.id, now);
         vec![self.ended(l.turn_index)]

@@ -7,7 +7,7 @@
 //! quota's age ticking over). An idle TUI uses no CPU.
 
 use std::collections::HashMap;
-use std::io::{self, Stdout, Write};
+use std::io::{self, Stdout};
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -387,11 +387,7 @@ impl Runner<'_> {
                         execute!(out, DisableMouseCapture)?;
                     }
                 }
-                Effect::CopyToClipboard(text) => {
-                    let out = terminal.backend_mut();
-                    out.write_all(clipboard::osc52(&text).as_bytes())?;
-                    out.flush()?;
-                }
+                Effect::CopyToClipboard(text) => clipboard::copy(terminal.backend_mut(), &text)?,
                 Effect::ClearScreen => terminal.clear()?,
                 Effect::Quit => return Ok(true),
             }

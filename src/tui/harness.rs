@@ -1,6 +1,10 @@
 //! Drive the app without a terminal: press keys, type, paste, feed turn events, move the
 //! clock, and draw into a `TestBackend`. Used by the snapshot and state tests, and handy for
 //! any test that wants to see what a person would see.
+//!
+//! Not part of the application: it exists only with the `test-support` feature (which the
+//! crate's tests and benches turn on through a dev-dependency on the crate itself) and in
+//! the crate's own unit tests, so `cargo build` never compiles it.
 
 use std::time::Duration;
 

@@ -182,11 +182,6 @@ impl LiveTurn {
             _ => self.describe(now),
         }
     }
-
-    /// True when the phase shows a countdown.
-    pub fn has_countdown(&self) -> bool {
-        matches!(self.phase, Phase::Pacing { .. } | Phase::Waiting { .. })
-    }
 }
 
 /// Time left until `until`, never negative.

@@ -1,16 +1,20 @@
 //! The terminal UI: a scrollable transcript, a multi-line composer, a status bar with the
 //! live retry/pacing state and quota, and a quota panel with a timeline of attempts.
 //!
-//! The shape follows the ratatui apps worth learning from (STYLE.md): [`app`] holds the state
-//! and `update(&mut App, Msg, now) -> Vec<Effect>` with no IO; [`view`] is pure render
-//! functions of the state and `now`; [`event_loop`] owns the terminal, turns crossterm and
-//! turn events into messages, runs the effects and draws only when something changed.
+//! State, update and view are kept apart (where the TUI sits among the layers, and how turn
+//! events reach it, is in docs/architecture.md): [`app`] holds the state and
+//! `update(&mut App, Msg, now) -> Vec<Effect>` with no IO; [`view`] is pure render functions
+//! of the state and `now`; [`event_loop`] owns the terminal, turns crossterm and turn events
+//! into messages, runs the effects and draws only when something changed. Keeping IO out of
+//! `update` and the clock out of `view` is what lets the tests drive the whole UI without a
+//! terminal (`harness`, behind the `test-support` feature).
 
 pub mod app;
 pub mod clipboard;
 pub mod commands;
 pub mod composer;
 pub mod event_loop;
+#[cfg(any(test, feature = "test-support"))]
 pub mod harness;
 pub mod keymap;
 pub mod live;

@@ -1,5 +1,6 @@
 //! The transcript as rows: wrapped lines cached per turn and width, with prefix sums of the
-//! turns' heights, so that a frame draws only the visible rows (PEERS.md §5).
+//! turns' heights, so that a frame draws only the visible rows and costs the same for a short
+//! conversation as for a very long one.
 //!
 //! Each turn is a header (prompt, model, thinking), the reply's markdown and a footer. The
 //! reply is cut into finished chunks ([`MdStream`]) that are rendered and wrapped once; while
@@ -321,11 +322,6 @@ impl TranscriptCache {
                     .chain(std::iter::once(Row::Blank))
             })
             .skip(skip)
-    }
-
-    /// The first row of the turn at `index`.
-    pub fn turn_start(&self, index: usize) -> Option<usize> {
-        self.offsets.get(index).copied()
     }
 }
 

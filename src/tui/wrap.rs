@@ -1,10 +1,10 @@
 //! Wrapping styled lines to a width, by display cells and grapheme clusters.
 //!
-//! ratatui's `Paragraph` wraps at render time, every frame, which is what makes long
-//! transcripts slow (PEERS.md §5). Here a logical line is wrapped once into visual lines that
-//! the transcript cache keeps; the view then copies the visible rows only. Widths come from
-//! `unicode-width` per grapheme, so wide characters never straddle the edge and combining
-//! marks stay on their base character.
+//! ratatui's `Paragraph` wraps at render time, every frame, so a frame's cost grows with the
+//! whole transcript and long conversations get slow to scroll and stream into. Here a logical
+//! line is wrapped once into visual lines that the transcript cache keeps; the view then
+//! copies the visible rows only. Widths come from `unicode-width` per grapheme, so wide
+//! characters never straddle the edge and combining marks stay on their base character.
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@ pub mod status_bar;
 pub mod transcript;
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Position, Rect};
+use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::text::{Line, Span};
 use tokio::time::Instant;
 
@@ -41,40 +41,36 @@ pub struct Areas {
 }
 
 /// Split the screen; `None` when it is smaller than [`MIN_WIDTH`]×[`MIN_HEIGHT`].
+///
+/// Top to bottom: the body (transcript, and the quota panel beside or under it), the rule,
+/// the composer (as tall as its text, at most a third of the screen and ten rows) and the
+/// status bar. Every length but the body's is fixed, and the minimum size leaves the body
+/// rows, so the layout always fits exactly.
 pub fn layout(app: &App, area: Rect) -> Option<Areas> {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         return None;
     }
     let max_composer = (area.height / 3).clamp(1, 10);
     let composer_h = composer::wanted_height(app, area.width).min(max_composer);
-    let status = Rect::new(area.x, area.bottom() - 1, area.width, 1);
-    let composer = Rect::new(area.x, status.y - composer_h, area.width, composer_h);
-    let rule = Rect::new(area.x, composer.y - 1, area.width, 1);
-    let body = Rect::new(area.x, area.y, area.width, rule.y - area.y);
+    let [body, rule, composer, status] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(composer_h),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     let (transcript, panel) = if !app.quota_open {
         (body, None)
     } else if area.width >= PANEL_SIDE_MIN_WIDTH {
-        let t = Rect {
-            width: body.width - quota_panel::WIDTH,
-            ..body
-        };
-        let p = Rect {
-            x: t.right(),
-            width: quota_panel::WIDTH,
-            ..body
-        };
+        let [t, p] =
+            Layout::horizontal([Constraint::Fill(1), Constraint::Length(quota_panel::WIDTH)])
+                .areas(body);
         (t, Some(p))
     } else if area.height >= PANEL_BELOW_MIN_HEIGHT {
-        let ph = (body.height / 2).min(16);
-        let t = Rect {
-            height: body.height - ph,
-            ..body
-        };
-        let p = Rect {
-            y: t.bottom(),
-            height: ph,
-            ..body
-        };
+        // Half the body, at most 16 rows: the gauges and a few timeline rows.
+        let panel_h = (body.height / 2).min(16);
+        let [t, p] =
+            Layout::vertical([Constraint::Fill(1), Constraint::Length(panel_h)]).areas(body);
         (t, Some(p))
     } else {
         (body, None)
@@ -132,6 +128,10 @@ fn render_rule(app: &App, area: Rect, buf: &mut Buffer) {
 
 /// A box of at most `max_width` columns and `rows` lines of content (plus its border),
 /// centred in `area`.
+///
+/// By hand rather than with `Rect::centered`: `Flex::Center` puts an odd spare cell before
+/// the box, this puts it after, and moving every popup by a cell would change what people
+/// (and the snapshots) have seen so far.
 pub fn centered_popup(area: Rect, max_width: u16, rows: usize) -> Rect {
     let w = area.width.min(max_width);
     let h = area
@@ -187,4 +187,80 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) -> Option<P
         return None;
     }
     cursor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::tui::theme::Theme;
+
+    /// The areas tile the screen: the body on top (transcript and panel side by side or
+    /// stacked), then the rule, the composer and the status bar, one row each but the
+    /// composer, whose height follows its text within its cap.
+    #[test]
+    fn the_areas_tile_the_screen() {
+        let mut app = App::new(
+            Config::default(),
+            true,
+            false,
+            Theme::default(),
+            Instant::now(),
+        );
+        for (quota, text) in [
+            (false, "one line"),
+            (true, "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\nk\nl"),
+        ] {
+            app.quota_open = quota;
+            app.composer.set_text(text);
+            for width in [
+                MIN_WIDTH,
+                60,
+                PANEL_SIDE_MIN_WIDTH - 1,
+                PANEL_SIDE_MIN_WIDTH,
+                200,
+            ] {
+                for height in [
+                    MIN_HEIGHT,
+                    17,
+                    PANEL_BELOW_MIN_HEIGHT - 1,
+                    PANEL_BELOW_MIN_HEIGHT,
+                    80,
+                ] {
+                    let area = Rect::new(2, 3, width, height);
+                    let Some(a) = layout(&app, area) else {
+                        panic!("{width}×{height} is big enough");
+                    };
+                    let what = format!("{width}×{height}, quota {quota}");
+                    let cap = (height / 3).min(10);
+                    assert_eq!(
+                        a.status,
+                        Rect::new(2, area.bottom() - 1, width, 1),
+                        "{what}"
+                    );
+                    assert_eq!(a.composer.bottom(), a.status.y, "{what}");
+                    assert!((1..=cap).contains(&a.composer.height), "{what}");
+                    assert_eq!(a.rule, Rect::new(2, a.composer.y - 1, width, 1), "{what}");
+                    let body = Rect::new(2, 3, width, a.rule.y - 3);
+                    match a.panel {
+                        None => assert_eq!(a.transcript, body, "{what}"),
+                        Some(p) => {
+                            assert_eq!(a.transcript.union(p), body, "{what}");
+                            assert!(!a.transcript.intersects(p), "{what}");
+                            if width >= PANEL_SIDE_MIN_WIDTH {
+                                assert_eq!(p.width, quota_panel::WIDTH, "{what}");
+                            } else {
+                                assert_eq!(p.height, (body.height / 2).min(16), "{what}");
+                            }
+                        }
+                    }
+                    let panel_fits =
+                        width >= PANEL_SIDE_MIN_WIDTH || height >= PANEL_BELOW_MIN_HEIGHT;
+                    assert_eq!(a.panel.is_some(), quota && panel_fits, "{what}");
+                }
+            }
+        }
+        assert_eq!(layout(&app, Rect::new(0, 0, MIN_WIDTH - 1, 30)), None);
+        assert_eq!(layout(&app, Rect::new(0, 0, 80, MIN_HEIGHT - 1)), None);
+    }
 }

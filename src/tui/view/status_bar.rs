@@ -1,6 +1,7 @@
 //! The status bar: model, state with its countdown, quota against limits, the age of the
-//! numbers, and the `mock` marker. Always one row; narrower terminals get shorter variants
-//! (PEERS.md §2: show the countdown, say "left", show how old the data is).
+//! numbers, and the `mock` marker. Always one row; narrower terminals get shorter variants.
+//! A wait shows its countdown, quota reads as what is left (not used), and stale numbers say
+//! how old they are (what the waits and readings mean: docs/retries.md).
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
