@@ -1,7 +1,7 @@
-//! The retry policies under test: the peers of RETRY.md §7.4, reproduced exactly as pure
+//! The retry policies under test: the peers of docs/loadtest.md, reproduced exactly as pure
 //! functions of (failed attempt, status, server hints, RNG), and the `backchat` policy, which
-//! is the real engine (`retry::Driver` + one shared `LocalLimiter` per process + the `RetryBudget`),
-//! not a re-implementation of it.
+//! is the real engine (`retry::Driver` + one shared `LocalLimiter` per process + the
+//! `RetryBudget`), not a re-implementation of it.
 //!
 //! All durations here are in *model* seconds. Against a time-scaled mock the harness converts
 //! at the boundary (header values × scale in, sleeps ÷ scale out), which is how "the peer
@@ -330,7 +330,7 @@ pub fn backchat_retry_config(scale: f64) -> RetryConfig {
 /// The limiter the backchat policy paces through, one per process and shared by its users:
 /// the in-process [`LocalLimiter`], or with `shared` (`--shared-limiter redis://…`) the
 /// [`RedisLimiter`], through which every process of the run shares one picture of the quota
-/// (docs/retries.md, P7b). Both run on the server's minute shrunk by `scale`; the Redis
+/// (docs/loadtest.md, P7b). Both run on the server's minute shrunk by `scale`; the Redis
 /// limiter's reservations reach no further ahead than the driver would wait (its scaled
 /// `max_wait`, as `Backend::start` does). `key` must be what the transport sends: the shared
 /// state is namespaced by the key's fingerprint (and by the model class of each request), so

@@ -1,4 +1,4 @@
-//! The simulated server (RETRY.md §7.1): an in-process [`Transport`] on tokio's clock, so a run
+//! The simulated server (docs/loadtest.md): an in-process [`Transport`] on tokio's clock, so a run
 //! on a paused clock is exact and takes no real time.
 //!
 //! It is the mock's rate limiter, not a copy of it: admission, the 429 message, `retry-after`

@@ -931,13 +931,9 @@ mod tests {
             .expect_err("200 s > --max-wait 120 s");
         assert_eq!(failure.kind, FailureKind::WaitTooLong);
         assert_eq!(failure.resets_at, Some(now + Duration::from_secs(200)));
-        assert!(
-            failure
-                .message
-                .starts_with("The server asks to wait 3m20s (retry-after, rate limit), longer than --max-wait (2m00s)."),
-            "{}",
-            failure.message
-        );
+        let expected = "The server asks to wait 3m20s (retry-after, rate limit), longer than \
+                        --max-wait (2m00s).";
+        assert!(failure.message.starts_with(expected), "{}", failure.message);
         // With the binding bucket's reset known, that is when it frees up.
         let mut q = QuotaSnapshot::empty(now);
         q.input_tokens = Some(BucketQuota {

@@ -5,9 +5,9 @@
 -- so client clock skew does not matter). With per-minute limit L, the emission interval is
 -- T = M / L ms per unit, M being the server's minute in milliseconds (60000, or less against
 -- a time-scaled mock: every process of a scope must pass the same M), and the capacity C
--- units (L, or smaller when learned from the headers). The level at `now` is C - (TAT - now) / T; a TAT at or before `now` is a full
--- bucket; a TAT beyond now + C·T is a negative level (reservations queued ahead).
--- docs/retries.md.
+-- units (L, or smaller when learned from the headers). The level at `now` is
+-- C - (TAT - now) / T; a TAT at or before `now` is a full bucket; a TAT beyond now + C·T is a
+-- negative level (reservations queued ahead). docs/retries.md, docs/shared-limiter.md.
 --
 -- KEYS: 1-3 `tat:<dim>`, 4-6 `limit:<dim>` (hash: limit, capacity), 7 `blocked` (hash:
 -- until, bucket), 8 `probe`.
