@@ -1,15 +1,16 @@
 //! What a surface talks to: the real API, or the embedded mock when there is no key.
 //! Builds the transport, the limiter and the driver from a [`Config`]. The limiter is the
-//! in-process pacer, or, with `shared_limiter` set, the Redis one (which fails open to the
-//! same pacer: starting never waits for Redis more than [`crate::limiter::redis::CONNECT_TIMEOUT`]).
+//! in-process [`LocalLimiter`], or, with `shared_limiter` set, the Redis one (which fails open
+//! to a local one: starting never waits for Redis more than
+//! [`crate::limiter::redis::CONNECT_TIMEOUT`]).
 
 use std::sync::Arc;
 
 use crate::api::{HttpTransport, HttpTransportConfig, client::DEFAULT_BASE_URL};
 use crate::config::Config;
-use crate::limiter::{Limiter, RedisLimiter, RedisLimiterConfig};
+use crate::limiter::{Limiter, LocalLimiter, RedisLimiter, RedisLimiterConfig};
 use crate::mock::{MockConfig, MockServer};
-use crate::retry::{Driver, Pacer};
+use crate::retry::Driver;
 use crate::secret::ApiKey;
 
 /// The key sent to the embedded mock (it accepts any key; this one is not a secret).
@@ -112,11 +113,9 @@ impl Backend {
                     max_ahead: config.retry.max_wait.min(config.retry.deadline),
                     ..RedisLimiterConfig::new(url.clone())
                 };
-                Some(Arc::new(
-                    RedisLimiter::connect(shared, key.as_ref(), &config.model).await,
-                ))
+                Some(Arc::new(RedisLimiter::connect(shared, key.as_ref()).await))
             }
-            (true, None) => Some(Arc::new(Pacer::new())),
+            (true, None) => Some(Arc::new(LocalLimiter::new())),
         };
         let transport = HttpTransport::new(HttpTransportConfig::new(base_url, key))?;
         let driver = Driver::new(Arc::new(transport))

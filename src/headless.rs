@@ -373,7 +373,8 @@ pub fn human_line(event: &TurnEvent) -> Option<String> {
 mod tests {
     use super::*;
     use crate::api::{StreamFailure, Usage};
-    use crate::retry::{Bucket, FailureKind, TurnFailure};
+    use crate::quota::Bucket;
+    use crate::retry::{FailureKind, TurnFailure};
     use std::time::Duration;
     use tokio::time::Instant;
 

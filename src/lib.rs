@@ -8,7 +8,6 @@
 
 pub mod api;
 pub mod backend;
-pub mod bucket;
 pub mod chat;
 pub mod cli;
 pub mod clock;
@@ -19,6 +18,7 @@ pub mod limiter;
 pub mod loadtest;
 pub mod logging;
 pub mod mock;
+pub mod quota;
 pub mod retry;
 pub mod secret;
 pub mod tokens;

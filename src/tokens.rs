@@ -2,7 +2,7 @@
 //!
 //! The real tokenizer is not public; about four characters per token is the usual rule of thumb
 //! for English text. The client uses this to size its reservation before a request is sent and
-//! corrects the estimate from the usage the server reports (see `retry::pacer`). The mock uses
+//! corrects the estimate from the usage the server reports (see `limiter::local`). The mock uses
 //! the same rule, so that on the mock the estimate is exact.
 
 /// Tokens in a piece of text: `ceil(chars / 4)`, and at least one for non-empty text.

@@ -9,8 +9,9 @@ use std::time::Duration;
 use backchat::api::StreamFailure;
 use backchat::headless::print_turn;
 use backchat::mock::{MockLimits, MockServer, ScriptStep, choose_reply};
+use backchat::quota::Bucket;
 use backchat::retry::{
-    Bucket, DelaySource, Driver, FailureKind, RetryBudget, RetryConfig, TurnEvent, WaitCause,
+    DelaySource, Driver, FailureKind, RetryBudget, RetryConfig, TurnEvent, WaitCause,
 };
 use futures::StreamExt;
 use support::*;

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backchat::api::{Message, MessagesRequest, Role, Usage};
-use backchat::limiter::scope::scope_keys;
+use backchat::limiter::redis::scope::scope_keys;
 use backchat::limiter::{
     Demand, Grant, Limiter, LimiterHealth, RedisLimiter, RedisLimiterConfig, Reservation,
 };
-use backchat::retry::{Bucket, BucketQuota, DelaySource, QuotaSnapshot};
+use backchat::quota::{Bucket, BucketQuota, ModelClass, QuotaSnapshot};
+use backchat::retry::DelaySource;
 use backchat::secret::ApiKey;
 use redis_common::{RedisServer, eventually};
 use tokio::time::Instant;
@@ -41,7 +42,7 @@ fn config(server: &RedisServer) -> RedisLimiterConfig {
 }
 
 async fn limiter(server: &RedisServer, k: &ApiKey) -> RedisLimiter {
-    let l = RedisLimiter::connect(config(server), Some(k), MODEL).await;
+    let l = RedisLimiter::connect(config(server), Some(k)).await;
     assert_eq!(l.health(), LimiterHealth::Shared);
     l
 }
@@ -51,7 +52,13 @@ fn demand(requests: f64, input: f64, output: f64) -> Demand {
         requests,
         input_tokens: input,
         output_tokens: output,
+        class: class(),
     }
+}
+
+/// The class of [`MODEL`], whose keys are [`CLASS`]'s.
+fn class() -> ModelClass {
+    ModelClass::of(MODEL)
 }
 
 /// (limit, remaining, seconds until full) per dimension.
@@ -137,12 +144,11 @@ async fn a_reservation_satisfies_every_dimension_or_reserves_nothing() {
             ..config(&server)
         },
         Some(&k),
-        MODEL,
     )
     .await;
     // Requests: 600/min, full. Input tokens: 6,000/min (100/s), empty.
     let q = quota(Some((600, 600, 0.0)), Some((6_000, 0, 60.0)), None);
-    l.observe(&q);
+    l.observe(&class(), &q);
     l.flush().await;
     let keys = scope_keys(l.fingerprint(), CLASS);
     let mut con = server.conn().await;
@@ -196,11 +202,10 @@ async fn our_own_requests_in_flight_are_not_taken_for_someone_elses() {
     let k = key("sk-ant-test-in-flight");
     let l = limiter(&server, &k).await;
     // Input tokens: 6,000/min (100/s, 10 ms a token), full.
-    l.observe(&quota(
-        Some((600, 600, 0.0)),
-        Some((6_000, 6_000, 0.0)),
-        None,
-    ));
+    l.observe(
+        &class(),
+        &quota(Some((600, 600, 0.0)), Some((6_000, 6_000, 0.0)), None),
+    );
     l.flush().await;
     let keys = scope_keys(l.fingerprint(), CLASS);
     let mut con = server.conn().await;
@@ -210,11 +215,10 @@ async fn our_own_requests_in_flight_are_not_taken_for_someone_elses() {
     let a = granted(&l, demand(1.0, 1_000.0, 0.0)).await;
     let b = granted(&l, demand(1.0, 1_000.0, 0.0)).await;
     l.commit(&a);
-    l.observe(&quota(
-        Some((600, 598, 0.2)),
-        Some((6_000, 4_000, 20.0)),
-        None,
-    ));
+    l.observe(
+        &class(),
+        &quota(Some((600, 598, 0.2)), Some((6_000, 4_000, 20.0)), None),
+    );
     l.flush().await;
     let tat = get_f64(&mut con, &keys[1]).await.expect("input TAT");
     let now = redis_now(&mut con).await;
@@ -227,11 +231,10 @@ async fn our_own_requests_in_flight_are_not_taken_for_someone_elses() {
     );
     // A stranger's use beyond that is still believed (and b assumed not counted: it leans
     // low).
-    l.observe(&quota(
-        Some((600, 597, 0.3)),
-        Some((6_000, 2_000, 40.0)),
-        None,
-    ));
+    l.observe(
+        &class(),
+        &quota(Some((600, 597, 0.3)), Some((6_000, 2_000, 40.0)), None),
+    );
     l.flush().await;
     let tat = get_f64(&mut con, &keys[1]).await.expect("input TAT");
     let now = redis_now(&mut con).await;
@@ -251,7 +254,10 @@ async fn concurrent_reservations_from_two_processes_never_over_commit() {
     let p2 = Arc::new(limiter(&server, &k).await);
     // Both empty: requests 600/min (one per 100 ms), input tokens 60,000/min (one per ms).
     let t0 = Instant::now();
-    p1.observe(&quota(Some((600, 0, 60.0)), Some((60_000, 0, 60.0)), None));
+    p1.observe(
+        &class(),
+        &quota(Some((600, 0, 60.0)), Some((60_000, 0, 60.0)), None),
+    );
     p1.flush().await;
     let keys = scope_keys(p1.fingerprint(), CLASS);
     let mut con = server.conn().await;
@@ -318,7 +324,7 @@ async fn waiters_get_fifo_slots_at_the_refill_rate() {
     let l = limiter(&server, &key("sk-ant-test-fifo")).await;
     // 60 requests/min, bucket empty: one slot per second.
     let q = quota(Some((60, 0, 60.0)), None, None);
-    l.observe(&q);
+    l.observe(&class(), &q);
     l.flush().await;
     let mut starts = Vec::new();
     for _ in 0..4 {
@@ -343,7 +349,7 @@ async fn the_first_headers_remaining_is_believed() {
     // count: the model must start from its 1, not from a full 1.4 bucket that the tolerance
     // for that flooring would leave standing.
     let q = quota(Some((120, 1, 1.2)), None, None);
-    l.observe(&q);
+    l.observe(&class(), &q);
     l.flush().await;
     let first = granted(&l, demand(1.0, 0.0, 0.0)).await;
     let second = granted(&l, demand(1.0, 0.0, 0.0)).await;
@@ -363,10 +369,10 @@ async fn a_time_scaled_limiter_refills_on_the_servers_short_minute() {
     // empties and refills on that clock.
     let server = RedisServer::start();
     let k = key("sk-ant-test-scaled");
-    let l = RedisLimiter::connect(config(&server).time_scaled(10.0), Some(&k), MODEL).await;
+    let l = RedisLimiter::connect(config(&server).time_scaled(10.0), Some(&k)).await;
     assert_eq!(l.health(), LimiterHealth::Shared);
     let q = quota(Some((60, 0, 6.0)), None, None);
-    l.observe(&q);
+    l.observe(&class(), &q);
     l.flush().await;
     let mut starts = Vec::new();
     for _ in 0..4 {
@@ -394,7 +400,7 @@ async fn a_time_scaled_limiter_refills_on_the_servers_short_minute() {
 async fn a_released_slot_goes_to_the_next_reservation() {
     let server = RedisServer::start();
     let l = limiter(&server, &key("sk-ant-test-release")).await;
-    l.observe(&quota(Some((60, 0, 60.0)), None, None));
+    l.observe(&class(), &quota(Some((60, 0, 60.0)), None, None));
     l.flush().await;
     let a = granted(&l, demand(1.0, 0.0, 0.0)).await;
     l.release(&a);
@@ -414,7 +420,10 @@ async fn reported_usage_trues_up_the_reservation() {
     let server = RedisServer::start();
     let l = limiter(&server, &key("sk-ant-test-settle")).await;
     // Input tokens: 6,000/min (100/s), empty.
-    l.observe(&quota(Some((600, 600, 0.0)), Some((6_000, 0, 60.0)), None));
+    l.observe(
+        &class(),
+        &quota(Some((600, 600, 0.0)), Some((6_000, 0, 60.0)), None),
+    );
     l.flush().await;
     let a = granted(&l, demand(1.0, 1_000.0, 0.0)).await;
     l.commit(&a);
@@ -458,7 +467,7 @@ async fn a_429_in_one_process_pauses_the_others() {
     let other_key = limiter(&server, &key("sk-ant-test-someone-else")).await;
     // Nothing learned yet; process 1 meets a 429 with retry-after 2 s.
     let until = Instant::now() + Duration::from_secs(2);
-    p1.rate_limited(until, Some(Bucket::InputTokens));
+    p1.rate_limited(&class(), until, Some(Bucket::InputTokens));
     p1.flush().await;
     let g = granted(&p2, demand(1.0, 10.0, 10.0)).await;
     assert_eq!(g.source, DelaySource::SharedLimiter);
@@ -490,11 +499,10 @@ async fn before_any_limit_is_known_one_process_probes_and_the_others_wait() {
             assert!(until > Instant::now(), "a bounded wait");
             // Process 1's headers arrive; process 2 learns it through Redis.
             p1.commit(&first);
-            p1.observe(&quota(
-                Some((50, 49, 1.0)),
-                Some((30_000, 30_000, 0.0)),
-                None,
-            ));
+            p1.observe(
+                &class(),
+                &quota(Some((50, 49, 1.0)), Some((30_000, 30_000, 0.0)), None),
+            );
             tokio::time::timeout(HANG, ready)
                 .await
                 .expect("woken once the limits are known");
@@ -511,9 +519,10 @@ async fn keys_carry_ttls_and_idle_state_expires() {
     let l = limiter(&server, &key("sk-ant-test-ttl")).await;
     // 600 requests/min enforced as a 1-request bucket (empty, full again in 0.1 s): the
     // full-refill time is 100 ms, so the TTL is the 1 s floor.
-    l.observe(&quota(Some((600, 0, 0.1)), None, None));
+    l.observe(&class(), &quota(Some((600, 0, 0.1)), None, None));
     let _g = granted(&l, demand(1.0, 0.0, 0.0)).await;
     l.rate_limited(
+        &class(),
         Instant::now() + Duration::from_millis(200),
         Some(Bucket::Requests),
     );
@@ -563,12 +572,11 @@ async fn a_stopped_server_fails_open_and_recovery_is_automatic() {
             ..RedisLimiterConfig::new(server.url())
         },
         Some(&key("sk-ant-test-failopen")),
-        MODEL,
     )
     .await;
     assert_eq!(l.health(), LimiterHealth::Shared);
     let q = quota(Some((60, 0, 60.0)), None, None);
-    l.observe(&q);
+    l.observe(&class(), &q);
     l.flush().await;
     let shared = granted(&l, demand(1.0, 0.0, 0.0)).await;
     assert_eq!(shared.source, DelaySource::SharedLimiter);
@@ -628,7 +636,6 @@ async fn a_stalled_server_times_out_to_the_local_pacer() {
             ..RedisLimiterConfig::new(server.url())
         },
         Some(&key("sk-ant-test-stalled")),
-        MODEL,
     )
     .await;
     eventually("connected", HANG, || l.health() == LimiterHealth::Shared).await;
@@ -655,11 +662,14 @@ async fn redis_never_sees_the_api_key() {
     let request = MessagesRequest::new(MODEL, 1024, vec![Message::text(Role::User, "hello")]);
     let d = l.estimate(&request);
     let g = granted(&l, d).await;
-    l.observe(&quota(
-        Some((50, 40, 12.0)),
-        Some((30_000, 20_000, 20.0)),
-        Some((8_000, 8_000, 0.0)),
-    ));
+    l.observe(
+        &class(),
+        &quota(
+            Some((50, 40, 12.0)),
+            Some((30_000, 20_000, 20.0)),
+            Some((8_000, 8_000, 0.0)),
+        ),
+    );
     l.commit(&g);
     l.settle(
         &g,
@@ -672,6 +682,7 @@ async fn redis_never_sees_the_api_key() {
     let g2 = granted(&l, d).await;
     l.release(&g2);
     l.rate_limited(
+        &class(),
         Instant::now() + Duration::from_secs(1),
         Some(Bucket::Requests),
     );
@@ -716,4 +727,44 @@ async fn redis_never_sees_the_api_key() {
     assert!(!dump.contains(SECRET), "{dump}");
     assert!(!dump.contains("NOT-A-REAL-KEY"), "{dump}");
     assert!(!dump.contains("sk-ant"), "{dump}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_capacity_is_refined_across_processes() {
+    let server = RedisServer::start();
+    let k = key("sk-ant-test-learned");
+    let p1 = limiter(&server, &k).await;
+    let p2 = limiter(&server, &k).await;
+    let keys = scope_keys(p1.fingerprint(), CLASS);
+    let mut con = server.conn().await;
+    let capacity = |con: &mut redis::aio::MultiplexedConnection| {
+        let mut con = con.clone();
+        let key = keys[4].clone();
+        async move {
+            let c: Option<String> = redis::cmd("HGET")
+                .arg(&key)
+                .arg("capacity")
+                .query_async(&mut con)
+                .await
+                .expect("HGET");
+            c.map(|c| c.parse::<f64>().expect("a number"))
+        }
+    };
+    let full = Some((600, 600, 0.0));
+    // 30,000 ITPM enforced as a 5,000-token bucket: 2,000 left, full in 7 s puts it in
+    // [4,500, 6,000]; process 1 learns 4,500 and stores it.
+    p1.observe(&class(), &quota(full, Some((30_000, 2_000, 7.0)), None));
+    p1.flush().await;
+    assert_eq!(capacity(&mut con).await, Some(4_500.0));
+    // Process 2 reads the shared value back with its next reservation, so a coarser reading
+    // of its own ([4,000, 5,500]) does not lower it…
+    let g = granted(&p2, demand(1.0, 10.0, 0.0)).await;
+    p2.release(&g);
+    p2.observe(&class(), &quota(full, Some((30_000, 2_000, 6.0)), None));
+    p2.flush().await;
+    assert_eq!(capacity(&mut con).await, Some(4_500.0));
+    // …while one whose top is below it means the bucket shrank.
+    p2.observe(&class(), &quota(full, Some((30_000, 0, 4.0)), None));
+    p2.flush().await;
+    assert_eq!(capacity(&mut con).await, Some(1_000.0));
 }

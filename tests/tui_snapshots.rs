@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use backchat::api::{ApiError, StreamFailure, TransportError, Usage};
+use backchat::quota::{Bucket, BucketQuota, QuotaSnapshot};
 use backchat::retry::policy::advice_for;
-use backchat::retry::{
-    Bucket, BucketQuota, DelaySource, FailureKind, QuotaSnapshot, TurnEvent, TurnFailure, WaitCause,
-};
+use backchat::retry::{DelaySource, FailureKind, TurnEvent, TurnFailure, WaitCause};
 use backchat::tui::harness::{Harness, buffer_text, find};
 use backchat::tui::theme::Theme;
 use backchat::tui::view::{quota_panel, status_bar};

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use backchat::api::{StreamFailure, Usage};
 use backchat::chat::ReplyState;
-use backchat::retry::{Bucket, DelaySource, TurnEvent, WaitCause};
+use backchat::quota::Bucket;
+use backchat::retry::{DelaySource, TurnEvent, WaitCause};
 use backchat::tui::app::Scroll;
 use backchat::tui::harness::Harness;
 use backchat::tui::{Effect, TurnId};

@@ -1,25 +1,28 @@
 //! Quota admission before a request is sent: the [`Limiter`] trait, implemented in-process by
-//! [`crate::retry::pacer::Pacer`] and across processes by the Redis limiter
-//! ([`redis::RedisLimiter`], `--shared-limiter`).
+//! [`LocalLimiter`] (the pacer) and across processes by [`RedisLimiter`]
+//! (`--shared-limiter`), which falls back to a [`LocalLimiter`] of its own when Redis is
+//! unreachable.
 //!
 //! The driver asks for a reservation before each attempt, sleeps until its slot, and tells the
 //! limiter what happened: released (the request was not admitted), committed (a 2xx arrived)
 //! or settled (the reply's real usage is known). Every response's headers are observed, and a
-//! 429 blocks everyone until its `retry-after`.
+//! 429 blocks everyone until its `retry-after`. Limits are per model class, so every call says
+//! which class it is about: a [`Demand`] carries its class, and so do observations and 429s.
+//! Policy and formulas: docs/retries.md.
 
+pub mod local;
 pub mod redis;
-mod redis_link;
-pub mod scope;
 
+pub use self::local::{LocalLimiter, LocalLimiterConfig, PROBE_WAIT};
 pub use self::redis::{RedisLimiter, RedisLimiterConfig};
 
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::api::{MessagesRequest, Usage};
-use crate::retry::{Bucket, DelaySource, QuotaSnapshot};
+use crate::quota::{Bucket, ModelClass, QuotaSnapshot};
 
-/// What one request needs from each bucket.
+/// What one request needs from each bucket, and the class whose buckets they are.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Demand {
     /// Requests (always 1).
@@ -28,6 +31,8 @@ pub struct Demand {
     pub input_tokens: f64,
     /// Expected output tokens.
     pub output_tokens: f64,
+    /// The model class the request counts against.
+    pub class: ModelClass,
 }
 
 impl Demand {
@@ -42,6 +47,16 @@ impl Demand {
     }
 }
 
+/// Which limiter decided a grant's start time. The driver, a layer up, reports it as the
+/// delay source of a pacing wait (`retry::DelaySource::Pacer` or `SharedLimiter`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrantSource {
+    /// The in-process model ([`LocalLimiter`]), alone or as the shared limiter's fallback.
+    Local,
+    /// The state shared with other processes through Redis.
+    Shared,
+}
+
 /// A reserved slot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Grant {
@@ -51,9 +66,9 @@ pub struct Grant {
     pub start_at: Instant,
     /// The bucket that made it wait, if it waits.
     pub bucket: Option<Bucket>,
-    /// Local pacer or shared limiter.
-    pub source: DelaySource,
-    /// What was reserved.
+    /// Local model or shared state.
+    pub source: GrantSource,
+    /// What was reserved (its class included).
     pub demand: Demand,
 }
 
@@ -85,12 +100,13 @@ pub enum LimiterHealth {
 
 /// Admission control shared by all turns of a process.
 pub trait Limiter: Send + Sync + 'static {
-    /// What this request will need (estimates corrected by earlier usage).
+    /// What this request will need (estimates corrected by earlier usage), in the class of
+    /// its model.
     fn estimate(&self, request: &MessagesRequest) -> Demand;
 
-    /// Reserve a slot for `demand`. With `may_await_probe`, the limiter may ask the caller to
-    /// wait for the first response's headers instead (see [`Reservation`]). Never fails: a
-    /// limiter that cannot decide lets the request go (fail open).
+    /// Reserve a slot for `demand` in its class. With `may_await_probe`, the limiter may ask
+    /// the caller to wait for the first response's headers instead (see [`Reservation`]).
+    /// Never fails: a limiter that cannot decide lets the request go (fail open).
     fn reserve(&self, demand: Demand, may_await_probe: bool) -> BoxFuture<'_, Reservation>;
 
     /// The request was not sent or not admitted (cancelled, network error, 429, 5xx): give
@@ -103,11 +119,11 @@ pub trait Limiter: Send + Sync + 'static {
     /// The reply ended; correct the reservation with what it really used.
     fn settle(&self, grant: &Grant, usage: &Usage);
 
-    /// Headers of any response.
-    fn observe(&self, quota: &QuotaSnapshot);
+    /// Headers of any response to a request of `class`.
+    fn observe(&self, class: &ModelClass, quota: &QuotaSnapshot);
 
-    /// A 429 said: nobody sends before `until`.
-    fn rate_limited(&self, until: Instant, bucket: Option<Bucket>);
+    /// A 429 to a request of `class` said: nobody sends before `until`.
+    fn rate_limited(&self, class: &ModelClass, until: Instant, bucket: Option<Bucket>);
 
     /// Local, shared, or degraded.
     fn health(&self) -> LimiterHealth {

@@ -1,7 +1,7 @@
-//! The retry policies under test: the peers of RETRY.md §7.4, reproduced exactly as pure
+//! The retry policies under test: the peers of docs/loadtest.md, reproduced exactly as pure
 //! functions of (failed attempt, status, server hints, RNG), and the `backchat` policy, which
-//! is the real engine (`retry::Driver` + one shared `Pacer` per process + the `RetryBudget`),
-//! not a re-implementation of it.
+//! is the real engine (`retry::Driver` + one shared `LocalLimiter` per process + the
+//! `RetryBudget`), not a re-implementation of it.
 //!
 //! All durations here are in *model* seconds. Against a time-scaled mock the harness converts
 //! at the boundary (header values × scale in, sleeps ÷ scale out), which is how "the peer
@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use rand::{Rng, RngExt};
 
-use crate::limiter::{Limiter, RedisLimiter, RedisLimiterConfig};
-use crate::retry::pacer::{Pacer, PacerConfig};
+use crate::limiter::{Limiter, LocalLimiter, LocalLimiterConfig, RedisLimiter, RedisLimiterConfig};
 use crate::retry::{RetryBudget, RetryConfig};
 use crate::secret::ApiKey;
 
@@ -329,23 +328,22 @@ pub fn backchat_retry_config(scale: f64) -> RetryConfig {
 }
 
 /// The limiter the backchat policy paces through, one per process and shared by its users:
-/// the in-process [`Pacer`], or with `shared` (`--shared-limiter redis://…`) the
+/// the in-process [`LocalLimiter`], or with `shared` (`--shared-limiter redis://…`) the
 /// [`RedisLimiter`], through which every process of the run shares one picture of the quota
-/// (RETRY.md §7.4, P7b). Both run on the server's minute shrunk by `scale`; the Redis
+/// (docs/loadtest.md, P7b). Both run on the server's minute shrunk by `scale`; the Redis
 /// limiter's reservations reach no further ahead than the driver would wait (its scaled
-/// `max_wait`, as `Backend::start` does). `key` and `model` must be what the transport sends:
-/// the shared state is namespaced by the key's fingerprint and the model class, so processes
-/// share only when both agree.
+/// `max_wait`, as `Backend::start` does). `key` must be what the transport sends: the shared
+/// state is namespaced by the key's fingerprint (and by the model class of each request), so
+/// processes share only when both agree.
 pub async fn backchat_limiter(
     shared: Option<&str>,
     scale: f64,
     key: Option<&ApiKey>,
-    model: &str,
 ) -> Result<Arc<dyn Limiter>, String> {
     match shared {
-        None => Ok(Arc::new(Pacer::with_config(PacerConfig::time_scaled(
-            scale,
-        )))),
+        None => Ok(Arc::new(LocalLimiter::with_config(
+            LocalLimiterConfig::time_scaled(scale),
+        ))),
         Some(url) => {
             check_shared_limiter_url(url)?;
             let retry = backchat_retry_config(scale);
@@ -353,7 +351,7 @@ pub async fn backchat_limiter(
                 max_ahead: retry.max_wait.min(retry.deadline),
                 ..RedisLimiterConfig::new(url).time_scaled(scale)
             };
-            Ok(Arc::new(RedisLimiter::connect(config, key, model).await))
+            Ok(Arc::new(RedisLimiter::connect(config, key).await))
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bucket::TokenBucket;
+use crate::quota::TokenBucket;
 
 /// The scenarios compiled into the binary: (name, TOML text).
 pub const BUILT_IN: [(&str, &str); 5] = [

@@ -1,9 +1,9 @@
-//! The simulated server (RETRY.md §7.1): an in-process [`Transport`] on tokio's clock, so a run
+//! The simulated server (docs/loadtest.md): an in-process [`Transport`] on tokio's clock, so a run
 //! on a paused clock is exact and takes no real time.
 //!
 //! It is the mock's rate limiter, not a copy of it: admission, the 429 message, `retry-after`
 //! and the twelve `anthropic-ratelimit-*` headers come from `mock::limits` (which builds its
-//! buckets with `bucket::TokenBucket`). What the simulation adds is the network and the
+//! buckets with `quota::TokenBucket`). What the simulation adds is the network and the
 //! stream: RTT/2 each way, an admitted request streams for D seconds (charging its output to
 //! OTPM as it goes), and 529 windows or a 529 probability.
 

@@ -152,7 +152,7 @@ pub async fn run_users(
         PolicyId::Backchat => plan.limiter_url.as_deref(),
         _ => None,
     };
-    let limiter = backchat_limiter(url, time.scale, key, &plan.model).await?;
+    let limiter = backchat_limiter(url, time.scale, key).await?;
     let mut watch = url.map(|_| HealthWatch::new(limiter.as_ref(), time));
     let budget = backchat_budget();
     let users = plan.users.clone().map(|user| {

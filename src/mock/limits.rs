@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::config::{MockLimits, thousands};
-use crate::bucket::TokenBucket;
 use crate::clock;
+use crate::quota::TokenBucket;
 
 /// An API key as the mock keeps it: its SHA-256, never the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

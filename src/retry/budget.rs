@@ -1,5 +1,5 @@
 //! A retry budget shared by every turn of the process, so that many concurrent turns cannot
-//! amplify an outage (RETRY.md §1.4, §3: gRPC A6 retry throttling).
+//! amplify an outage (docs/retries.md: gRPC A6 retry throttling).
 //!
 //! The budget holds up to `max_tokens` tokens. Each retryable failure that spends the budget
 //! (5xx, 529, network; never a rate limit, which is a schedule) removes one token; each

@@ -3,7 +3,7 @@
 //! Before the stream starts it paces (asks the limiter for a slot), sends, and on a retryable
 //! failure announces the wait and retries, within `--max-retries`, `--max-wait`, the per-turn
 //! deadline and the shared retry budget. Once the stream has started nothing is retried: a
-//! break ends the turn `Interrupted` with the partial text kept (PROTOCOL.md §2.5).
+//! break ends the turn `Interrupted` with the partial text kept (docs/protocol.md).
 //!
 //! The stream is lazy and owns all its state: dropping it cancels the turn at once, whatever it
 //! was doing (pacing, waiting to retry, streaming), and gives back any unused reservation.
@@ -12,21 +12,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::budget::RetryBudget;
 use super::event::{DelaySource, FailureKind, TurnEvent, TurnFailure, WaitCause};
-use super::headers::{self, QuotaSnapshot, RetryHints};
-use super::pacer::Pacer;
+use super::headers::{self, RetryHints};
 use super::policy::{self, AttemptError, RetryConfig, Verdict};
 use crate::api::{
     ApiError, Delta, EventStream, MessagesRequest, ResponseBody, StreamEvent, StreamFailure,
     Transport, TransportError, TransportResponse, Usage,
 };
 use crate::clock::{human_duration, local_clock};
-use crate::limiter::{Grant, Limiter, Reservation};
+use crate::limiter::{Grant, Limiter, LocalLimiter, Reservation};
+use crate::quota::{self, Bucket, ModelClass, QuotaSnapshot};
 use crate::util::{Emitter, Generated, generate};
 
 /// Runs turns. Cheap to clone; clones share the limiter, the retry budget and the RNG.
@@ -40,11 +40,11 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// A driver with the default retry settings, a fresh in-process pacer and retry budget.
+    /// A driver with the default retry settings, a fresh in-process limiter and retry budget.
     pub fn new(transport: Arc<dyn Transport>) -> Self {
         Driver {
             transport,
-            limiter: Some(Arc::new(Pacer::new())),
+            limiter: Some(Arc::new(LocalLimiter::new())),
             budget: Arc::new(RetryBudget::default()),
             config: RetryConfig::default(),
             rng: Arc::new(Mutex::new(StdRng::from_rng(&mut rand::rng()))),
@@ -101,6 +101,7 @@ impl Driver {
         let started = Instant::now();
         let deadline = started + self.config.deadline;
         let max_attempts = self.config.max_retries.saturating_add(1);
+        let class = ModelClass::of(&request.model);
         let estimated_input = self
             .limiter
             .as_ref()
@@ -137,7 +138,7 @@ impl Driver {
                     headers,
                     body,
                 }) => {
-                    let quota = headers::parse_quota(&headers, now);
+                    let quota = quota::parse_quota(&headers, now);
                     // Settle the slot before these headers correct the limiter: the server has
                     // counted this request (a 2xx) or not (an error), so the limiter must no
                     // longer count it as in flight when it compares with `remaining`.
@@ -151,7 +152,7 @@ impl Driver {
                     };
                     if !quota.is_empty() {
                         if let Some(l) = &self.limiter {
-                            l.observe(&quota);
+                            l.observe(&class, &quota);
                         }
                         tx.emit(TurnEvent::Quota(quota.clone()));
                         match &mut last_quota {
@@ -195,111 +196,51 @@ impl Driver {
                 "attempt failed"
             );
 
-            let verdict = policy::classify(
-                error.as_attempt_error(),
-                &hints,
+            let failed = FailedAttempt {
+                attempt,
+                error: &error,
+                hints: &hints,
+                quota: quota.as_ref(),
+                last_quota: last_quota.as_ref(),
                 estimated_input,
-                last_quota.as_ref(),
-            );
-            let cause = match verdict {
-                Verdict::Fail { kind, message } => {
-                    tx.emit(TurnEvent::Failed(
-                        error.failure(kind, message, attempt, None),
-                    ));
-                    return;
-                }
-                Verdict::Retry { cause } => cause,
             };
-            if attempt >= max_attempts {
-                let message = format!(
-                    "Gave up after {attempt} attempts (--max-retries {}). Last error: {}",
-                    self.config.max_retries,
-                    error.summary()
-                );
-                let resets = reset_of(quota.as_ref(), cause);
-                tx.emit(TurnEvent::Failed(error.failure(
-                    FailureKind::RetriesExhausted,
-                    message,
-                    attempt,
-                    resets,
-                )));
-                return;
-            }
-            if cause.spends_budget() && !self.budget.try_spend() {
-                let message = format!(
-                    "The API keeps failing ({}); backchat stopped retrying so as not to add load \
-                     to an outage. Try again in a little while (Ctrl+R / /retry).",
-                    error.summary()
-                );
-                tx.emit(TurnEvent::Failed(error.failure(
-                    FailureKind::RetryBudgetExhausted,
-                    message,
-                    attempt,
-                    None,
-                )));
-                return;
-            }
-            let now = Instant::now();
-            let (delay, source) = {
+            let decision = {
                 let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-                policy::delay(
-                    &hints,
-                    quota.as_ref(),
-                    cause,
-                    attempt,
-                    now,
+                next_wait(
+                    &failed,
+                    Instant::now(),
+                    deadline,
                     &self.config,
+                    &self.budget,
                     &mut *rng,
                 )
             };
-            let until = now + delay;
-            if delay > self.config.max_wait {
-                let resets = reset_of(quota.as_ref(), cause).or(Some(until));
-                let message =
-                    wait_too_long_message(delay, source, self.config.max_wait, resets, cause);
-                tx.emit(TurnEvent::Failed(error.failure(
-                    FailureKind::WaitTooLong,
-                    message,
-                    attempt,
-                    resets,
-                )));
-                return;
-            }
-            if until > deadline {
-                let message = format!(
-                    "The turn's deadline ({}) would pass during the next wait ({:.1}s, {}). Last error: {}",
-                    human_duration(self.config.deadline),
-                    delay.as_secs_f64(),
-                    source.label(),
-                    error.summary()
-                );
-                tx.emit(TurnEvent::Failed(error.failure(
-                    FailureKind::DeadlineExceeded,
-                    message,
-                    attempt,
-                    None,
-                )));
-                return;
-            }
+            let wait = match decision {
+                Ok(wait) => wait,
+                Err(failure) => {
+                    tx.emit(TurnEvent::Failed(*failure));
+                    return;
+                }
+            };
             if error.is_rate_limit()
-                && source != DelaySource::Backoff
+                && wait.source != DelaySource::Backoff
                 && let Some(l) = &self.limiter
             {
-                l.rate_limited(until, cause_bucket(cause));
+                l.rate_limited(&class, wait.until, cause_bucket(wait.cause));
             }
             tx.emit(TurnEvent::RetryScheduled {
                 attempt: attempt + 1,
                 max_attempts,
-                delay,
-                until,
-                cause,
+                delay: wait.delay,
+                until: wait.until,
+                cause: wait.cause,
                 status: error.status(),
                 error_type: error.error_type(),
-                source,
+                source: wait.source,
                 message: error.summary(),
                 request_id: error.request_id().map(str::to_string),
             });
-            tokio::time::sleep_until(until).await;
+            tokio::time::sleep_until(wait.until).await;
         }
     }
 
@@ -324,7 +265,7 @@ impl Driver {
                     tx.emit(TurnEvent::Pacing {
                         delay,
                         until,
-                        bucket: super::Bucket::Requests,
+                        bucket: Bucket::Requests,
                         source: DelaySource::Pacer,
                     });
                     tokio::select! {
@@ -356,7 +297,7 @@ impl Driver {
                             });
                         }
                         if delay > self.config.max_wait {
-                            let bucket = ticket.grant.bucket.unwrap_or(super::Bucket::Requests);
+                            let bucket = ticket.grant.bucket.unwrap_or(Bucket::Requests);
                             return Err(TurnFailure {
                                 kind: FailureKind::WaitTooLong,
                                 message: format!(
@@ -376,8 +317,8 @@ impl Driver {
                         tx.emit(TurnEvent::Pacing {
                             delay,
                             until: start,
-                            bucket: ticket.grant.bucket.unwrap_or(super::Bucket::Requests),
-                            source: ticket.grant.source,
+                            bucket: ticket.grant.bucket.unwrap_or(Bucket::Requests),
+                            source: ticket.grant.source.into(),
                         });
                         tokio::time::sleep_until(start).await;
                     }
@@ -579,12 +520,133 @@ impl Drop for Ticket {
     }
 }
 
-fn cause_bucket(cause: WaitCause) -> Option<super::Bucket> {
+/// What happened to an attempt that failed before its stream started: what [`next_wait`]
+/// decides on.
+struct FailedAttempt<'a> {
+    /// Its number (1 for the first try).
+    attempt: u32,
+    /// The error.
+    error: &'a Attempt,
+    /// The retry hints of its response (none for a network error).
+    hints: &'a RetryHints,
+    /// The rate-limit headers of its response, if it had one.
+    quota: Option<&'a QuotaSnapshot>,
+    /// Everything the turn's responses have said about the quota so far.
+    last_quota: Option<&'a QuotaSnapshot>,
+    /// The request's input-token estimate.
+    estimated_input: u64,
+}
+
+/// The wait before the next attempt.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Wait {
+    /// How long.
+    delay: Duration,
+    /// Until when (`now + delay`).
+    until: Instant,
+    /// Where the length came from.
+    source: DelaySource,
+    /// Why.
+    cause: WaitCause,
+}
+
+/// The one decision after a failed attempt: the wait before the next one, or the failure that
+/// ends the turn. In order: the policy's verdict (an error not worth retrying), `--max-retries`,
+/// the retry budget (spent here for the causes that spend it), the delay (the server's word,
+/// or jittered backoff drawn from `rng`), `--max-wait`, and the turn's deadline. Pure apart
+/// from the RNG and the retry budget it is handed; `now` is when the decision is made.
+fn next_wait(
+    failed: &FailedAttempt<'_>,
+    now: Instant,
+    deadline: Instant,
+    config: &RetryConfig,
+    budget: &RetryBudget,
+    rng: &mut impl Rng,
+) -> Result<Wait, Box<TurnFailure>> {
+    let &FailedAttempt {
+        attempt,
+        error,
+        hints,
+        quota,
+        last_quota,
+        estimated_input,
+    } = failed;
+    let max_attempts = config.max_retries.saturating_add(1);
+    let cause = match policy::classify(error.as_attempt_error(), hints, estimated_input, last_quota)
+    {
+        Verdict::Fail { kind, message } => {
+            return Err(Box::new(error.failure(kind, message, attempt, None)));
+        }
+        Verdict::Retry { cause } => cause,
+    };
+    if attempt >= max_attempts {
+        let message = format!(
+            "Gave up after {attempt} attempts (--max-retries {}). Last error: {}",
+            config.max_retries,
+            error.summary()
+        );
+        let resets = reset_of(quota, cause);
+        return Err(Box::new(error.failure(
+            FailureKind::RetriesExhausted,
+            message,
+            attempt,
+            resets,
+        )));
+    }
+    if cause.spends_budget() && !budget.try_spend() {
+        let message = format!(
+            "The API keeps failing ({}); backchat stopped retrying so as not to add load \
+             to an outage. Try again in a little while (Ctrl+R / /retry).",
+            error.summary()
+        );
+        return Err(Box::new(error.failure(
+            FailureKind::RetryBudgetExhausted,
+            message,
+            attempt,
+            None,
+        )));
+    }
+    let (delay, source) = policy::delay(hints, quota, cause, attempt, now, config, rng);
+    let until = now + delay;
+    if delay > config.max_wait {
+        let resets = reset_of(quota, cause).or(Some(until));
+        let message = wait_too_long_message(delay, source, config.max_wait, resets, cause);
+        return Err(Box::new(error.failure(
+            FailureKind::WaitTooLong,
+            message,
+            attempt,
+            resets,
+        )));
+    }
+    if until > deadline {
+        let message = format!(
+            "The turn's deadline ({}) would pass during the next wait ({:.1}s, {}). Last error: {}",
+            human_duration(config.deadline),
+            delay.as_secs_f64(),
+            source.label(),
+            error.summary()
+        );
+        return Err(Box::new(error.failure(
+            FailureKind::DeadlineExceeded,
+            message,
+            attempt,
+            None,
+        )));
+    }
+    Ok(Wait {
+        delay,
+        until,
+        source,
+        cause,
+    })
+}
+
+fn cause_bucket(cause: WaitCause) -> Option<Bucket> {
     match cause {
-        WaitCause::Requests => Some(super::Bucket::Requests),
-        WaitCause::InputTokens => Some(super::Bucket::InputTokens),
-        WaitCause::OutputTokens => Some(super::Bucket::OutputTokens),
-        WaitCause::Tokens => Some(super::Bucket::Tokens),
+        WaitCause::Requests => Some(Bucket::Requests),
+        WaitCause::InputTokens => Some(Bucket::InputTokens),
+        WaitCause::OutputTokens => Some(Bucket::OutputTokens),
+        WaitCause::Tokens => Some(Bucket::Tokens),
         _ => None,
     }
 }
@@ -622,7 +684,8 @@ mod tests {
     use super::*;
 
     use crate::api::{Message, MessageResponse, Role, UsageDelta};
-    use crate::retry::Bucket;
+    use crate::quota::BucketQuota;
+    use crate::retry::BudgetConfig;
     use futures::future::BoxFuture;
     use http::{HeaderMap, HeaderValue};
 
@@ -697,7 +760,7 @@ mod tests {
         }
         headers.insert("anthropic-ratelimit-input-tokens-reset", stamp(6));
         headers.insert("anthropic-ratelimit-requests-reset", stamp(2));
-        let pacer = Arc::new(Pacer::new());
+        let pacer = Arc::new(LocalLimiter::new());
         let limiter: Arc<dyn Limiter> = pacer.clone();
         let driver = Driver::new(Arc::new(Admits {
             headers,
@@ -714,13 +777,208 @@ mod tests {
         );
         // The server's 27,000 already include this request: the model must not take its
         // 3,000 again (it used to end at 24,000 and hold them back for good).
+        let class = ModelClass::of("m");
         let level = pacer
-            .level(Bucket::InputTokens, Instant::now())
+            .level(&class, Bucket::InputTokens, Instant::now())
             .expect("known");
         assert!((level - 27_000.0).abs() < 1.0, "{level}");
         let requests = pacer
-            .level(Bucket::Requests, Instant::now())
+            .level(&class, Bucket::Requests, Instant::now())
             .expect("known");
         assert!((requests - 49.0).abs() < 0.01, "{requests}");
+    }
+
+    fn api_error(status: u16, kind: &str) -> Attempt {
+        Attempt::Api(ApiError {
+            status: Some(status),
+            error_type: kind.into(),
+            message: "slow down".into(),
+            request_id: Some("req_1".into()),
+            details: None,
+            headers: HeaderMap::new(),
+        })
+    }
+
+    /// The defaults, without the random spread on server delays (so waits are exact).
+    fn config() -> RetryConfig {
+        RetryConfig {
+            server_delay_spread: Duration::ZERO,
+            ..RetryConfig::default()
+        }
+    }
+
+    fn retry_after(secs: u64) -> RetryHints {
+        RetryHints {
+            retry_after: Some(Duration::from_secs(secs)),
+            ..RetryHints::default()
+        }
+    }
+
+    /// Decide on `error` at attempt `attempt` with `hints` and no quota headers, a fresh
+    /// default budget and a turn deadline `deadline_in` from now.
+    fn decide(
+        error: &Attempt,
+        attempt: u32,
+        hints: &RetryHints,
+        deadline_in: Duration,
+        budget: &RetryBudget,
+    ) -> Result<Wait, Box<TurnFailure>> {
+        let now = Instant::now();
+        let failed = FailedAttempt {
+            attempt,
+            error,
+            hints,
+            quota: None,
+            last_quota: None,
+            estimated_input: 100,
+        };
+        let mut rng = StdRng::seed_from_u64(7);
+        next_wait(&failed, now, now + deadline_in, &config(), budget, &mut rng)
+    }
+
+    const LONG: Duration = Duration::from_secs(15 * 60);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retryable_error_waits_as_the_server_says() {
+        let now = Instant::now();
+        let error = api_error(429, "rate_limit_error");
+        let wait = decide(&error, 1, &retry_after(2), LONG, &RetryBudget::default());
+        assert_eq!(
+            wait,
+            Ok(Wait {
+                delay: Duration::from_secs(2),
+                until: now + Duration::from_secs(2),
+                source: DelaySource::RetryAfter,
+                cause: WaitCause::RateLimit,
+            })
+        );
+        // Without a hint a 529 backs off with full jitter, within the first bound (1 s).
+        let overloaded = api_error(529, "overloaded_error");
+        let wait = decide(
+            &overloaded,
+            1,
+            &RetryHints::default(),
+            LONG,
+            &RetryBudget::default(),
+        )
+        .expect("a wait");
+        assert_eq!(
+            (wait.source, wait.cause),
+            (DelaySource::Backoff, WaitCause::Overloaded)
+        );
+        assert!(wait.delay < Duration::from_secs(1), "{wait:?}");
+        assert_eq!(wait.until, now + wait.delay);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_not_worth_retrying_fails_at_once() {
+        let error = api_error(400, "invalid_request_error");
+        let failure = decide(
+            &error,
+            1,
+            &RetryHints::default(),
+            LONG,
+            &RetryBudget::default(),
+        )
+        .expect_err("a 400 is final");
+        assert_eq!(failure.kind, FailureKind::InvalidRequest);
+        assert_eq!(failure.attempts, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_attempt_gives_up() {
+        let error = api_error(429, "rate_limit_error");
+        let failure = decide(&error, 9, &retry_after(2), LONG, &RetryBudget::default())
+            .expect_err("nine attempts are all there are");
+        assert_eq!(failure.kind, FailureKind::RetriesExhausted);
+        assert_eq!(
+            failure.message,
+            "Gave up after 9 attempts (--max-retries 8). Last error: 429 rate_limit_error: \
+             slow down (request req_1)"
+        );
+        assert_eq!((failure.attempts, failure.resets_at), (9, None));
+        assert!(failure.api.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exhausted_retry_budget_gives_up() {
+        // Two tokens: the first spend leaves one, not more than half.
+        let budget = RetryBudget::new(BudgetConfig {
+            max_tokens: 2.0,
+            token_ratio: 0.1,
+        });
+        let error = Attempt::Network(TransportError::Connect("api.example".into()));
+        let failure = decide(&error, 1, &RetryHints::default(), LONG, &budget)
+            .expect_err("the budget refuses");
+        assert_eq!(failure.kind, FailureKind::RetryBudgetExhausted);
+        assert_eq!(
+            failure.message,
+            "The API keeps failing (could not connect to api.example); backchat stopped \
+             retrying so as not to add load to an outage. Try again in a little while \
+             (Ctrl+R / /retry)."
+        );
+        assert!(failure.transport.is_some());
+        // A rate limit does not spend the budget: it is a schedule, not a failure.
+        let limited = api_error(429, "rate_limit_error");
+        assert!(decide(&limited, 1, &retry_after(2), LONG, &budget).is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_longer_than_max_wait_gives_up() {
+        let now = Instant::now();
+        let error = api_error(429, "rate_limit_error");
+        let failure = decide(&error, 1, &retry_after(200), LONG, &RetryBudget::default())
+            .expect_err("200 s > --max-wait 120 s");
+        assert_eq!(failure.kind, FailureKind::WaitTooLong);
+        assert_eq!(failure.resets_at, Some(now + Duration::from_secs(200)));
+        let expected = "The server asks to wait 3m20s (retry-after, rate limit), longer than \
+                        --max-wait (2m00s).";
+        assert!(failure.message.starts_with(expected), "{}", failure.message);
+        // With the binding bucket's reset known, that is when it frees up.
+        let mut q = QuotaSnapshot::empty(now);
+        q.input_tokens = Some(BucketQuota {
+            limit: Some(30_000),
+            remaining: Some(0),
+            reset: Some(now + Duration::from_secs(150)),
+        });
+        let failed = FailedAttempt {
+            attempt: 1,
+            error: &error,
+            hints: &retry_after(200),
+            quota: Some(&q),
+            last_quota: Some(&q),
+            estimated_input: 100,
+        };
+        let mut rng = StdRng::seed_from_u64(7);
+        let failure = next_wait(
+            &failed,
+            now,
+            now + LONG,
+            &config(),
+            &RetryBudget::default(),
+            &mut rng,
+        )
+        .expect_err("too long");
+        assert_eq!(failure.resets_at, Some(now + Duration::from_secs(150)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_past_the_deadline_gives_up() {
+        let error = api_error(529, "overloaded_error");
+        let failure = decide(
+            &error,
+            1,
+            &retry_after(10),
+            Duration::from_secs(5),
+            &RetryBudget::default(),
+        )
+        .expect_err("the deadline is 5 s away");
+        assert_eq!(failure.kind, FailureKind::DeadlineExceeded);
+        assert_eq!(
+            failure.message,
+            "The turn's deadline (15m00s) would pass during the next wait (10.0s, retry-after). \
+             Last error: 529 overloaded_error: slow down (request req_1)"
+        );
+        assert_eq!(failure.resets_at, None);
     }
 }

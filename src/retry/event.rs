@@ -1,5 +1,5 @@
 //! The turn event stream: the one seam between the network side and everything above it
-//! (DESIGN.md, "Architecture"). The TUI, the headless printer, the event log and the load test
+//! (docs/architecture.md). The TUI, the headless printer, the event log and the load test
 //! all consume these.
 
 use std::time::Duration;
@@ -7,9 +7,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::headers::{Bucket, QuotaSnapshot};
 use crate::api::{ApiError, StreamFailure, TransportError, Usage};
 use crate::clock;
+use crate::limiter::GrantSource;
+use crate::quota::{Bucket, QuotaSnapshot};
 
 /// Why a wait happens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -78,6 +79,23 @@ pub enum DelaySource {
     SharedLimiter,
 }
 
+/// A pacing wait's source: the limiter that decided the grant.
+impl From<GrantSource> for DelaySource {
+    fn from(source: GrantSource) -> Self {
+        match source {
+            GrantSource::Local => DelaySource::Pacer,
+            GrantSource::Shared => DelaySource::SharedLimiter,
+        }
+    }
+}
+
+/// A grant's source equals the delay source it is reported as.
+impl PartialEq<DelaySource> for GrantSource {
+    fn eq(&self, other: &DelaySource) -> bool {
+        DelaySource::from(*self) == *other
+    }
+}
+
 impl DelaySource {
     /// The header or mechanism, as shown to a person.
     pub fn label(self) -> &'static str {
@@ -120,7 +138,7 @@ pub enum FailureKind {
     WaitTooLong,
     /// The per-turn deadline passed.
     DeadlineExceeded,
-    /// Too many retries across all turns recently (the outage guard, RETRY.md §2–3).
+    /// Too many retries across all turns recently (the outage guard, docs/retries.md).
     RetryBudgetExhausted,
 }
 
@@ -138,7 +156,7 @@ impl FailureKind {
         )
     }
 
-    /// The exit code of headless mode (DESIGN.md): 3 for an API error that is not retried,
+    /// The exit code of headless mode (docs/architecture.md): 3 for an API error that is not retried,
     /// 4 when retries are exhausted, a wait is too long or the deadline passed.
     pub fn exit_code(self) -> i32 {
         match self {

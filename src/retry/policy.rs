@@ -2,7 +2,7 @@
 //! retries so far, a seeded RNG) → retry after a delay, or fail with a message a person can act
 //! on. No IO and no clock reads: `now` is passed in.
 //!
-//! Rules (PROTOCOL.md §3, §5, §8; RETRY.md §1, §6.2):
+//! Rules (docs/protocol.md, docs/retries.md):
 //! - Retry 429 `rate_limit_error`, 529, 500, 502, 503, 504, 408, 409, and network errors
 //!   before the first byte. Never retry 400, 401, 402, 403, 404, 413, a spend-cap 429 or a
 //!   request bigger than a bucket. `x-should-retry` overrides the status.
@@ -15,8 +15,9 @@ use rand::{Rng, RngExt};
 use tokio::time::Instant;
 
 use super::event::{DelaySource, FailureKind, WaitCause};
-use super::headers::{Bucket, QuotaSnapshot, RetryHints};
+use super::headers::RetryHints;
 use crate::api::{ApiError, TransportError};
+use crate::quota::{Bucket, QuotaSnapshot};
 use crate::util::thousands;
 
 /// Settings of the retry loop.
@@ -77,7 +78,7 @@ pub enum Verdict {
 }
 
 impl WaitCause {
-    /// Whether retrying this cause spends the retry budget (RETRY.md §6.2.6: 5xx, 529 and
+    /// Whether retrying this cause spends the retry budget (docs/retries.md: 5xx, 529 and
     /// network errors do; a rate limit is a schedule, not a failure, and does not).
     pub fn spends_budget(self) -> bool {
         matches!(
@@ -135,7 +136,7 @@ pub fn classify(
         };
     }
 
-    // The server may force or forbid a retry (PROTOCOL.md §3.3); it wins over the status.
+    // The server may force or forbid a retry (docs/protocol.md); it wins over the status.
     match hints.should_retry {
         Some(true) => {
             return Verdict::Retry {
@@ -326,7 +327,7 @@ pub fn backoff_bound(retry: u32, config: &RetryConfig) -> Duration {
         .min(config.backoff_cap)
 }
 
-/// `U(0, backoff_bound(retry))` (RETRY.md §1, AWS "full jitter").
+/// `U(0, backoff_bound(retry))` (docs/retries.md, AWS "full jitter").
 pub fn full_jitter(retry: u32, config: &RetryConfig, rng: &mut impl Rng) -> Duration {
     let bound = backoff_bound(retry, config).as_secs_f64();
     if bound <= 0.0 {
@@ -347,7 +348,7 @@ fn spread(config: &RetryConfig, rng: &mut impl Rng) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retry::headers::BucketQuota;
+    use crate::quota::BucketQuota;
     use http::HeaderMap;
     use proptest::prelude::*;
     use rand::SeedableRng;

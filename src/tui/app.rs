@@ -20,7 +20,8 @@ use super::timeline::Timeline;
 use super::transcript::TranscriptCache;
 use crate::chat::{self, Applied, Conversation, ReplyState, SessionInfo, Turn};
 use crate::config::Config;
-use crate::retry::{Bucket, QuotaSnapshot, TurnEvent};
+use crate::quota::{Bucket, QuotaSnapshot};
+use crate::retry::TurnEvent;
 
 /// A second Ctrl+C within this long quits even while a turn is in flight.
 pub const QUIT_WINDOW: Duration = Duration::from_secs(2);

@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 use super::msg::TurnId;
 use crate::clock::human_duration;
-use crate::retry::{Bucket, DelaySource, WaitCause};
+use crate::quota::Bucket;
+use crate::retry::{DelaySource, WaitCause};
 
 /// Where a turn in flight is.
 #[derive(Clone, Debug, PartialEq)]

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Borders, Widget};
 use tokio::time::Instant;
 
 use super::status_bar::{bucket_stale, compact};
-use crate::retry::{Bucket, BucketQuota, QuotaSnapshot};
+use crate::quota::{Bucket, BucketQuota, QuotaSnapshot};
 use crate::tui::app::App;
 use crate::tui::live;
 use crate::tui::sanitize::sanitize;

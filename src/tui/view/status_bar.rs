@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use tokio::time::Instant;
 
 use crate::limiter::LimiterHealth;
-use crate::retry::{Bucket, BucketQuota, QuotaSnapshot};
+use crate::quota::{Bucket, BucketQuota, QuotaSnapshot};
 use crate::tui::app::{App, Outcome};
 use crate::tui::live::{self, Urgency};
 use crate::tui::theme::Theme;

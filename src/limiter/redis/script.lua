@@ -5,15 +5,22 @@
 -- so client clock skew does not matter). With per-minute limit L, the emission interval is
 -- T = M / L ms per unit, M being the server's minute in milliseconds (60000, or less against
 -- a time-scaled mock: every process of a scope must pass the same M), and the capacity C
--- units (L, or smaller when learned from the headers). The level at `now` is C - (TAT - now) / T; a TAT at or before `now` is a full
--- bucket; a TAT beyond now + C·T is a negative level (reservations queued ahead).
--- RETRY.md §6.1-6.2.
+-- units (L, or smaller when learned from the headers). The level at `now` is
+-- C - (TAT - now) / T; a TAT at or before `now` is a full bucket; a TAT beyond now + C·T is a
+-- negative level (reservations queued ahead). docs/retries.md, docs/shared-limiter.md.
 --
 -- KEYS: 1-3 `tat:<dim>`, 4-6 `limit:<dim>` (hash: limit, capacity), 7 `blocked` (hash:
 -- until, bucket), 8 `probe`.
 -- ARGV[1] is the operation, ARGV[2] the minute M in milliseconds; the rest depend on the
 -- operation (see each branch, which numbers them from 3).
--- Every reply is {status, wait in microseconds, bucket, flag, Redis's now in microseconds}.
+-- Every reply is {status, wait in microseconds, bucket, flag, Redis's now in microseconds,
+-- stored}; `stored` is empty except for a reservation, which reads back per dimension the
+-- stored limit and capacity, as strings ('' when unknown): the client learns capacities from
+-- them (see 'observe').
+--
+-- Only the bucket arithmetic that must be atomic lives here. Learning a capacity smaller
+-- than the limit is done in Rust (quota::learn_capacity, its one copy); this script stores
+-- the result.
 
 local op = ARGV[1]
 local MINUTE_MS = tonumber(ARGV[2]) or 60000
@@ -51,8 +58,33 @@ local function load(d)
   if tat < now then
     tat = now
   end
-  return { limit = limit, cap = cap, T = MINUTE_MS / limit, tat = tat }
+  return {
+    limit = limit,
+    cap = cap,
+    T = MINUTE_MS / limit,
+    tat = tat,
+    -- As stored, for the read-back (a number through tostring would lose digits).
+    stored = { h[1], h[2] or h[1] },
+  }
 end
+
+-- Per dimension, the stored limit and capacity of the buckets in `bs` ('' when unknown).
+local function stored(bs)
+  local out = {}
+  for d = 1, 3 do
+    local b = bs[d]
+    if b then
+      out[2 * d - 1] = b.stored[1]
+      out[2 * d] = b.stored[2]
+    else
+      out[2 * d - 1] = ''
+      out[2 * d] = ''
+    end
+  end
+  return out
+end
+
+local NOTHING = {}
 
 local function save(d, b)
   redis.call('SET', KEYS[d], string.format('%.3f', b.tat))
@@ -116,12 +148,12 @@ if op == 'reserve' then
     -- Nothing learned yet: one request (from any process) goes first, the others may wait
     -- for its headers.
     if may_probe and redis.call('EXISTS', KEYS[8]) == 1 then
-      return { 'probe', math.max(redis.call('PTTL', KEYS[8]), 0) * 1000, 0, 0, now_us }
+      return { 'probe', math.max(redis.call('PTTL', KEYS[8]), 0) * 1000, 0, 0, now_us, stored(bs) }
     end
   end
   local wait = start - now
   if wait > max_ahead then
-    return { 'too_far', math.floor(wait * 1000), binding, 0, now_us }
+    return { 'too_far', math.floor(wait * 1000), binding, 0, now_us, stored(bs) }
   end
   if not known then
     redis.call('SET', KEYS[8], '1', 'PX', probe_ms, 'NX')
@@ -138,7 +170,7 @@ if op == 'reserve' then
   if known then
     flag = 1
   end
-  return { 'granted', math.floor(wait * 1000), binding, flag, now_us }
+  return { 'granted', math.floor(wait * 1000), binding, flag, now_us, stored(bs) }
 elseif op == 'adjust' then
   -- ARGV 3-6: units per dimension (positive: give back, negative: charge), release (0/1).
   -- Giving back moves the TAT back by n·T but never before now (the level never exceeds
@@ -166,44 +198,36 @@ elseif op == 'adjust' then
     redis.call('DEL', KEYS[8])
   end
   refresh_ttl(bs)
-  return { 'ok', 0, 0, 0, now_us }
+  return { 'ok', 0, 0, 0, now_us, NOTHING }
 elseif op == 'observe' then
-  -- ARGV 3-20: per dimension, six values: limit, remaining, the capacity the reading
-  -- implies as a range [low, high] when it shows a bucket clearly smaller than the limit,
-  -- pending (units this process reserved that the server had not admitted when it answered,
-  -- as far as this process knows), and the part of pending whose slot had started by then
-  -- (the server may have counted it already); -1 = unknown.
+  -- ARGV 3-17: per dimension, five values: limit, remaining, a newly learned capacity to
+  -- store (-1: keep the stored one), pending (units this process reserved that the server
+  -- had not admitted when it answered, as far as this process knows), and the part of
+  -- pending whose slot had started by then (the server may have counted it already);
+  -- -1 = unknown.
   local bs = {}
   local any = false
   for d = 1, 3 do
-    local base = 2 + (d - 1) * 6
+    local base = 2 + (d - 1) * 5
     local limit = tonumber(ARGV[base + 1])
     local remaining = tonumber(ARGV[base + 2])
-    local low = tonumber(ARGV[base + 3])
-    local high = tonumber(ARGV[base + 4])
-    local pending = math.max(tonumber(ARGV[base + 5]), 0)
-    local maybe_counted = math.min(math.max(tonumber(ARGV[base + 6]), 0), pending)
+    local learned_now = tonumber(ARGV[base + 3])
+    local pending = math.max(tonumber(ARGV[base + 4]), 0)
+    local maybe_counted = math.min(math.max(tonumber(ARGV[base + 5]), 0), pending)
     if limit > 0 then
       any = true
       local h = redis.call('HMGET', KEYS[3 + d], 'limit', 'capacity')
       local old_limit = num(h[1])
       local old_cap = num(h[2])
-      -- A learned (smaller) capacity holds while the limit stays the same.
+      -- The capacity: what the client learned from this reading and the shared value it
+      -- last read back (quota::learn_capacity), stored as it is. Without news, a stored
+      -- (smaller) capacity holds while the limit stays the same.
       local learned = nil
       if old_limit == limit and old_cap and old_cap < limit then
         learned = old_cap
       end
-      if low > 0 then
-        -- The best lower bound over readings, as the local pacer keeps it: each reading's
-        -- rounding differs, so their lower bounds climb towards the truth without passing
-        -- it. A reading whose top is below the estimate means the bucket shrank. (The
-        -- smallest bound, kept before, sank with every coarse reading: on a short minute a
-        -- second of reset rounding is a large part of the bucket.)
-        if learned and high >= learned then
-          learned = math.max(learned, low)
-        else
-          learned = low
-        end
+      if learned_now > 0 then
+        learned = learned_now
       end
       local cap = math.max(math.min(limit, learned or limit), 1)
       local T = MINUTE_MS / limit
@@ -231,7 +255,7 @@ elseif op == 'observe' then
         -- slot had started may already be in `remaining`: they explain that much of a gap
         -- (counting them again lowered the shared level by a request each time, for every
         -- process, for good). The correction itself still assumes none was counted (it
-        -- leans low), as the local pacer's does.
+        -- leans low), as the local limiter's does.
         local tolerance = 500
         if d == 1 then
           tolerance = 0.5
@@ -250,7 +274,7 @@ elseif op == 'observe' then
     redis.call('DEL', KEYS[8])
   end
   refresh_ttl(bs)
-  return { 'ok', 0, 0, 0, now_us }
+  return { 'ok', 0, 0, 0, now_us, NOTHING }
 elseif op == 'block' then
   -- ARGV 3-4: milliseconds from now, bucket code. blocked_until = max(blocked_until, until).
   local until_ = now + math.max(tonumber(ARGV[3]), 0)
@@ -259,7 +283,7 @@ elseif op == 'block' then
     redis.call('HSET', KEYS[7], 'until', string.format('%.3f', until_), 'bucket', ARGV[4])
     redis.call('PEXPIRE', KEYS[7], math.ceil(until_ - now) + MIN_TTL_MS)
   end
-  return { 'ok', 0, 0, 0, now_us }
+  return { 'ok', 0, 0, 0, now_us, NOTHING }
 elseif op == 'known' then
   -- Whether a request waiting for the probe may go: limits are known, or no probe is out.
   local flag = 0
@@ -271,6 +295,6 @@ elseif op == 'known' then
   if redis.call('EXISTS', KEYS[8]) == 0 then
     flag = 1
   end
-  return { 'known', 0, 0, flag, now_us }
+  return { 'known', 0, 0, flag, now_us, NOTHING }
 end
 return redis.error_reply('backchat limiter: unknown operation ' .. tostring(op))

@@ -1,8 +1,9 @@
 //! The connection to Redis, kept off the chat's path.
 //!
 //! One task owns the connection and runs every script call in the order the limiter queued
-//! it (so a release is applied before the reservation that follows it), each within the call
-//! timeout. The first failure or slow answer marks the link down: from then on nothing is
+//! it (so a release is applied before the reservation that follows it, and a reservation's
+//! read-back of the shared limits includes every observation queued before it), each within
+//! the call timeout. The first failure or slow answer marks the link down: from then on nothing is
 //! sent until the retry time, when the task tries a *fresh* connection (at most once per
 //! `retry_every`, so a dead server is not hammered). Callers never wait for Redis longer
 //! than the call timeout, and while the link is down they do not wait at all.
@@ -14,32 +15,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-/// The Lua source of every shared operation (reserve, adjust, observe, block, known).
-pub(crate) const SCRIPT_SOURCE: &str = include_str!("redis_script.lua");
-
-/// One invocation of the script.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct ScriptCall {
-    /// `KEYS`: the scope's eight keys.
-    pub keys: Vec<String>,
-    /// `ARGV`: the operation, then its arguments.
-    pub args: Vec<String>,
-}
-
-/// The script's answer: `{status, wait µs, bucket, flag, now µs}`.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct ScriptReply {
-    /// `granted`, `too_far`, `probe`, `known` or `ok`.
-    pub status: String,
-    /// A wait in microseconds of Redis's clock.
-    pub wait_us: i64,
-    /// The binding bucket's code (see [`super::scope::bucket_code`]).
-    pub bucket: i64,
-    /// Operation-specific: 1 when a reservation touched Redis state, or when limits are known.
-    pub flag: i64,
-    /// Redis's `TIME` when the script ran, in microseconds since the epoch.
-    pub now_us: i64,
-}
+use super::script::{SCRIPT_SOURCE, ScriptCall, ScriptReply};
 
 /// Why a call did not reach Redis.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -359,14 +335,15 @@ impl Worker {
         for arg in &call.args {
             invocation.arg(arg);
         }
-        let reply = invocation.invoke_async::<(String, i64, i64, i64, i64)>(conn);
+        let reply = invocation.invoke_async::<(String, i64, i64, i64, i64, Vec<String>)>(conn);
         match tokio::time::timeout(limit, reply).await {
-            Ok(Ok((status, wait_us, bucket, flag, now_us))) => Ok(ScriptReply {
+            Ok(Ok((status, wait_us, bucket, flag, now_us, stored))) => Ok(ScriptReply {
                 status,
                 wait_us,
                 bucket,
                 flag,
                 now_us,
+                stored,
             }),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),

@@ -1,9 +1,9 @@
 //! Token-bucket arithmetic with continuous refill, as Anthropic documents its limits
-//! (PROTOCOL.md §4.2, RETRY.md §6.1): capacity `C`, refill `r` units per second, level
+//! (docs/protocol.md, docs/retries.md): capacity `C`, refill `r` units per second, level
 //! `min(C, level + Δt·r)`.
 //!
-//! One small module, used by the mock's limits, the pacer's model of the server and the load
-//! test's simulated server. The level may go below zero through [`TokenBucket::take`]: that is
+//! One small type, used by the mock's limits, the local limiter's model of the server and the
+//! load test's simulated server. The level may go below zero through [`TokenBucket::take`]: that is
 //! a reservation made ahead of time (GCRA's "theoretical arrival time" in another form), which
 //! is how FIFO pacing hands each waiter its own future slot.
 
@@ -35,7 +35,7 @@ impl TokenBucket {
     }
 
     /// A bucket for a per-minute limit, as the API states them: refill `limit/60` per second,
-    /// capacity `fraction × limit` (1.0 for the documented behaviour; RETRY.md §7.1 also
+    /// capacity `fraction × limit` (1.0 for the documented behaviour; docs/retries.md also
     /// uses 1/6 and 1/60, "60 RPM enforced as 1 per second"). The capacity is never below one
     /// unit, so a small limit with a small fraction still admits something.
     pub fn per_minute(limit: u64, capacity_fraction: f64, now: Instant) -> Self {
