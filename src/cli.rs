@@ -1,14 +1,33 @@
-//! The command line (DESIGN.md, "Surfaces"). Parsing only: `config.rs` resolves these flags
-//! with the environment and the config file into one `Config`.
-
-use std::path::PathBuf;
-use std::time::Duration;
+//! The command line (docs/architecture.md, the surfaces). Parsing only: `config` resolves the
+//! settings flags with the environment and the config file into one `Config`.
+//!
+//! Each surface accepts only the flags it uses, so `--help` lists them and a flag that does
+//! not apply is a usage error (exit 2), never a silent no-op:
+//!
+//! - the chat (the TUI, or headless with `-p`): its mode flags, [`SessionArgs`] and every
+//!   settings group ([`SettingsArgs`]); these flags are refused next to a subcommand;
+//! - `mock`: [`MockArgs`] alone (it reads neither the config file nor a log level);
+//! - `loadtest`: [`LoadtestArgs`], which carry its own target flags and the files group;
+//! - `config path`: `--config` ([`ConfigFileArgs`]); `config show`: every settings group.
+//!
+//! Every subcommand's arguments are boxed (`Command::X(Box<XArgs>)`) so that the enum stays
+//! small whatever a surface's flags weigh.
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::{ConfigFileArgs, SettingsArgs};
+use crate::loadtest::LoadtestArgs;
+use crate::mock::MockArgs;
+
 /// backchat: chat with Claude in the terminal, and see the rate limits at work.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "backchat", version, about, long_about = None)]
+#[command(
+    name = "backchat",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to run; without one, the chat TUI (or headless with -p).
     #[command(subcommand)]
@@ -19,107 +38,68 @@ pub struct Cli {
     #[arg(short = 'p', long = "print", value_name = "PROMPT", num_args = 0..=1, default_missing_value = "-")]
     pub print: Option<String>,
 
-    /// Write every turn event as JSON Lines to FILE (`-` for stderr).
-    #[arg(long, value_name = "FILE")]
+    /// With -p: write every turn event as JSON Lines to FILE (`-` for stderr).
+    #[arg(long, value_name = "FILE", requires = "print")]
     pub events: Option<String>,
 
-    /// Run the TUI against the embedded mock with tight limits, so that 429s, countdowns
-    /// and pacing show within the first minute.
-    #[arg(long)]
+    /// Run against the embedded mock with tight limits, so that 429s, countdowns and pacing
+    /// show within the first minute.
+    #[arg(long, conflicts_with = "base_url")]
     pub demo: bool,
 
     /// Use the embedded mock API even if a key is set.
     #[arg(long, conflicts_with = "base_url")]
     pub mock: bool,
 
-    /// Common options shared with the config file.
+    /// The settings flags, resolved by `Config::resolve`.
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub settings: SettingsArgs,
+
+    /// Which session to open.
+    #[command(flatten)]
+    pub session: SessionArgs,
 }
 
-/// Options that can also come from the environment or the config file.
-#[derive(Args, Debug, Clone, Default)]
-pub struct CommonArgs {
-    /// Model id or alias.
-    #[arg(long, global = true)]
-    pub model: Option<String>,
-
-    /// System prompt.
-    #[arg(long, global = true)]
-    pub system: Option<String>,
-
-    /// Upper bound on generated tokens.
-    #[arg(long, global = true)]
-    pub max_tokens: Option<u32>,
-
-    /// Turn on extended thinking with this token budget.
-    #[arg(long, value_name = "TOKENS", global = true)]
-    pub thinking: Option<u32>,
-
-    /// API base URL (may carry a path prefix). Env: ANTHROPIC_BASE_URL.
-    #[arg(long, global = true)]
-    pub base_url: Option<String>,
-
-    /// Retries after the first attempt.
-    #[arg(long, global = true)]
-    pub max_retries: Option<u32>,
-
-    /// Longest single wait to sleep without giving up (e.g. `120`, `90s`, `5m`).
-    #[arg(long, value_parser = crate::clock::parse_duration, global = true)]
-    pub max_wait: Option<Duration>,
-
-    /// Time allowed for a turn to get its reply started (e.g. `15m`).
-    #[arg(long, value_parser = crate::clock::parse_duration, global = true)]
-    pub deadline: Option<Duration>,
-
-    /// Do not pace requests from the rate-limit headers (retries still happen).
-    #[arg(long, global = true)]
-    pub no_pacing: bool,
-
-    /// Share one key's quota with other backchat processes through Redis
-    /// (`redis://HOST:PORT/DB`).
-    #[arg(long, value_name = "URL", global = true)]
-    pub shared_limiter: Option<String>,
-
-    /// Config file to use instead of the default one.
-    #[arg(long, value_name = "FILE", global = true)]
-    pub config: Option<PathBuf>,
-
+/// `--session` and `--continue`: which saved conversation a chat opens. Not a setting (the
+/// config never resolves it), so not part of [`SettingsArgs`].
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+#[command(next_help_heading = "Session")]
+pub struct SessionArgs {
     /// Open (or create) the named session.
-    #[arg(long, value_name = "NAME", global = true)]
+    #[arg(long, value_name = "NAME")]
     pub session: Option<String>,
 
     /// Resume the most recent session.
-    #[arg(long = "continue", global = true, conflicts_with = "session")]
+    #[arg(long = "continue", conflicts_with = "session")]
     pub continue_last: bool,
-
-    /// Log level for the log file (error, warn, info, debug, trace).
-    #[arg(long, value_name = "LEVEL", global = true)]
-    pub log_level: Option<String>,
 }
 
 /// Subcommands.
 #[derive(Subcommand, Debug, Clone)]
 pub enum Command {
     /// Serve the mock Anthropic API on a local address.
-    Mock(Box<crate::mock::MockArgs>),
+    Mock(Box<MockArgs>),
     /// Run K simulated users against a quota under each retry policy and compare them.
-    Loadtest(crate::loadtest::LoadtestArgs),
+    Loadtest(Box<LoadtestArgs>),
     /// Show where the config file is, or the effective configuration.
-    Config {
-        /// What to show.
-        #[command(subcommand)]
-        action: ConfigAction,
-    },
+    Config(Box<ConfigArgs>),
 }
 
 /// `backchat config …`
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ConfigArgs {
+    /// What to show.
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+/// What `backchat config` shows, each with the flags it reads.
+#[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum ConfigAction {
     /// Print the config file's path.
-    Path,
+    Path(ConfigFileArgs),
     /// Print the effective configuration and where each value came from (the key redacted).
-    Show,
+    Show(SettingsArgs),
 }
 
 #[cfg(test)]
@@ -140,5 +120,42 @@ mod tests {
         assert_eq!(c.print.as_deref(), Some("-"));
         let c = Cli::try_parse_from(["backchat"]).expect("parses");
         assert_eq!(c.print, None);
+    }
+
+    #[test]
+    fn each_surface_parses_into_its_own_groups() {
+        let c = Cli::try_parse_from(["backchat", "--model", "m", "--max-retries", "0"])
+            .expect("chat flags");
+        assert_eq!(c.settings.conversation.model.as_deref(), Some("m"));
+        assert_eq!(c.settings.retry.max_retries, Some(0));
+
+        let c = Cli::try_parse_from(["backchat", "config", "show", "--max-wait", "5m"])
+            .expect("config show takes every setting");
+        let Some(Command::Config(args)) = c.command else {
+            panic!("not config: {c:?}");
+        };
+        let ConfigAction::Show(settings) = args.action else {
+            panic!("not show: {args:?}");
+        };
+        assert_eq!(
+            settings.retry.max_wait,
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(c.settings, SettingsArgs::default(), "nothing at the top");
+    }
+
+    #[test]
+    fn flags_that_do_not_apply_are_usage_errors() {
+        for argv in [
+            &["backchat", "mock", "--session", "foo"][..],
+            &["backchat", "loadtest", "--max-retries", "0"],
+            &["backchat", "config", "path", "--model", "x"],
+            &["backchat", "--model", "x", "mock"],
+            &["backchat", "--events", "-"],
+            &["backchat", "--demo", "--base-url", "http://x"],
+        ] {
+            let e = Cli::try_parse_from(argv).expect_err("refused");
+            assert_eq!(e.exit_code(), 2, "{argv:?}: {e}");
+        }
     }
 }

@@ -4,7 +4,7 @@ use clap::Parser;
 
 use backchat::chat::SessionChoice;
 use backchat::cli::{Cli, Command, ConfigAction};
-use backchat::config::Config;
+use backchat::config::{Config, ConfigFileArgs, SettingsArgs};
 
 fn main() {
     // First of all, so that no panic message can show the key unfiltered.
@@ -26,23 +26,73 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Reads a variable of the process's environment.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 async fn run(cli: Cli) -> i32 {
-    if let Some(Command::Mock(args)) = &cli.command {
-        return backchat::mock::run_standalone((**args).clone()).await;
+    match cli.command {
+        // The mock reads neither the config file nor a log level: its flags are all it takes.
+        Some(Command::Mock(args)) => backchat::mock::run_standalone(*args).await,
+        Some(Command::Config(args)) => match args.action {
+            // Without resolving: `config path` must work even when the file is broken.
+            ConfigAction::Path(file) => print_config_path(&file),
+            ConfigAction::Show(settings) => match resolve(&settings) {
+                Ok(config) => {
+                    print!("{}", config.show());
+                    backchat::exit::OK
+                }
+                Err(code) => code,
+            },
+        },
+        Some(Command::Loadtest(args)) => {
+            // The load test takes its target from its own flags; from the configuration only
+            // the key (for a real endpoint) and the log file.
+            let config = match resolve(&SettingsArgs::from_files(args.files.clone())) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            start(&config);
+            backchat::loadtest::run(*args, config.api_key.clone()).await
+        }
+        None => chat(cli).await,
     }
-    let env = |name: &str| std::env::var(name).ok();
-    if let Some(Command::Config {
-        action: ConfigAction::Path,
-    }) = &cli.command
-    {
-        // Before resolving: `config path` must work even when the file is broken.
-        return print_config_path(&cli, &env);
+}
+
+/// The chat surfaces: the TUI, or headless with `-p`.
+async fn chat(cli: Cli) -> i32 {
+    let config = match resolve(&cli.settings) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    start(&config);
+    let session =
+        SessionChoice::from_flags(cli.session.session.as_deref(), cli.session.continue_last);
+    let mock = if cli.demo {
+        Some(backchat::mock::MockConfig::tight_demo())
+    } else if cli.mock {
+        Some(backchat::backend::embedded_mock_config(&config))
+    } else {
+        None
+    };
+    match &cli.print {
+        Some(prompt) => {
+            backchat::headless::run(prompt, cli.events.as_deref(), &config, mock, &session).await
+        }
+        None => backchat::tui::run(config, mock, cli.demo, session).await,
     }
-    let config = match Config::resolve(&cli.common, &env) {
+}
+
+/// Resolve the configuration from these flags and the process's environment; register the
+/// key for redaction and print the warnings. On a config error, print it and return exit
+/// code 2.
+fn resolve(settings: &SettingsArgs) -> Result<Config, i32> {
+    let config = match Config::resolve(settings, &env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("backchat: {e}");
-            return backchat::exit::USAGE;
+            return Err(backchat::exit::USAGE);
         }
     };
     if let Some(key) = &config.api_key {
@@ -51,47 +101,23 @@ async fn run(cli: Cli) -> i32 {
     for warning in &config.warnings {
         eprintln!("backchat: warning: {}", backchat::secret::redact(warning));
     }
-    if let Some(Command::Config { .. }) = &cli.command {
-        print!("{}", config.show());
-        return backchat::exit::OK;
-    }
-    start_logging(&config);
+    Ok(config)
+}
+
+/// Before a surface that talks to an API runs: the log file, and the test hook.
+fn start(config: &Config) {
+    start_logging(config);
     if cfg!(debug_assertions) && std::env::var("BACKCHAT_TEST_PANIC").as_deref() == Ok("1") {
         // Test hook (debug builds only): prove that a panic message holding the key is
         // redacted on its way out (tests/key_leak.rs).
         let key = config.api_key.as_ref().map_or("(no key)", |k| k.expose());
         panic!("BACKCHAT_TEST_PANIC: deliberate panic; the key is {key}");
     }
-    let session =
-        SessionChoice::from_flags(cli.common.session.as_deref(), cli.common.continue_last);
-    let mock = if cli.demo {
-        Some(backchat::mock::MockConfig::tight_demo())
-    } else if cli.mock {
-        Some(backchat::backend::embedded_mock_config(&config))
-    } else {
-        None
-    };
-    match (&cli.command, &cli.print) {
-        (Some(Command::Loadtest(args)), _) => {
-            let mut args = args.clone();
-            // Only an explicit --base-url points the load test at a real endpoint (never the
-            // environment); the key comes from wherever the config found it.
-            args.base_url.clone_from(&cli.common.base_url);
-            args.api_key.clone_from(&config.api_key);
-            args.shared_limiter.clone_from(&cli.common.shared_limiter);
-            args.model.clone_from(&cli.common.model);
-            backchat::loadtest::run(args).await
-        }
-        (_, Some(prompt)) => {
-            backchat::headless::run(prompt, cli.events.as_deref(), &config, mock, &session).await
-        }
-        _ => backchat::tui::run(config, mock, cli.demo, session).await,
-    }
 }
 
 /// `backchat config path`: the file that applies, whether or not it exists.
-fn print_config_path(cli: &Cli, env: &dyn Fn(&str) -> Option<String>) -> i32 {
-    match backchat::config::config_path(&cli.common, env) {
+fn print_config_path(args: &ConfigFileArgs) -> i32 {
+    match backchat::config::config_path(args, &env) {
         Some(loc) => {
             println!("{}", loc.path.display());
             if !loc.path.exists() {

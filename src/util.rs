@@ -32,6 +32,26 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// A fraction in (0, 1], written as a number (`0.25`) or a ratio (`1/6`, `1/60`): a bucket's
+/// capacity as a fraction of its per-minute limit, wherever it is given (`backchat mock` and
+/// `backchat loadtest` flags, load-test scenario files). The error quotes the text and says
+/// what is expected.
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let number = |s: &str| s.trim().parse::<f64>().ok();
+    let value = match t.split_once('/') {
+        Some((n, d)) => number(n).zip(number(d)).map(|(n, d)| n / d),
+        None => number(t),
+    }
+    .ok_or_else(|| format!("`{text}` is not a fraction (write it as 0.25 or 1/6)"))?;
+    // Also catches `1/0` (infinite) and `0/0` (NaN).
+    if value.is_finite() && value > 0.0 && value <= 1.0 {
+        Ok(value)
+    } else {
+        Err(format!("`{text}` is not a fraction in (0, 1]"))
+    }
+}
+
 /// The sending side of [`generate`]: pushes items to the stream's consumer.
 pub struct Emitter<T> {
     queue: Arc<Mutex<VecDeque<T>>>,
@@ -126,6 +146,28 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(30_000), "30,000");
         assert_eq!(thousands(2_000_000), "2,000,000");
+    }
+
+    #[test]
+    fn fractions_are_numbers_or_ratios_in_the_unit_interval() {
+        assert_eq!(parse_fraction("1/6"), Ok(1.0 / 6.0));
+        assert_eq!(parse_fraction(" 1 / 60 "), Ok(1.0 / 60.0));
+        assert_eq!(parse_fraction("0.25"), Ok(0.25));
+        assert_eq!(parse_fraction("1"), Ok(1.0));
+        for (bad, why) in [
+            ("x/3", "is not a fraction (write it as 0.25 or 1/6)"),
+            ("abc", "is not a fraction (write it as 0.25 or 1/6)"),
+            ("", "is not a fraction (write it as 0.25 or 1/6)"),
+            ("2", "is not a fraction in (0, 1]"),
+            ("7/6", "is not a fraction in (0, 1]"),
+            ("0", "is not a fraction in (0, 1]"),
+            ("-0.5", "is not a fraction in (0, 1]"),
+            ("1/0", "is not a fraction in (0, 1]"),
+            ("0/0", "is not a fraction in (0, 1]"),
+            ("NaN", "is not a fraction in (0, 1]"),
+        ] {
+            assert_eq!(parse_fraction(bad), Err(format!("`{bad}` {why}")), "{bad}");
+        }
     }
 
     #[test]

@@ -6,15 +6,16 @@ mod sessions_common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use backchat::cli::{Cli, CommonArgs};
-use backchat::config::{Config, ConfigError, Source, Theme};
+use backchat::cli::Cli;
+use backchat::config::{Config, ConfigError, SettingsArgs, Source, Theme};
 use clap::Parser;
 use sessions_common::{Home, set_mode};
 
-fn args(flags: &[&str]) -> CommonArgs {
+/// The settings flags as the chat surface parses them.
+fn args(flags: &[&str]) -> SettingsArgs {
     let mut argv = vec!["backchat"];
     argv.extend_from_slice(flags);
-    Cli::try_parse_from(argv).expect("flags parse").common
+    Cli::try_parse_from(argv).expect("flags parse").settings
 }
 
 /// Resolve in `home` with these flags and extra environment variables.

@@ -351,7 +351,7 @@ fn flags_override_the_scenario() {
     let real = parse_args(["--policy", "naive"]).expect("parses");
     let mut real = real;
     real.base_url = Some("https://api.anthropic.com".into());
-    let e = Setup::from_args(&real).expect_err("needs the confirmation");
+    let e = Setup::from_args(&real, None).expect_err("needs the confirmation");
     assert!(e.contains("--i-understand-this-spends-real-quota"), "{e}");
 }
 
@@ -360,7 +360,7 @@ fn the_shared_limiter_flags_are_checked_before_the_run() {
     let with = |flags: &[&str], url: Option<&str>| {
         let mut args = parse_args(flags).expect("parses");
         args.shared_limiter = url.map(str::to_string);
-        Setup::from_args(&args)
+        Setup::from_args(&args, None)
     };
     let url = Some("redis://127.0.0.1:6379/0");
     // The simulated engine has a paused clock; Redis has a real one.
@@ -563,7 +563,7 @@ async fn the_json_report_keeps_its_schema() {
         "--json",
     ])
     .expect("parses");
-    let setup = Setup::from_args(&args).expect("valid");
+    let setup = Setup::from_args(&args, None).expect("valid");
     let (report, _) = setup.run().await.expect("runs");
     let v = serde_json::to_value(&report).expect("json");
     assert_eq!(v["schema_version"], 1);

@@ -98,9 +98,9 @@ fn sharing_the_limiter_between_processes_removes_the_429s() {
     let child = backchat(
         home.path(),
         &[
+            "loadtest",
             "--shared-limiter",
             &url,
-            "loadtest",
             "--engine",
             "e2e",
             "--processes",
@@ -162,9 +162,9 @@ fn killing_redis_in_the_middle_of_a_run_fails_over_and_the_run_completes() {
     let child = backchat(
         home.path(),
         &[
+            "loadtest",
             "--shared-limiter",
             &url,
-            "loadtest",
             "--engine",
             "e2e",
             "--processes",

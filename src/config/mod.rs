@@ -4,7 +4,12 @@
 //! Each value remembers where it came from ([`Source`]), for `backchat config show` and for
 //! error messages. Every error names its place: the file and line, the environment variable,
 //! or the flag (exit code 2 on every surface).
+//!
+//! The flags come in groups ([`SettingsArgs`] and its parts, in `args.rs`) that each command
+//! line surface flattens as it needs them; this module owns them, so it depends on no
+//! surface.
 
+mod args;
 pub mod file;
 pub mod key;
 pub mod paths;
@@ -15,17 +20,19 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::CommonArgs;
 use crate::retry::RetryConfig;
 use crate::secret::ApiKey;
 
+pub use args::{
+    ConfigFileArgs, ConnectionArgs, ConversationArgs, FilesArgs, RetryArgs, SettingsArgs,
+};
 pub use file::FileValues;
 pub use paths::Paths;
 pub use value::{LOG_LEVELS, MIN_THINKING_BUDGET, Theme};
 
 use value::Raw;
 
-/// The model used when none is configured: a current one (PROTOCOL.md §9).
+/// The model used when none is configured: a current one (docs/protocol.md).
 pub const DEFAULT_MODEL: &str = "claude-sonnet-4-6";
 
 /// Default `max_tokens`.
@@ -223,10 +230,10 @@ pub struct ConfigLocation {
 }
 
 impl ConfigLocation {
-    /// The config file for these flags and this environment: `--config`, else
+    /// The config file for this flag and this environment: `--config`, else
     /// `BACKCHAT_CONFIG`, else the XDG default. `None` when there is no home directory.
     pub fn find(
-        args: &CommonArgs,
+        args: &ConfigFileArgs,
         env: &dyn Fn(&str) -> Option<String>,
         paths: &Paths,
     ) -> Option<ConfigLocation> {
@@ -255,7 +262,7 @@ impl Config {
     ///
     /// May run `api_key_cmd` (when `ANTHROPIC_API_KEY` is not set).
     pub fn resolve(
-        args: &CommonArgs,
+        args: &SettingsArgs,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         Config::resolve_with(args, env, Paths::from_env(env))
@@ -263,11 +270,17 @@ impl Config {
 
     /// [`Config::resolve`] with the directories given.
     pub fn resolve_with(
-        args: &CommonArgs,
+        args: &SettingsArgs,
         env: &dyn Fn(&str) -> Option<String>,
         paths: Paths,
     ) -> Result<Config, ConfigError> {
-        let location = ConfigLocation::find(args, env, &paths);
+        let SettingsArgs {
+            conversation,
+            connection,
+            retry: retry_args,
+            files,
+        } = args;
+        let location = ConfigLocation::find(&files.config_file, env, &paths);
         let file = match &location {
             None => None,
             Some(loc) => match file::read(&loc.path)? {
@@ -292,7 +305,8 @@ impl Config {
 
         let model = r.pick(
             "model",
-            args.model
+            conversation
+                .model
                 .as_deref()
                 .map(|m| ("--model", value::text(Raw::Text(m)))),
             Some(("BACKCHAT_MODEL", value::text)),
@@ -301,7 +315,8 @@ impl Config {
         )?;
         let max_tokens = r.pick(
             "max_tokens",
-            args.max_tokens
+            conversation
+                .max_tokens
                 .map(|n| ("--max-tokens", value::positive_u32(Raw::Int(n.into())))),
             Some(("BACKCHAT_MAX_TOKENS", value::positive_u32)),
             &fv.max_tokens,
@@ -309,7 +324,8 @@ impl Config {
         )?;
         let system = r.pick(
             "system",
-            args.system
+            conversation
+                .system
                 .as_deref()
                 .map(|s| ("--system", value::optional_text(Raw::Text(s)))),
             Some(("BACKCHAT_SYSTEM", value::optional_text)),
@@ -318,7 +334,7 @@ impl Config {
         )?;
         let thinking_budget = r.pick(
             "thinking",
-            args.thinking.map(|n| {
+            conversation.thinking.map(|n| {
                 (
                     "--thinking",
                     value::thinking_budget(Raw::Int(n.into())).map(Some),
@@ -330,7 +346,8 @@ impl Config {
         )?;
         let base_url = r.pick(
             "base_url",
-            args.base_url
+            connection
+                .base_url
                 .as_deref()
                 .map(|u| ("--base-url", value::http_url(Raw::Text(u)).map(Some))),
             Some(("ANTHROPIC_BASE_URL", |raw| value::http_url(raw).map(Some))),
@@ -341,7 +358,8 @@ impl Config {
         )?;
         let shared_limiter = r.pick(
             "shared_limiter",
-            args.shared_limiter
+            retry_args
+                .shared_limiter
                 .as_deref()
                 .map(|u| ("--shared-limiter", value::redis_url(Raw::Text(u)).map(Some))),
             Some(("BACKCHAT_SHARED_LIMITER", |raw| {
@@ -354,14 +372,15 @@ impl Config {
         )?;
         let pacing = r.pick(
             "pacing",
-            args.no_pacing.then_some(("--no-pacing", Ok(false))),
+            retry_args.no_pacing.then_some(("--no-pacing", Ok(false))),
             None,
             &fv.pacing,
             true,
         )?;
         let log_level = r.pick(
             "log_level",
-            args.log_level
+            files
+                .log_level
                 .as_deref()
                 .map(|l| ("--log-level", value::log_level(Raw::Text(l)))),
             Some(("BACKCHAT_LOG_LEVEL", value::log_level)),
@@ -380,21 +399,21 @@ impl Config {
         let retry = RetryConfig {
             max_retries: r.pick(
                 "retry.max_retries",
-                args.max_retries.map(|n| ("--max-retries", Ok(n))),
+                retry_args.max_retries.map(|n| ("--max-retries", Ok(n))),
                 Some(("BACKCHAT_MAX_RETRIES", value::count_u32)),
                 &fv.max_retries,
                 defaults.max_retries,
             )?,
             max_wait: r.pick(
                 "retry.max_wait",
-                args.max_wait.map(|d| ("--max-wait", Ok(d))),
+                retry_args.max_wait.map(|d| ("--max-wait", Ok(d))),
                 Some(("BACKCHAT_MAX_WAIT", value::duration)),
                 &fv.max_wait,
                 defaults.max_wait,
             )?,
             deadline: r.pick(
                 "retry.deadline",
-                args.deadline.map(|d| {
+                retry_args.deadline.map(|d| {
                     let ok = if d.is_zero() {
                         Err("must be longer than zero".to_string())
                     } else {
@@ -587,7 +606,7 @@ impl Resolver<'_> {
 
 /// Just the location, for `backchat config path` (which must work even when the file is bad).
 pub fn config_path(
-    args: &CommonArgs,
+    args: &ConfigFileArgs,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<ConfigLocation> {
     ConfigLocation::find(args, env, &Paths::from_env(env))

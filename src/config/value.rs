@@ -112,7 +112,7 @@ pub(crate) fn positive_f64(raw: Raw<'_>) -> Result<f64, String> {
     }
 }
 
-/// The smallest thinking budget the API accepts (`budget_tokens` ≥ 1024, PROTOCOL.md §1).
+/// The smallest thinking budget the API accepts (`budget_tokens` ≥ 1024, docs/protocol.md).
 pub const MIN_THINKING_BUDGET: u32 = 1024;
 
 /// A thinking budget: a whole number of tokens, at least [`MIN_THINKING_BUDGET`].

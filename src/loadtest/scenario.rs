@@ -3,13 +3,14 @@
 //! The named scenarios live in `assets/loadtest/` and are compiled in, so `--scenario A`
 //! works from any directory; anything else is read as a path. Every key is optional: a
 //! missing one keeps the value of scenario A's common settings (R = 50, T = 30,000, f = 1,
-//! RTT = 0.1 s). Flags override the file (`LoadtestArgs::apply`).
+//! RTT = 0.1 s). Flags override the file (`LoadtestArgs::scenario`).
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::quota::TokenBucket;
+use crate::util::parse_fraction;
 
 /// The scenarios compiled into the binary: (name, TOML text).
 pub const BUILT_IN: [(&str, &str); 5] = [
@@ -181,30 +182,6 @@ struct OverloadFile {
 enum Fraction {
     Number(f64),
     Text(String),
-}
-
-/// `0.25`, `1/6` or `1/60` → the number.
-pub fn parse_fraction(text: &str) -> Result<f64, String> {
-    let t = text.trim();
-    let value = match t.split_once('/') {
-        Some((n, d)) => {
-            let n: f64 = n
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{text}` is not a fraction"))?;
-            let d: f64 = d
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{text}` is not a fraction"))?;
-            n / d
-        }
-        None => t.parse().map_err(|_| format!("`{text}` is not a number"))?,
-    };
-    if value.is_finite() && value > 0.0 && value <= 1.0 {
-        Ok(value)
-    } else {
-        Err(format!("`{text}` must be in (0, 1]"))
-    }
 }
 
 impl Scenario {
@@ -431,10 +408,6 @@ mod tests {
 
     #[test]
     fn fractions() {
-        assert_eq!(parse_fraction("1/6"), Ok(1.0 / 6.0));
-        assert_eq!(parse_fraction("0.5"), Ok(0.5));
-        assert!(parse_fraction("2").is_err());
-        assert!(parse_fraction("x/3").is_err());
         assert_eq!(fraction_text(1.0 / 60.0), "1/60");
         assert_eq!(fraction_text(0.3), "0.3");
     }

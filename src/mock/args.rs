@@ -7,82 +7,83 @@ use std::time::Duration;
 
 use super::config::{MockConfig, MockConfigError, MockLimits};
 use super::server::MockServer;
+use crate::util::parse_fraction;
 
 /// Flags of `backchat mock`.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct MockArgs {
     /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8787")]
+    #[arg(long, default_value = "127.0.0.1:8787", help_heading = "Server")]
     pub addr: SocketAddr,
     /// TOML scenario file (limits, faults, outages, script); see docs/mock.md.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Server")]
     pub scenario: Option<PathBuf>,
     /// Usage tier whose limits to use (1–4).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4), help_heading = "Limits")]
     pub tier: Option<u8>,
     /// Requests per minute.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Limits")]
     pub rpm: Option<u64>,
     /// Input tokens per minute.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Limits")]
     pub itpm: Option<u64>,
     /// Output tokens per minute.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Limits")]
     pub otpm: Option<u64>,
-    /// Bucket capacity as a fraction of the per-minute limit, in (0, 1].
-    #[arg(long, value_parser = parse_fraction)]
+    /// Bucket capacity as a fraction of the per-minute limit, in (0, 1]: `0.25`, `1/6`.
+    #[arg(long, value_name = "F", value_parser = parse_fraction, help_heading = "Limits")]
     pub capacity_fraction: Option<f64>,
     /// Generation speed, output tokens per second.
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, help_heading = "Limits")]
     pub token_rate: Option<f64>,
     /// Fix the reply (reply number seed mod N) and the random fault sequence.
-    #[arg(long)]
+    #[arg(long, help_heading = "Server")]
     pub seed: Option<u64>,
     /// Probability of a 529 overloaded_error per request.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Faults")]
     pub fault_overloaded: Option<f64>,
     /// Probability of a 500 api_error per request.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Faults")]
     pub fault_server_error: Option<f64>,
     /// Probability of a 503 per request.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Faults")]
     pub fault_unavailable: Option<f64>,
     /// Send the 503 as a proxy's HTML page instead of JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = "Faults")]
     pub unavailable_html: bool,
     /// Probability of a mid-stream `event: error` (overloaded_error).
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Faults")]
     pub fault_midstream_error: Option<f64>,
     /// Probability of a connection dropped mid-stream.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Faults")]
     pub fault_drop: Option<f64>,
     /// Probability of a stream that ends without message_stop.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Faults")]
     pub fault_end_without_stop: Option<f64>,
     /// Probability of a stream that stalls mid-way (connection kept open).
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Faults")]
     pub fault_stall: Option<f64>,
     /// Probability of a slow first byte (a delay before the response headers).
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Faults")]
     pub fault_slow_first_byte: Option<f64>,
     /// How long a slow first byte takes, in milliseconds.
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", help_heading = "Faults")]
     pub slow_first_byte_ms: Option<u64>,
     /// Probability of the spend-cap 429 (enforced_spend_limit_reached).
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, help_heading = "Faults")]
     pub fault_spend_cap: Option<f64>,
     /// Add `retry-after-ms` (precise milliseconds) to rate-limit 429s.
-    #[arg(long)]
+    #[arg(long, help_heading = "Limits")]
     pub retry_after_ms: bool,
     /// Largest request body in bytes (413 above it).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..), help_heading = "Server")]
     pub max_body_bytes: Option<u64>,
     /// Shrink the mock's minute: buckets refill FACTOR× faster (retry-after and reset shrink
     /// with them).
-    #[arg(long, value_name = "FACTOR", value_parser = parse_positive)]
+    #[arg(long, value_name = "FACTOR", value_parser = parse_positive, help_heading = "Limits")]
     pub time_scale: Option<f64>,
     /// Serve the test-only admin endpoints (POST /_mock/script, GET /_mock/stats).
-    #[arg(long)]
+    #[arg(long, help_heading = "Server")]
     pub admin_endpoint: bool,
 }
 
@@ -192,13 +193,6 @@ fn parse_positive(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_fraction(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 && v <= 1.0 => Ok(v),
-        _ => Err(format!("`{s}` is not a fraction in (0, 1]")),
-    }
-}
-
 /// Run `backchat mock` until Ctrl+C. Returns the exit code: 0 after Ctrl+C, 2 for a bad
 /// scenario, bad flags or an address that cannot be bound.
 pub async fn run_standalone(args: MockArgs) -> i32 {
@@ -292,6 +286,17 @@ mod tests {
         assert!(e.to_string().contains("probability"), "{e}");
         assert!(parse(&["--rpm", "0"]).is_err());
         assert!(parse(&["--token-rate", "-1"]).is_err());
+        let e = parse(&["--capacity-fraction", "7/6"]).expect_err("above 1");
+        assert!(e.to_string().contains("(0, 1]"), "{e}");
+    }
+
+    #[test]
+    fn capacity_fractions_are_numbers_or_ratios() {
+        for (text, want) in [("1/6", 1.0 / 6.0), ("0.25", 0.25)] {
+            let a = parse(&["--capacity-fraction", text]).expect(text);
+            let c = a.to_config().expect("valid");
+            assert_eq!(c.limits.capacity_fraction, want, "{text}");
+        }
     }
 
     #[test]
