@@ -7,6 +7,12 @@
 //!
 //! `cargo bench --bench render -- --warm-up-time 1 --measurement-time 3`
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 use std::hint::black_box;
 
 use backchat::tui::app::Scroll;

@@ -80,27 +80,24 @@ impl Backend {
             None if config.wants_embedded_mock() => Some(embedded_mock_config(config)),
             None => None,
         };
-        let (target, key, server) = match mock {
-            Some(mock_config) => {
-                let server = MockServer::start(mock_config)
-                    .await
-                    .map_err(BackendError::Mock)?;
-                let base_url = server.base_url();
-                (
-                    Target::EmbeddedMock {
-                        base_url: base_url.clone(),
-                    },
-                    ApiKey::new(EMBEDDED_MOCK_KEY),
-                    Some(server),
-                )
-            }
-            None => {
-                let base_url = config
-                    .base_url
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-                (Target::Remote { base_url }, config.api_key.clone(), None)
-            }
+        let (target, key, server) = if let Some(mock_config) = mock {
+            let server = MockServer::start(mock_config)
+                .await
+                .map_err(BackendError::Mock)?;
+            let base_url = server.base_url();
+            (
+                Target::EmbeddedMock {
+                    base_url: base_url.clone(),
+                },
+                ApiKey::new(EMBEDDED_MOCK_KEY),
+                Some(server),
+            )
+        } else {
+            let base_url = config
+                .base_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+            (Target::Remote { base_url }, config.api_key.clone(), None)
         };
         let base_url = match &target {
             Target::Remote { base_url } | Target::EmbeddedMock { base_url } => base_url.clone(),

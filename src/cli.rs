@@ -139,7 +139,7 @@ mod tests {
         };
         assert_eq!(
             settings.retry.max_wait,
-            Some(std::time::Duration::from_secs(300))
+            Some(std::time::Duration::from_mins(5))
         );
         assert_eq!(c.settings, SettingsArgs::default(), "nothing at the top");
     }

@@ -48,7 +48,7 @@ pub fn instant_for_wall(wall: SystemTime, now: Instant) -> Instant {
 }
 
 /// A duration long enough to mean "never" in a countdown, small enough never to overflow.
-pub const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub const FAR_FUTURE: Duration = Duration::from_hours(876_000);
 
 /// `Duration` from seconds given as f64. Negative, NaN and infinite inputs never panic:
 /// NaN and negatives give zero, huge values saturate at [`FAR_FUTURE`].
@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn go_durations() {
-        assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_mins(6)));
         assert_eq!(parse_go_duration("20ms"), Some(Duration::from_millis(20)));
         assert_eq!(
             parse_go_duration("1h23m31s"),
@@ -235,9 +235,9 @@ mod tests {
 
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration("120"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("120"), Ok(Duration::from_mins(2)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_mins(5)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_mins(90)));
         assert!(parse_duration("-1").is_err());
         assert!(parse_duration("soon").is_err());
     }

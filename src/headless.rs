@@ -1,7 +1,7 @@
 //! Headless mode (`backchat -p`): one turn, the reply streamed to stdout as it arrives, one
 //! human line per notable event on stderr, every event as JSON Lines with `--events`.
 //!
-//! Exit codes (DESIGN.md): 0 done, 2 usage or config error, 3 API error that is not retried,
+//! Exit codes (docs/architecture.md, *Surfaces and exit codes*): 0 done, 2 usage or config error, 3 API error that is not retried,
 //! 4 retries exhausted / wait too long / deadline passed, 5 the stream broke after it had
 //! started (the partial reply stays printed), 130 cancelled.
 
@@ -228,7 +228,7 @@ where
     loop {
         let next = tokio::select! {
             ev = turn.next() => ev,
-            _ = &mut cancel => {
+            () = &mut cancel => {
                 end_line(out, &text);
                 let _ = writeln!(err, "cancelled");
                 return Outcome { exit_code: EXIT_CANCELLED, text, interrupted: false };

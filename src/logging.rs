@@ -165,7 +165,10 @@ impl<W: Write> Drop for RedactedLine<W> {
             return;
         }
         let text = redact(&String::from_utf8_lossy(&self.buf));
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A log line that cannot be written is dropped: logging must never stop the program.
         let _ = inner.write_all(text.as_bytes());
         let _ = inner.flush();
@@ -267,7 +270,7 @@ impl TurnLogger {
                 );
             }
             TurnEvent::Started { request_id, model } => {
-                self.request_id = request_id.clone();
+                self.request_id.clone_from(request_id);
                 tracing::info!(
                     status = 200,
                     request_id = request_id.as_deref().unwrap_or("-"),

@@ -117,24 +117,21 @@ fn start(config: &Config) {
 
 /// `backchat config path`: the file that applies, whether or not it exists.
 fn print_config_path(args: &ConfigFileArgs) -> i32 {
-    match backchat::config::config_path(args, &env) {
-        Some(loc) => {
-            println!("{}", loc.path.display());
-            if !loc.path.exists() {
-                eprintln!(
-                    "backchat: (no file there yet; built-in defaults apply. \
-                     assets/config.example.toml lists every key)"
-                );
-            }
-            backchat::exit::OK
-        }
-        None => {
+    if let Some(loc) = backchat::config::config_path(args, &env) {
+        println!("{}", loc.path.display());
+        if !loc.path.exists() {
             eprintln!(
-                "backchat: config error: there is no home directory; set HOME or \
-                 XDG_CONFIG_HOME, or name a file with --config"
+                "backchat: (no file there yet; built-in defaults apply. \
+                 assets/config.example.toml lists every key)"
             );
-            backchat::exit::USAGE
         }
+        backchat::exit::OK
+    } else {
+        eprintln!(
+            "backchat: config error: there is no home directory; set HOME or \
+             XDG_CONFIG_HOME, or name a file with --config"
+        );
+        backchat::exit::USAGE
     }
 }
 
@@ -146,8 +143,8 @@ fn start_logging(config: &Config) {
             log = %path.display(),
             model = config.model.as_str(),
             base_url = config.base_url.as_deref().unwrap_or("-"),
-            key = %config.api_key.as_ref().map_or_else(|| "none".to_string(), |k| k.redacted()),
-            key_source = %config.api_key_source.as_ref().map_or_else(String::new, |s| s.to_string()),
+            key = %config.api_key.as_ref().map_or_else(|| "none".to_string(), backchat::secret::ApiKey::redacted),
+            key_source = %config.api_key_source.as_ref().map_or_else(String::new, std::string::ToString::to_string),
             "backchat started"
         ),
         Ok(None) => {}

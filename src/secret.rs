@@ -37,7 +37,11 @@ impl ApiKey {
     /// use as a namespace in shared storage and to show in diagnostics.
     pub fn fingerprint(&self) -> String {
         let digest = Sha256::digest(self.0.as_bytes());
-        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+        digest.iter().take(8).fold(String::new(), |mut out, b| {
+            use std::fmt::Write;
+            let _ = write!(out, "{b:02x}");
+            out
+        })
     }
 
     /// What may be shown to a person: a prefix hint and the fingerprint, never the secret part.
@@ -74,7 +78,9 @@ pub fn register_secret(key: &ApiKey) {
     if text.len() < MIN_SECRET_LEN {
         return;
     }
-    let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    let mut secrets = SECRETS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if !secrets.iter().any(|s| s == text) {
         secrets.push(text.to_string());
     }
@@ -82,7 +88,9 @@ pub fn register_secret(key: &ApiKey) {
 
 /// `text` with every registered secret replaced by [`REDACTED`].
 pub fn redact(text: &str) -> String {
-    let secrets = SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let secrets = SECRETS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut out = text.to_string();
     for s in secrets.iter() {
         if out.contains(s.as_str()) {

@@ -61,7 +61,10 @@ impl<T> Emitter<T> {
     /// Queue an item for the consumer. It is delivered before the producer runs again.
     pub fn emit(&self, item: T) {
         // A poisoned lock means a producer panicked mid-push; the queue itself is still valid.
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         q.push_back(item);
     }
 }
@@ -95,7 +98,7 @@ impl<T> Generated<T> {
     fn pop(&self) -> Option<T> {
         self.queue
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop_front()
     }
 }
@@ -191,12 +194,12 @@ mod tests {
         let flag = Arc::clone(&reached);
         let mut s = generate(move |tx| async move {
             tx.emit(1);
-            tokio::time::sleep(Duration::from_secs(3600)).await;
+            tokio::time::sleep(Duration::from_hours(1)).await;
             *flag.lock().expect("lock") = true;
         });
         assert_eq!(s.next().await, Some(1));
         drop(s);
-        tokio::time::advance(Duration::from_secs(7200)).await;
+        tokio::time::advance(Duration::from_hours(2)).await;
         assert!(
             !*reached.lock().expect("lock"),
             "dropping the stream stops the producer"

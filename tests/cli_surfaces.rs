@@ -3,6 +3,12 @@
 //! flags each surface does use still reach it. Through the real binary, plus an exhaustive
 //! in-process sweep of every flag against every surface.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 mod sessions_common;
 
 use std::collections::BTreeSet;
@@ -87,7 +93,7 @@ const LOADTEST: [&str; 27] = [
 fn set(groups: &[&[&str]]) -> BTreeSet<String> {
     groups
         .iter()
-        .flat_map(|g| g.iter().map(|f| f.to_string()))
+        .flat_map(|g| g.iter().map(std::string::ToString::to_string))
         .chain(std::iter::once("--help".to_string()))
         .collect()
 }

@@ -1,6 +1,12 @@
 //! `backchat config path|show`, config errors (exit 2 from every surface), warnings and the
 //! log file, through the real binary.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 mod sessions_common;
 
 use sessions_common::{Answer, FakeApi, Home, set_mode, texts};

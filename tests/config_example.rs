@@ -1,5 +1,11 @@
 //! The sample config file documents every key, and is valid once uncommented.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 use std::path::Path;
 
 #[test]

@@ -1,6 +1,12 @@
 //! Config resolution through the library: flag > env > file > default at every level, every
 //! kind of bad value named by key, file and line, and the key from `api_key_cmd`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 mod sessions_common;
 
 use std::collections::HashMap;
@@ -97,7 +103,7 @@ token_rate = 12.5
     assert_eq!(c.retry.max_retries, 3);
     assert_eq!(c.source("retry.max_retries"), file_source(&home, 12));
     assert_eq!(c.retry.max_wait, Duration::from_secs(90));
-    assert_eq!(c.retry.deadline, Duration::from_secs(600));
+    assert_eq!(c.retry.deadline, Duration::from_mins(10));
     assert_eq!(c.mock.rpm, Some(5));
     assert_eq!(c.mock.itpm, Some(1000));
     assert_eq!(c.mock.otpm, Some(500));
@@ -126,7 +132,7 @@ token_rate = 12.5
     assert_eq!(c.base_url.as_deref(), Some("https://env.example"));
     assert_eq!(c.shared_limiter.as_deref(), Some("redis://env:6380/1"));
     assert_eq!(c.retry.max_retries, 4);
-    assert_eq!(c.retry.max_wait, Duration::from_secs(120));
+    assert_eq!(c.retry.max_wait, Duration::from_mins(2));
     assert_eq!(c.source("retry.max_wait"), Source::Env("BACKCHAT_MAX_WAIT"));
     assert_eq!(c.theme, Theme::NoColor);
     assert_eq!(c.source("theme"), Source::Env("NO_COLOR"));
@@ -444,7 +450,7 @@ fn the_key_comes_from_the_environment_first() {
     home.write_config("api_key_cmd = \"echo sk-ant-from-command-000\"\n");
     let c = resolve(&home, &[], &[("ANTHROPIC_API_KEY", "sk-ant-from-env-0000")]).expect("valid");
     assert_eq!(
-        c.api_key.as_ref().map(|k| k.expose()),
+        c.api_key.as_ref().map(backchat::secret::ApiKey::expose),
         Some("sk-ant-from-env-0000")
     );
     assert_eq!(c.source("api_key"), Source::Env("ANTHROPIC_API_KEY"));
@@ -458,7 +464,7 @@ fn api_key_cmd_success_failure_and_empty_output() {
     );
     let c = resolve(&home, &[], &[]).expect("valid");
     assert_eq!(
-        c.api_key.as_ref().map(|k| k.expose()),
+        c.api_key.as_ref().map(backchat::secret::ApiKey::expose),
         Some("sk-ant-from-command-000")
     );
     assert_eq!(
@@ -516,7 +522,7 @@ fn a_stored_key_is_discouraged_and_a_readable_file_is_warned_about() {
     let p = home.write_config("api_key = \"sk-ant-stored-in-file-01\"\n");
     let c = resolve(&home, &[], &[]).expect("valid");
     assert_eq!(
-        c.api_key.as_ref().map(|k| k.expose()),
+        c.api_key.as_ref().map(backchat::secret::ApiKey::expose),
         Some("sk-ant-stored-in-file-01")
     );
     assert_eq!(

@@ -3,6 +3,12 @@
 //! `--log-level trace`, `config show`, a panic, a key from `api_key_cmd`), then every log,
 //! session and event file, and every stdout and stderr, is searched for it.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 mod sessions_common;
 
 use std::path::{Path, PathBuf};

@@ -3,6 +3,12 @@
 //! same scenario, then the binary with `--processes` (worker processes, JSON on stdout).
 //! The two parts run one after the other, so that neither disturbs the other's timing.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 use std::process::Command;
 use std::time::Duration;
 

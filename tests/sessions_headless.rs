@@ -2,6 +2,12 @@
 //! history is sent as context, `--continue` picks the latest session, damage is reported on
 //! stderr, and a `kill -9` mid-stream loses no finished turn.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 mod sessions_common;
 
 use std::io::Read;

@@ -4,6 +4,12 @@
 //! Run: `cargo test --test sessions_kill9`. It needs the mock API (`src/mock/`); with the stub
 //! mock it fails at start-up, saying that the mock did not report its address.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 mod sessions_common;
 
 use std::io::{BufRead, BufReader, Read};
@@ -112,7 +118,7 @@ fn kill_9_during_a_stream_then_continue() {
             let _ = tx.send(n);
         }
     });
-    let streamed = rx.recv_timeout(Duration::from_secs(60));
+    let streamed = rx.recv_timeout(Duration::from_mins(1));
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     assert!(

@@ -2,6 +2,12 @@
 //! port). These talk to an external process, so they run on the real clock; waits are polled
 //! with hang guards, never asserted as timings.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 mod redis_common;
 
 use std::sync::Arc;

@@ -2,6 +2,12 @@
 //! start-up, and pacing real turns from two "processes" (two backends, two connections) that
 //! share one key against one mock API.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 mod redis_common;
 
 use std::time::Duration;

@@ -2,6 +2,12 @@
 //! reply, see a countdown under a scripted 429, quit, and find the terminal restored.
 //! Waits are on conditions (text on screen, process exit) with generous hang guards.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -196,7 +202,7 @@ fn chat_in_a_real_terminal_with_a_429_countdown_then_quit_restored() {
     let sessions = dir.path().join("data/backchat/sessions");
     let saved: String = std::fs::read_dir(&sessions)
         .expect("sessions dir")
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
     assert!(

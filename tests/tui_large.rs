@@ -2,6 +2,12 @@
 //! wrapped everything once, frames wrap nothing and look up only the visible rows, wherever
 //! the view is scrolled. Work is counted, not timed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 use backchat::retry::TurnEvent;
 use backchat::tui::app::Scroll;
 use backchat::tui::harness::{Harness, sample_turns};

@@ -3,6 +3,12 @@
 //! change in one place does not churn everything. Where colour carries meaning, the cell
 //! styles are asserted too.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 use std::time::Duration;
 
 use backchat::api::{ApiError, StreamFailure, TransportError, Usage};
@@ -447,7 +453,7 @@ fn burst_session(width: u16, height: u16) -> Harness {
             request_id: None,
         },
     );
-    h.advance(Duration::from_millis(1000));
+    h.advance(Duration::from_secs(1));
     h.turn(
         b,
         TurnEvent::Sending {
@@ -706,7 +712,7 @@ fn model_text_cannot_reach_the_terminal() {
     let (buf, _) = h.draw();
     for cell in buf.content() {
         assert!(
-            !cell.symbol().chars().any(|c| c.is_control()),
+            !cell.symbol().chars().any(char::is_control),
             "control character in a cell: {:?}",
             cell.symbol()
         );

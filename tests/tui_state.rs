@@ -2,6 +2,12 @@
 //! returns the work as data, so the tests check the effects instead of running them. The
 //! clock is the harness's: no sleeps.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 use std::time::Duration;
 
 use backchat::api::{StreamFailure, Usage};
@@ -27,7 +33,7 @@ fn started(effects: &[Effect]) -> Vec<(TurnId, usize, String)> {
                 request
                     .messages
                     .last()
-                    .map(|m| m.joined_text())
+                    .map(backchat::api::Message::joined_text)
                     .unwrap_or_default(),
             )),
             _ => None,

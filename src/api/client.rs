@@ -41,7 +41,7 @@ impl HttpTransportConfig {
             base_url: base_url.into(),
             api_key,
             connect_timeout: Duration::from_secs(10),
-            header_timeout: Duration::from_secs(600),
+            header_timeout: Duration::from_mins(10),
             idle_timeout: Duration::from_secs(90),
             pool_idle_timeout: Some(Duration::from_secs(90)),
         }

@@ -30,7 +30,7 @@ pub struct ApiError {
     pub headers: HeaderMap,
 }
 
-/// `error.details.error_code` of a spend-cap 429 (PROTOCOL.md §3.2).
+/// `error.details.error_code` of a spend-cap 429 (docs/protocol.md, *Spend-cap 429*).
 pub const SPEND_CAP_CODE: &str = "enforced_spend_limit_reached";
 
 impl ApiError {

@@ -1,6 +1,6 @@
 //! Decoding a Messages stream: bytes → SSE frames (eventsource-stream) → [`StreamEvent`]s.
 //!
-//! Dispatch is on the SSE event name, as the official SDKs do (PROTOCOL.md §2.1), falling back
+//! Dispatch is on the SSE event name, as the official SDKs do (docs/protocol.md, *Framing and dispatch*), falling back
 //! to the JSON `type` when a frame has no name. Unknown event, block and delta types are
 //! skipped; a known event whose JSON does not parse ends the stream with a decode error.
 
@@ -126,14 +126,11 @@ where
                 return None;
             }
             loop {
-                let next = match tokio::time::timeout(idle_timeout, frames.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        return Some((
-                            Err(StreamFailure::IdleTimeout(idle_timeout)),
-                            (frames, true),
-                        ));
-                    }
+                let Ok(next) = tokio::time::timeout(idle_timeout, frames.next()).await else {
+                    return Some((
+                        Err(StreamFailure::IdleTimeout(idle_timeout)),
+                        (frames, true),
+                    ));
                 };
                 match next {
                     None => return None,
@@ -141,7 +138,6 @@ where
                         Ok(Some(ev)) => return Some((Ok(ev), (frames, false))),
                         Ok(None) => {
                             tracing::debug!(event = %frame.event, "skipping unknown SSE event");
-                            continue;
                         }
                         Err(msg) => {
                             return Some((Err(StreamFailure::Decode(msg)), (frames, true)));
@@ -201,7 +197,7 @@ data: {\"type\":\"message_stop\"}\n\
                 .into_iter()
                 .map(|c| Ok::<_, std::io::Error>(Bytes::from(c))),
         );
-        decode_stream(s, Duration::from_secs(60)).collect().await
+        decode_stream(s, Duration::from_mins(1)).collect().await
     }
 
     #[tokio::test]

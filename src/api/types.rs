@@ -1,4 +1,4 @@
-//! Request and response types of `POST /v1/messages` (PROTOCOL.md §1–2).
+//! Request and response types of `POST /v1/messages` (docs/protocol.md, *Request* and *Streaming*).
 //!
 //! Only what a chat client sends is typed strictly; everything the server may add later is
 //! tolerated (`#[serde(default)]`, unknown fields ignored, unknown block types kept as JSON).
@@ -29,7 +29,7 @@ impl Role {
     }
 }
 
-/// A content block of a message we send (PROTOCOL.md §1.3).
+/// A content block of a message we send (docs/protocol.md, *Conversation rules*).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentBlock {
@@ -77,7 +77,7 @@ impl Message {
     }
 }
 
-/// Extended-thinking settings (PROTOCOL.md §1.2).
+/// Extended-thinking settings (docs/protocol.md, *Body*).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Thinking {
@@ -149,7 +149,7 @@ impl MessagesRequest {
 }
 
 /// Token usage. Every field is optional on the wire except the two counts; values in a stream
-/// are cumulative (PROTOCOL.md §2.4): merge with [`Usage::overwrite_from`], never add.
+/// are cumulative (docs/protocol.md, *Usage is cumulative*): merge with [`Usage::overwrite_from`], never add.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Input tokens after the last cache breakpoint.
@@ -183,7 +183,7 @@ impl Usage {
         }
     }
 
-    /// Input tokens that count against ITPM: `input + cache_creation` (PROTOCOL.md §4.2).
+    /// Input tokens that count against ITPM: `input + cache_creation` (docs/protocol.md, *How the limits work*).
     pub fn rate_limited_input(&self) -> u64 {
         self.input_tokens + self.cache_creation_input_tokens.unwrap_or(0)
     }
@@ -248,7 +248,7 @@ pub enum ResponseBlock {
     Unknown,
 }
 
-/// The non-streaming response object (PROTOCOL.md §1.4), and the snapshot in `message_start`.
+/// The non-streaming response object (docs/protocol.md, *The non-streaming response*), and the snapshot in `message_start`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageResponse {
     /// `msg_…`
@@ -278,7 +278,7 @@ fn assistant() -> Role {
     Role::Assistant
 }
 
-/// A `content_block_delta`'s `delta` (PROTOCOL.md §2.3).
+/// A `content_block_delta`'s `delta` (docs/protocol.md, *Deltas*).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Delta {
@@ -323,7 +323,7 @@ pub struct MessageDeltaBody {
     pub stop_sequence: Option<String>,
 }
 
-/// The error object inside the error envelope (PROTOCOL.md §3.1).
+/// The error object inside the error envelope (docs/protocol.md, *Error envelope*).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ErrorObject {
     /// e.g. `rate_limit_error`.
@@ -347,7 +347,7 @@ pub struct ErrorEnvelope {
     pub request_id: Option<String>,
 }
 
-/// One decoded server-sent event of a Messages stream (PROTOCOL.md §2).
+/// One decoded server-sent event of a Messages stream (docs/protocol.md, *Streaming*).
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamEvent {
     /// First event: the message snapshot with initial usage.
@@ -386,7 +386,7 @@ pub enum StreamEvent {
     Error(ErrorEnvelope),
 }
 
-/// `GET /v1/models` entry (PROTOCOL.md §6.2).
+/// `GET /v1/models` entry (docs/protocol.md, *Models*).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// Model id.

@@ -22,9 +22,9 @@ pub fn apply_event(turn: &mut Turn, event: &TurnEvent) -> Applied {
     match event {
         TurnEvent::Started { request_id, model } => {
             turn.state = ReplyState::Streaming;
-            turn.request_id = request_id.clone();
+            turn.request_id.clone_from(request_id);
             if !model.is_empty() {
-                turn.model = model.clone();
+                turn.model.clone_from(model);
             }
             Applied::Updated
         }

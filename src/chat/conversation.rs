@@ -1,6 +1,6 @@
 //! The conversation: turns as the person saw them, and the API input built from them.
 //!
-//! The API input is always valid (PROTOCOL.md §1.3): roles alternate starting with the user,
+//! The API input is always valid (docs/protocol.md, *Conversation rules*): roles alternate starting with the user,
 //! no block is empty, and the final message is the user's. Interrupted replies keep their
 //! partial text, marked as cut off, so that the model knows what it already said; turns that
 //! failed before any text arrived contribute only their prompt, merged with the next one.

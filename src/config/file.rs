@@ -121,14 +121,14 @@ pub fn parse(path: &Path, text: &str) -> Result<FileValues, ConfigError> {
         ..FileValues::default()
     };
     let walker = Walker { path, text };
-    for (key, val) in doc.get_ref().iter() {
+    for (key, val) in doc.get_ref() {
         let name = key.get_ref().as_ref();
         let line = line_at(text.as_bytes(), key.span().start);
         let raw = raw_of(val.get_ref());
         match name {
             "model" => out.model = Some(walker.check(name, line, raw, value::text)?),
             "max_tokens" => {
-                out.max_tokens = Some(walker.check(name, line, raw, value::positive_u32)?)
+                out.max_tokens = Some(walker.check(name, line, raw, value::positive_u32)?);
             }
             "system" => out.system = Some(walker.check(name, line, raw, value::optional_text)?),
             "base_url" => out.base_url = Some(walker.check(name, line, raw, value::http_url)?),
@@ -149,12 +149,12 @@ pub fn parse(path: &Path, text: &str) -> Result<FileValues, ConfigError> {
                 out.api_key = key.map(|value| At { value, line });
             }
             "thinking" => {
-                out.thinking = Some(walker.check(name, line, raw, value::thinking_budget)?)
+                out.thinking = Some(walker.check(name, line, raw, value::thinking_budget)?);
             }
             "theme" => out.theme = Some(walker.check(name, line, raw, value::theme)?),
             "pacing" => out.pacing = Some(walker.check(name, line, raw, value::boolean)?),
             "shared_limiter" => {
-                out.shared_limiter = Some(walker.check(name, line, raw, value::redis_url)?)
+                out.shared_limiter = Some(walker.check(name, line, raw, value::redis_url)?);
             }
             "log_level" => out.log_level = Some(walker.check(name, line, raw, value::log_level)?),
             "retry" => {
@@ -164,10 +164,10 @@ pub fn parse(path: &Path, text: &str) -> Result<FileValues, ConfigError> {
                     match k {
                         "max_retries" => {
                             out.max_retries =
-                                Some(walker.check(&full, line, raw, value::count_u32)?)
+                                Some(walker.check(&full, line, raw, value::count_u32)?);
                         }
                         "max_wait" => {
-                            out.max_wait = Some(walker.check(&full, line, raw, value::duration)?)
+                            out.max_wait = Some(walker.check(&full, line, raw, value::duration)?);
                         }
                         "deadline" => {
                             let d = walker.check(&full, line, raw, value::duration)?;
@@ -179,7 +179,7 @@ pub fn parse(path: &Path, text: &str) -> Result<FileValues, ConfigError> {
                                     &format!("{full} must be longer than zero"),
                                 ));
                             }
-                            out.deadline = Some(d)
+                            out.deadline = Some(d);
                         }
                         _ => return Err(walker.unknown(&full, k, line, &RETRY_KEYS, "retry.")),
                     }
@@ -192,19 +192,19 @@ pub fn parse(path: &Path, text: &str) -> Result<FileValues, ConfigError> {
                     match k {
                         "rpm" => {
                             out.mock_rpm =
-                                Some(walker.check(&full, line, raw, value::positive_u64)?)
+                                Some(walker.check(&full, line, raw, value::positive_u64)?);
                         }
                         "itpm" => {
                             out.mock_itpm =
-                                Some(walker.check(&full, line, raw, value::positive_u64)?)
+                                Some(walker.check(&full, line, raw, value::positive_u64)?);
                         }
                         "otpm" => {
                             out.mock_otpm =
-                                Some(walker.check(&full, line, raw, value::positive_u64)?)
+                                Some(walker.check(&full, line, raw, value::positive_u64)?);
                         }
                         "token_rate" => {
                             out.mock_token_rate =
-                                Some(walker.check(&full, line, raw, value::positive_f64)?)
+                                Some(walker.check(&full, line, raw, value::positive_f64)?);
                         }
                         _ => return Err(walker.unknown(&full, k, line, &MOCK_KEYS, "mock.")),
                     }

@@ -43,7 +43,9 @@ pub(super) fn render(c: &Config) -> String {
     row(
         "api_key",
         "api_key",
-        c.api_key.as_ref().map(|k| k.redacted()),
+        c.api_key
+            .as_ref()
+            .map(super::super::secret::ApiKey::redacted),
     );
     row("theme", "theme", Some(quoted(c.theme.as_str())));
     row("pacing", "pacing", Some(c.pacing.to_string()));

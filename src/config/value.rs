@@ -294,7 +294,7 @@ mod tests {
     fn durations_take_seconds_or_units() {
         assert_eq!(duration(Raw::Int(90)), Ok(Duration::from_secs(90)));
         assert_eq!(duration(Raw::Float(1.5)), Ok(Duration::from_millis(1500)));
-        assert_eq!(duration(Raw::Str("5m")), Ok(Duration::from_secs(300)));
+        assert_eq!(duration(Raw::Str("5m")), Ok(Duration::from_mins(5)));
         assert!(duration(Raw::Str("soon")).is_err());
         assert!(duration(Raw::Int(-1)).is_err());
         assert!(duration(Raw::Bool(true)).is_err());

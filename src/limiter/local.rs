@@ -54,7 +54,7 @@ impl Default for LocalLimiterConfig {
     fn default() -> Self {
         LocalLimiterConfig {
             probe_wait: PROBE_WAIT,
-            minute: Duration::from_secs(60),
+            minute: Duration::from_mins(1),
         }
     }
 }
@@ -243,7 +243,9 @@ impl LocalLimiter {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The modelled level of one of `class`'s buckets at `now`, if its limit is known (for
@@ -328,7 +330,10 @@ impl Limiter for LocalLimiter {
         let mut st = self.lock();
         let model = st.class(&class);
         let input = (request.estimated_input_tokens() as f64 * model.input_scale).ceil();
-        let output = model.output_estimate.min(request.max_tokens as f64).ceil();
+        let output = model
+            .output_estimate
+            .min(f64::from(request.max_tokens))
+            .ceil();
         Demand {
             requests: 1.0,
             input_tokens: input,

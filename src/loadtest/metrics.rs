@@ -1,4 +1,4 @@
-//! What a run measured (RETRY.md §7.3), from the raw records of its users: makespan against the
+//! What a run measured (docs/loadtest.md, *Metrics*), from the raw records of its users: makespan against the
 //! lower bound of §7.2, wasted 429s and attempts per success, give-ups, latency percentiles,
 //! Jain's fairness over per-user finish times, and the accuracy of every announced countdown.
 //!
@@ -79,7 +79,7 @@ impl RunRecord {
     }
 }
 
-/// The lower bound on the makespan (RETRY.md §7.2):
+/// The lower bound on the makespan (docs/loadtest.md, *Workload*):
 ///
 /// `LB = max( max(0, (M − C_R)/r_R, (ΣS − C_T)/r_T) + D + RTT/2,  N·(D + RTT/2) )`,
 ///
@@ -152,7 +152,7 @@ macro_rules! metrics_struct {
 metrics_struct! {
     /// When the last request finished.
     makespan_s: High,
-    /// The lower bound of RETRY.md §7.2.
+    /// The lower bound (docs/loadtest.md, *Lower bound*).
     lower_bound_s: High,
     /// makespan ÷ lower bound.
     ratio: High,

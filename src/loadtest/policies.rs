@@ -16,7 +16,7 @@ use crate::limiter::{Limiter, LocalLimiter, LocalLimiterConfig, RedisLimiter, Re
 use crate::retry::{RetryBudget, RetryConfig};
 use crate::secret::ApiKey;
 
-/// Attempts after which an "unlimited" policy stops (RETRY.md §7.4, P0: "stop at 1000").
+/// Attempts after which an "unlimited" policy stops (docs/loadtest.md, *Policies*: P0 stops at 1000).
 pub const UNLIMITED_ATTEMPTS: u32 = 1000;
 
 /// A policy, by its command-line name.
@@ -75,7 +75,7 @@ impl PolicyId {
         }
     }
 
-    /// The rule in one line (RETRY.md §7.4).
+    /// The rule in one line (docs/loadtest.md, *Policies*).
     pub fn description(self) -> &'static str {
         match self {
             PolicyId::Naive => "P0: retry 429/529 at once; stop at 1000 attempts",
@@ -160,7 +160,7 @@ impl PolicyId {
     }
 }
 
-/// A peer policy's rule (RETRY.md §7.4).
+/// A peer policy's rule (docs/loadtest.md, *Policies*).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerPolicy {
     /// P0.
@@ -252,7 +252,7 @@ impl PeerPolicy {
             PeerPolicy::Naive => matches!(status, 429 | 529),
             // tenacity's `retry_if_exception_type(RateLimitError)`: 529 is OverloadedError.
             PeerPolicy::TenacitySeed => status == 429,
-            // `x-should-retry` wins over the status (PROTOCOL.md §5.1).
+            // `x-should-retry` wins over the status (docs/protocol.md, *Retry headers*).
             PeerPolicy::AnthropicSdk => match hints.should_retry {
                 Some(b) => b,
                 None => matches!(status, 0 | 408 | 409 | 429) || status >= 500,

@@ -1,5 +1,5 @@
 //! `--processes P`: P operating-system processes (K/P users each) against one mock, to show
-//! what happens when processes share a key without coordinating (RETRY.md §7.4, P7c).
+//! what happens when processes share a key without coordinating (docs/loadtest.md, *Shared limiter*, P7c).
 //!
 //! The parent serves the mock in-process on a loopback port and starts P copies of its own
 //! binary in a hidden worker mode (`backchat loadtest --worker-spec JSON`). Each worker runs
@@ -7,7 +7,7 @@
 //! JSON; the parent merges them. Times are aligned on the mock's start: the spec carries it as
 //! a Unix time. The spec also carries the run's key (`e2e::run_key`, the same for every
 //! worker) and the shared-limiter URL: with `--shared-limiter`, the backchat workers pace
-//! through one Redis scope (RETRY.md §7.4, P7b) instead of each on its own.
+//! through one Redis scope (docs/loadtest.md, *Shared limiter*, P7b) instead of each on its own.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -98,8 +98,12 @@ pub async fn run(plan: &RunPlan, scale: f64, processes: usize) -> Result<RunReco
             .map_err(|e| format!("cannot start a worker process: {e}"))?;
         children.push(child);
     }
-    let outputs =
-        futures::future::join_all(children.into_iter().map(|c| c.wait_with_output())).await;
+    let outputs = futures::future::join_all(
+        children
+            .into_iter()
+            .map(tokio::process::Child::wait_with_output),
+    )
+    .await;
     server.shutdown().await;
     let mut record = RunRecord::default();
     for (i, out) in outputs.into_iter().enumerate() {

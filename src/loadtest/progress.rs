@@ -37,7 +37,10 @@ impl Progress {
         if !self.enabled {
             return;
         }
-        let mut d = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = self
+            .drawn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         d.1 = text.to_string();
         drop(d);
         self.draw(true);
@@ -57,7 +60,10 @@ impl Progress {
     }
 
     fn draw(&self, force: bool) {
-        let mut d = self.drawn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = self
+            .drawn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = std::time::Instant::now();
         if !force && now.duration_since(d.0) < REDRAW {
             return;

@@ -1,4 +1,4 @@
-//! Scenarios (RETRY.md §7.5): the workload, the server's limits and its overload, as TOML.
+//! Scenarios (docs/loadtest.md, *Scenarios*): the workload, the server's limits and its overload, as TOML.
 //!
 //! The named scenarios live in `assets/loadtest/` and are compiled in, so `--scenario A`
 //! works from any directory; anything else is read as a path. Every key is optional: a
@@ -43,7 +43,7 @@ pub enum SizeDist {
     },
 }
 
-/// 529 `overloaded_error` without `retry-after` (RETRY.md §7.1, overload variants).
+/// 529 `overloaded_error` without `retry-after` (docs/loadtest.md, *Server*, overload variants).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Overload {
     /// Windows `[start, end)` in seconds from the start of the run: every request gets 529.
@@ -395,7 +395,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn built_ins_parse_and_match_retry_md() {
+    fn built_ins_parse_and_match_the_documented_scenarios() {
         for (name, _) in BUILT_IN {
             let s = Scenario::load(name).expect(name);
             assert_eq!(s.name, name);

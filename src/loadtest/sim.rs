@@ -69,7 +69,9 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -121,7 +123,7 @@ impl SimServer {
         self.shared.lock().stats.clone()
     }
 
-    /// Admission at arrival (RETRY.md §7.1); returns the outcome, the rate-limit headers as
+    /// Admission at arrival (docs/loadtest.md, *Server*); returns the outcome, the rate-limit headers as
     /// of now and a request id.
     fn arrive(shared: &Shared, input_tokens: u64, model: &str) -> (Outcome, HeaderMap, u64) {
         let now = Instant::now();

@@ -1,4 +1,4 @@
-//! The closed-loop users (RETRY.md §7.2): each sends its next request when the previous reply
+//! The closed-loop users (docs/loadtest.md, *Workload*): each sends its next request when the previous reply
 //! has ended, under one policy, and records what happened. When the policy gives up, the user
 //! resubmits the request, as a person pressing "retry" would, and the give-up is counted.
 //!
@@ -108,7 +108,9 @@ impl Transport for Recording {
         let log = Arc::clone(&self.log);
         Box::pin(async move {
             let result = sent.await;
-            let mut l = log.lock().unwrap_or_else(|p| p.into_inner());
+            let mut l = log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             l.attempts += 1;
             let status = result.as_ref().map_or(0, |r| r.status);
             l.last_status = status;
@@ -258,7 +260,8 @@ async fn run_user(
     for size in workload::sizes(scenario, plan.seed, user) {
         let request = workload::request(&plan.model, size, scenario.output_tokens);
         let submitted = Instant::now();
-        *log.lock().unwrap_or_else(|p| p.into_inner()) = AttemptLog::default();
+        *log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = AttemptLog::default();
         let mut give_ups = 0;
         let mut rate_limit_give_ups = 0;
         loop {
@@ -292,7 +295,11 @@ async fn run_user(
             }
         }
         let done = Instant::now();
-        let l = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
+        let l = std::mem::take(
+            &mut *log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         record.requests.push(RequestRecord {
             user,
             input_tokens: size,

@@ -1,4 +1,4 @@
-//! The workload (RETRY.md §7.2): K closed-loop users, each sending N requests one after the
+//! The workload (docs/loadtest.md, *Workload*): K closed-loop users, each sending N requests one after the
 //! other, each of S input tokens. This file builds the requests and draws their sizes.
 
 use rand::SeedableRng;

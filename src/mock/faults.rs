@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn spend_cap_points_at_next_month() {
         // 2026-12-15 → 2027-01-01.
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_797_292_800);
+        let t = SystemTime::UNIX_EPOCH + Duration::from_hours(499_248);
         let e = spend_cap(t);
         assert!(
             e.message.contains("2027-01-01 at 00:00 UTC"),

@@ -59,7 +59,10 @@ pub(crate) struct Plan {
 impl Plan {
     /// Plan the reply to `params`: the thinking block (if asked for) and the text, cut to
     /// `max_tokens`, chunked, and the fault point fixed.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per knob of the generated reply"
+    )]
     pub(crate) fn new(
         config: &MockConfig,
         params: &MessagesParams,
@@ -340,8 +343,8 @@ async fn strike(shared: &Shared, plan: &Plan, sink: &mut Sink) -> Option<Ending>
             if let Sink::Stream(tx) = sink {
                 // Silent until the client gives up or the server stops.
                 tokio::select! {
-                    _ = tx.closed() => {}
-                    _ = shared.shutting_down() => {}
+                    () = tx.closed() => {}
+                    () = shared.shutting_down() => {}
                 }
             }
             Some(Ending::Fault(plan.fault.clone()))

@@ -213,7 +213,7 @@ async fn handle(
         && parts
             .headers
             .get("anthropic-version")
-            .is_none_or(|v| v.is_empty())
+            .is_none_or(http::HeaderValue::is_empty)
     {
         error_response(
             &ErrorReply::new(

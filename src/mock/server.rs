@@ -75,7 +75,9 @@ impl Shared {
 
     /// The state; a poisoned lock (a panicking handler) still holds consistent data.
     pub(crate) fn lock(&self) -> MutexGuard<'_, MockState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// `prefix` + `n` random base-62 characters, like the API's ids.
@@ -98,8 +100,8 @@ impl Shared {
             return false;
         }
         tokio::select! {
-            _ = tokio::time::sleep_until(deadline) => true,
-            _ = wait_for_shutdown(&mut rx) => false,
+            () = tokio::time::sleep_until(deadline) => true,
+            () = wait_for_shutdown(&mut rx) => false,
         }
     }
 

@@ -101,7 +101,7 @@ fn model_field(obj: &Map<String, Value>) -> Result<String, String> {
 
 fn system_field(obj: &Map<String, Value>) -> Result<(), String> {
     match obj.get("system") {
-        None | Some(Value::Null) | Some(Value::String(_)) => Ok(()),
+        None | Some(Value::Null | Value::String(_)) => Ok(()),
         Some(Value::Array(blocks)) => {
             for (i, b) in blocks.iter().enumerate() {
                 if b.get("type").and_then(Value::as_str) != Some("text") {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::snapshot::{Bucket, BucketQuota};
 
 /// The server's "minute" when it is not told otherwise.
-const MINUTE: Duration = Duration::from_secs(60);
+const MINUTE: Duration = Duration::from_mins(1);
 
 /// The `±` error of a token count in `remaining`: the server rounds it to the nearest 1,000.
 const TOKEN_ROUNDING: f64 = 500.0;
@@ -99,7 +99,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_small_enforced_capacity_is_learned_from_its_best_lower_bound() {
         let now = Instant::now();
-        let minute = Duration::from_secs(60);
+        let minute = Duration::from_mins(1);
         let q = reading(30_000, 2_000, Duration::from_secs(6), now);
         let (low, high) =
             capacity_range(&q, now, Bucket::InputTokens, minute).expect("smaller than the limit");

@@ -159,7 +159,7 @@ mod tests {
         );
         assert_eq!(
             q.tokens.as_ref().and_then(|r| r.reset),
-            Some(now + Duration::from_secs(360))
+            Some(now + Duration::from_mins(6))
         );
         assert_eq!(q.tokens.as_ref().and_then(|r| r.remaining), Some(149_984));
     }

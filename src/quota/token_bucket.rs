@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(b.time_until(3.0, later), Some(Duration::from_millis(500)));
         assert_eq!(b.time_until_full(later), Duration::from_millis(57_500));
         // Never above capacity.
-        assert_eq!(b.level(now + Duration::from_secs(3600)), 60.0);
+        assert_eq!(b.level(now + Duration::from_hours(1)), 60.0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -43,7 +43,8 @@ impl RetryBudget {
         }
     }
 
-    /// A budget that never refuses (for `--retry-budget off` and for tests of other things).
+    /// A budget that never refuses (for tests of other things).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn unlimited() -> Self {
         RetryBudget::new(BudgetConfig {
             max_tokens: f64::INFINITY,
@@ -56,7 +57,10 @@ impl RetryBudget {
         if self.config.max_tokens.is_infinite() {
             return true;
         }
-        let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *t = (*t - 1.0).max(0.0);
         *t > self.config.max_tokens / 2.0
     }
@@ -66,13 +70,19 @@ impl RetryBudget {
         if self.config.max_tokens.is_infinite() {
             return;
         }
-        let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *t = (*t + self.config.token_ratio).min(self.config.max_tokens);
     }
 
     /// Tokens left (for diagnostics).
     pub fn tokens(&self) -> f64 {
-        *self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+        *self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

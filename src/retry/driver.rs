@@ -102,11 +102,10 @@ impl Driver {
         let deadline = started + self.config.deadline;
         let max_attempts = self.config.max_retries.saturating_add(1);
         let class = ModelClass::of(&request.model);
-        let estimated_input = self
-            .limiter
-            .as_ref()
-            .map(|l| l.estimate(&request).input_tokens as u64)
-            .unwrap_or_else(|| request.estimated_input_tokens());
+        let estimated_input = self.limiter.as_ref().map_or_else(
+            || request.estimated_input_tokens(),
+            |l| l.estimate(&request).input_tokens as u64,
+        );
         let mut last_quota: Option<QuotaSnapshot> = None;
         let mut attempt: u32 = 0;
 
@@ -205,7 +204,10 @@ impl Driver {
                 estimated_input,
             };
             let decision = {
-                let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+                let mut rng = self
+                    .rng
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 next_wait(
                     &failed,
                     Instant::now(),
@@ -269,8 +271,8 @@ impl Driver {
                         source: DelaySource::Pacer,
                     });
                     tokio::select! {
-                        _ = tokio::time::sleep_until(until) => {}
-                        _ = ready => {}
+                        () = tokio::time::sleep_until(until) => {}
+                        () = ready => {}
                     }
                 }
                 Reservation::Granted(grant) => {
@@ -666,9 +668,7 @@ fn wait_too_long_message(
     resets: Option<Instant>,
     cause: WaitCause,
 ) -> String {
-    let when = resets
-        .map(local_clock)
-        .unwrap_or_else(|| "later".to_string());
+    let when = resets.map_or_else(|| "later".to_string(), local_clock);
     format!(
         "The server asks to wait {} ({}, {}), longer than --max-wait ({}). The quota frees up at \
          {when}; try again then, or raise --max-wait.",
@@ -836,7 +836,7 @@ mod tests {
         next_wait(&failed, now, now + deadline_in, &config(), budget, &mut rng)
     }
 
-    const LONG: Duration = Duration::from_secs(15 * 60);
+    const LONG: Duration = Duration::from_mins(15);
 
     #[tokio::test(start_paused = true)]
     async fn a_retryable_error_waits_as_the_server_says() {

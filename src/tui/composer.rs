@@ -171,8 +171,7 @@ impl Composer {
         line[..self.col]
             .grapheme_indices(true)
             .next_back()
-            .map(|(i, _)| i)
-            .unwrap_or(0)
+            .map_or(0, |(i, _)| i)
     }
 
     fn next_boundary(&self) -> usize {
@@ -180,8 +179,7 @@ impl Composer {
         line[self.col..]
             .graphemes(true)
             .next()
-            .map(|g| self.col + g.len())
-            .unwrap_or(line.len())
+            .map_or(line.len(), |g| self.col + g.len())
     }
 
     /// Move to `row`, keeping the display column as near as possible.
@@ -219,7 +217,7 @@ impl Composer {
         while i > 0 && is_word(gs[i - 1].1) {
             i -= 1;
         }
-        self.col = gs.get(i).map(|(b, _)| *b).unwrap_or(0);
+        self.col = gs.get(i).map_or(0, |(b, _)| *b);
     }
 
     fn word_right(&mut self) {

@@ -319,7 +319,9 @@ impl Runner<'_> {
                     let mut stream = self.driver.run(request);
                     let tx = self.tx.clone();
                     let handle = tokio::spawn(async move {
+                        let mut logger = crate::logging::TurnLogger::new();
                         while let Some(event) = stream.next().await {
+                            logger.observe(&event);
                             if tx.send(Msg::Turn { id, event }).is_err() {
                                 return;
                             }
@@ -491,7 +493,7 @@ async fn main_loop(
                 None => break Ok(()),
             },
             m = rx.recv() => m,
-            _ = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {
+            () = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {
                 dirty = true;
                 Some(Msg::Tick)
             }

@@ -122,9 +122,7 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
     if ctx.help_open {
         return match key.code {
             KeyCode::Char('c') if ctrl => Some(Action::Interrupt),
-            KeyCode::Esc | KeyCode::F(1) | KeyCode::Char('q') | KeyCode::Char('?') => {
-                Some(Action::CloseHelp)
-            }
+            KeyCode::Esc | KeyCode::F(1) | KeyCode::Char('q' | '?') => Some(Action::CloseHelp),
             KeyCode::Enter => Some(Action::CloseHelp),
             KeyCode::Up | KeyCode::Char('k') => Some(Action::HelpScroll(-1)),
             KeyCode::Down | KeyCode::Char('j') => Some(Action::HelpScroll(1)),

@@ -265,6 +265,6 @@ mod tests {
         let now = t0 + Duration::from_millis(12_300);
         assert_eq!(age_text_changes_at(t0, now), t0 + Duration::from_secs(13));
         let now = t0 + Duration::from_secs(125);
-        assert_eq!(age_text_changes_at(t0, now), t0 + Duration::from_secs(180));
+        assert_eq!(age_text_changes_at(t0, now), t0 + Duration::from_mins(3));
     }
 }

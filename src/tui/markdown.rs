@@ -638,7 +638,7 @@ mod tests {
         for l in lines {
             wrap_into(l, 200, &mut out);
         }
-        out.iter().map(|l| l.to_string()).collect()
+        out.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]
@@ -672,7 +672,7 @@ mod tests {
     fn boundaries_skip_fences_and_indented_lines() {
         let t = "a\n\nb\n\n```\nx\n\ny\n```\n\n  c\n\nd";
         let b = boundaries(t, 0);
-        let starts: Vec<&str> = b.iter().map(|&i| &t[i..i + 1]).collect();
+        let starts: Vec<&str> = b.iter().map(|&i| &t[i..=i]).collect();
         assert_eq!(starts, vec!["b", "`", "d"]);
         // A boundary found in a prefix stays a boundary as text grows.
         for cut in 0..t.len() {

@@ -28,7 +28,10 @@ pub struct TurnId(pub u64);
 /// An input to [`update`](super::app::update).
 // Messages are moved once through a channel; boxing the turn event would cost an allocation
 // per text delta for no gain.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "messages are moved once, not stored in bulk"
+)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Msg {
     /// A key press.

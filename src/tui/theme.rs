@@ -32,7 +32,7 @@ impl Theme {
     /// The theme for a given value of `NO_COLOR` (`None` when unset).
     pub fn from_no_color(value: Option<&std::ffi::OsStr>) -> Theme {
         Theme {
-            color: value.is_none_or(|v| v.is_empty()),
+            color: value.is_none_or(std::ffi::OsStr::is_empty),
             light: false,
         }
     }
@@ -58,7 +58,7 @@ impl Theme {
         }
     }
 
-    fn fg(&self, base: Style, color: Color) -> Style {
+    fn fg(self, base: Style, color: Color) -> Style {
         if self.color {
             base.fg(self.adapt(color))
         } else {
@@ -68,7 +68,7 @@ impl Theme {
 
     /// On a light background the bright colours are hard to read: use darker ones
     /// (xterm-256 indexes).
-    fn adapt(&self, color: Color) -> Color {
+    fn adapt(self, color: Color) -> Color {
         if !self.light {
             return color;
         }

@@ -325,18 +325,17 @@ pub fn wrap_into(line: &StyledLine, width: u16, out: &mut Vec<Line<'static>>) ->
 }
 
 fn wrap_words(line: &StyledLine, width: usize, out: &mut Vec<Line<'static>>) {
-    let mut b = Builder::new(out, line, width);
-    let mut word: Vec<(Style, String)> = Vec::new();
-    let mut word_w = 0usize;
-    let mut space: Vec<(Style, String)> = Vec::new();
-    let mut space_w = 0usize;
-
     fn add(parts: &mut Vec<(Style, String)>, style: Style, g: &str) {
         match parts.last_mut() {
             Some((s, text)) if *s == style => text.push_str(g),
             _ => parts.push((style, g.to_string())),
         }
     }
+    let mut b = Builder::new(out, line, width);
+    let mut word: Vec<(Style, String)> = Vec::new();
+    let mut word_w = 0usize;
+    let mut space: Vec<(Style, String)> = Vec::new();
+    let mut space_w = 0usize;
 
     let flush = |b: &mut Builder<'_>,
                  word: &mut Vec<(Style, String)>,
@@ -395,7 +394,7 @@ mod tests {
     use ratatui::style::Modifier;
 
     fn texts(lines: &[Line<'_>]) -> Vec<String> {
-        lines.iter().map(|l| l.to_string()).collect()
+        lines.iter().map(std::string::ToString::to_string).collect()
     }
 
     fn wrap(line: &StyledLine, width: u16) -> Vec<String> {

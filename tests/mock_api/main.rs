@@ -8,6 +8,12 @@
 //!
 //! One module per subject; `harness.rs` holds the shared helpers.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
 mod endpoints;
 mod faults;
 mod harness;

@@ -117,7 +117,7 @@ async fn the_clients_decoder_reads_the_mock_stream() {
         .send()
         .await
         .expect("response");
-    let events: Vec<_> = decode_stream(resp.bytes_stream(), Duration::from_secs(60))
+    let events: Vec<_> = decode_stream(resp.bytes_stream(), Duration::from_mins(1))
         .collect()
         .await;
     assert!(events.iter().all(Result::is_ok), "{events:?}");

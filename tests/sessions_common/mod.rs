@@ -83,7 +83,7 @@ impl Home {
         for (k, v) in env {
             c.env(k, v);
         }
-        run_with_timeout(c, Duration::from_secs(60))
+        run_with_timeout(c, Duration::from_mins(1))
     }
 
     /// The environment variables of [`Home::command`], for an in-process `Config::resolve`.
@@ -108,12 +108,11 @@ pub fn run_with_timeout(mut c: Command, limit: Duration) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(limit) {
-        Ok(out) => out.expect("output collected"),
-        Err(_) => {
-            let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
-            panic!("backchat did not finish within {limit:?}");
-        }
+    if let Ok(out) = rx.recv_timeout(limit) {
+        out.expect("output collected")
+    } else {
+        let _ = Command::new("kill").args(["-9", &id.to_string()]).status();
+        panic!("backchat did not finish within {limit:?}");
     }
 }
 
@@ -262,7 +261,7 @@ fn serve(stream: TcpStream, answer: Answer, log: &Mutex<Vec<Received>>) {
             let _ = out.write_all(sse_text(&text).as_bytes());
             let _ = out.flush();
             // Hold the connection open until the client goes away.
-            std::thread::sleep(Duration::from_secs(300));
+            std::thread::sleep(Duration::from_mins(5));
         }
     }
     let _ = out.flush();

@@ -16,7 +16,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
 pub const RETRY_EVERY: Duration = Duration::from_secs(3);
 
 /// How far ahead a reservation may reach by default (the driver's default `--max-wait`).
-pub const MAX_AHEAD: Duration = Duration::from_secs(120);
+pub const MAX_AHEAD: Duration = Duration::from_mins(2);
 
 /// How to reach Redis and how patient to be with it.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,7 +49,7 @@ impl RedisLimiterConfig {
             retry_every: RETRY_EVERY,
             max_ahead: MAX_AHEAD,
             probe_wait: PROBE_WAIT,
-            minute: Duration::from_secs(60),
+            minute: Duration::from_mins(1),
         }
     }
 

@@ -146,7 +146,9 @@ impl RedisLimiter {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn keys(&self, class: &ModelClass) -> Vec<String> {
@@ -354,7 +356,7 @@ impl RedisLimiter {
                 loop {
                     tokio::time::sleep(every).await;
                     match link.call(call.clone(), None).await {
-                        Ok((reply, _)) if reply.flag == 0 => continue,
+                        Ok((reply, _)) if reply.flag == 0 => {}
                         _ => break,
                     }
                 }

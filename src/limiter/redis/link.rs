@@ -138,7 +138,9 @@ impl Link {
     }
 
     fn lock(&self) -> MutexGuard<'_, LinkState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn set_dead(&self, reason: String) {
@@ -221,7 +223,9 @@ struct Worker {
 
 impl Worker {
     fn lock(&self) -> MutexGuard<'_, LinkState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {

@@ -14,10 +14,7 @@ use crate::tui::sanitize::sanitize;
 
 /// How long ago, in words: "just now", "5 min ago", "3 h ago", "2 days ago".
 pub fn ago(modified: SystemTime, now: SystemTime) -> String {
-    let secs = now
-        .duration_since(modified)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = now.duration_since(modified).map_or(0, |d| d.as_secs());
     match secs {
         0..=59 => "just now".to_string(),
         60..=3599 => format!("{} min ago", secs / 60),

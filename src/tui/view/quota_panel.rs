@@ -100,7 +100,7 @@ fn gauge(
     // The bar.
     let frac = q.and_then(BucketQuota::fraction_left);
     let pct = frac.map(|f| format!(" {:>3}%", (f * 100.0).round() as u64));
-    let bar_w = w.saturating_sub(pct.as_ref().map_or(5, |p| p.len()));
+    let bar_w = w.saturating_sub(pct.as_ref().map_or(5, std::string::String::len));
     let filled = frac.map_or(0, |f| ((f * bar_w as f64).round() as usize).min(bar_w));
     let fill_style = if stale {
         theme.dim()
@@ -197,7 +197,7 @@ pub fn render_timeline(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
             .unwrap_or(now)
     };
     let end = last.max(start + Duration::from_secs(5));
-    let window = Duration::from_secs(600);
+    let window = Duration::from_mins(10);
     let start = if end.saturating_duration_since(start) > window {
         end - window
     } else {
@@ -230,7 +230,7 @@ pub fn render_timeline(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
             let to = start + span.mul_f64((c + 1) as f64 / cols as f64);
             match timeline::cell(lane, from, to, now) {
                 Some((ch, kind)) => {
-                    spans.push(Span::styled(ch.to_string(), cell_style(kind, theme)))
+                    spans.push(Span::styled(ch.to_string(), cell_style(kind, theme)));
                 }
                 None => spans.push(Span::raw(" ")),
             }
