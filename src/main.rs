@@ -109,7 +109,7 @@ fn start(config: &Config) {
     start_logging(config);
     if cfg!(debug_assertions) && std::env::var("BACKCHAT_TEST_PANIC").as_deref() == Ok("1") {
         // Test hook (debug builds only): prove that a panic message holding the key is
-        // redacted on its way out (tests/key_leak.rs).
+        // redacted on its way out (tests/binary/key_leak.rs).
         let key = config.api_key.as_ref().map_or("(no key)", |k| k.expose());
         panic!("BACKCHAT_TEST_PANIC: deliberate panic; the key is {key}");
     }

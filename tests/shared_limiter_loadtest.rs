@@ -10,15 +10,16 @@
     reason = "a test may fail by panicking"
 )]
 
-mod redis_common;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use redis_common::RedisServer;
 use serde_json::Value;
+use support::redis::RedisServer;
 
 /// The longest a run may take before the test calls it hung (each needs a few seconds).
 const HANG: Duration = Duration::from_mins(2);
