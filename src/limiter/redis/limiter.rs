@@ -104,6 +104,7 @@ impl RedisLimiter {
         let target = display_target(&config.url);
         let link = Link::start(
             &config.url,
+            config.ca_file.as_deref(),
             target.clone(),
             LinkTiming {
                 call_timeout: config.call_timeout,
