@@ -108,6 +108,7 @@ impl Backend {
                 let shared = RedisLimiterConfig {
                     // A slot further out than the driver would wait is of no use to anyone.
                     max_ahead: config.retry.max_wait.min(config.retry.deadline),
+                    ca_file: config.shared_limiter_ca.clone(),
                     ..RedisLimiterConfig::new(url.clone())
                 };
                 Some(Arc::new(RedisLimiter::connect(shared, key.as_ref()).await))

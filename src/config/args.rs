@@ -67,9 +67,15 @@ pub struct RetryArgs {
     pub no_pacing: bool,
 
     /// Share one key's quota with other backchat processes through Redis
-    /// (`redis://HOST:PORT/DB`). Env: BACKCHAT_SHARED_LIMITER.
+    /// (`redis://HOST:PORT/DB`, `rediss://` for TLS, or a cluster's nodes separated by
+    /// commas). Env: BACKCHAT_SHARED_LIMITER.
     #[arg(long, value_name = "URL")]
     pub shared_limiter: Option<String>,
+
+    /// A PEM file of CA certificates to trust for `rediss://`, besides the system's.
+    /// Env: BACKCHAT_SHARED_LIMITER_CA.
+    #[arg(long, value_name = "PATH")]
+    pub shared_limiter_ca: Option<PathBuf>,
 }
 
 /// What each request asks for: the model, the system prompt, the reply's size and thinking.

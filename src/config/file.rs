@@ -45,6 +45,8 @@ pub struct FileValues {
     pub pacing: Option<At<bool>>,
     /// `shared_limiter`.
     pub shared_limiter: Option<At<String>>,
+    /// `shared_limiter_ca`.
+    pub shared_limiter_ca: Option<At<PathBuf>>,
     /// `log_level`.
     pub log_level: Option<At<String>>,
     /// `[retry] max_retries`.
@@ -64,7 +66,7 @@ pub struct FileValues {
 }
 
 /// The keys of the top level.
-pub const TOP_KEYS: [&str; 13] = [
+pub const TOP_KEYS: [&str; 14] = [
     "model",
     "max_tokens",
     "system",
@@ -75,6 +77,7 @@ pub const TOP_KEYS: [&str; 13] = [
     "theme",
     "pacing",
     "shared_limiter",
+    "shared_limiter_ca",
     "log_level",
     "retry",
     "mock",
@@ -155,6 +158,9 @@ pub fn parse(path: &Path, text: &str) -> Result<FileValues, ConfigError> {
             "pacing" => out.pacing = Some(walker.check(name, line, raw, value::boolean)?),
             "shared_limiter" => {
                 out.shared_limiter = Some(walker.check(name, line, raw, value::redis_url)?);
+            }
+            "shared_limiter_ca" => {
+                out.shared_limiter_ca = Some(walker.check(name, line, raw, value::file_path)?);
             }
             "log_level" => out.log_level = Some(walker.check(name, line, raw, value::log_level)?),
             "retry" => {

@@ -42,7 +42,7 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// The environment variables backchat reads, with the key each one sets.
-pub const ENV_VARS: [(&str, &str); 10] = [
+pub const ENV_VARS: [(&str, &str); 11] = [
     ("ANTHROPIC_API_KEY", "api_key"),
     ("ANTHROPIC_BASE_URL", "base_url"),
     ("BACKCHAT_MODEL", "model"),
@@ -52,6 +52,7 @@ pub const ENV_VARS: [(&str, &str); 10] = [
     ("BACKCHAT_MAX_WAIT", "retry.max_wait"),
     ("BACKCHAT_LOG_LEVEL", "log_level"),
     ("BACKCHAT_SHARED_LIMITER", "shared_limiter"),
+    ("BACKCHAT_SHARED_LIMITER_CA", "shared_limiter_ca"),
     ("BACKCHAT_CONFIG", "(the config file)"),
 ];
 
@@ -128,8 +129,10 @@ pub struct Config {
     pub retry: RetryConfig,
     /// Pace from the rate-limit headers.
     pub pacing: bool,
-    /// Redis URL of the shared limiter.
+    /// Redis URL of the shared limiter (or a cluster's URLs, comma-separated).
     pub shared_limiter: Option<String>,
+    /// A PEM file of CA certificates trusted for `rediss://` besides the system's roots.
+    pub shared_limiter_ca: Option<PathBuf>,
     /// Log level for the log file: one of [`LOG_LEVELS`], lower case.
     pub log_level: String,
     /// The TUI's colour scheme.
@@ -166,6 +169,7 @@ impl Default for Config {
             retry: RetryConfig::default(),
             pacing: true,
             shared_limiter: None,
+            shared_limiter_ca: None,
             log_level: DEFAULT_LOG_LEVEL.to_string(),
             theme: Theme::default(),
             mock: MockSettings::default(),
@@ -370,6 +374,20 @@ impl Config {
                 .map(|a| at(Some(a.value.clone()), a.line)),
             None,
         )?;
+        let shared_limiter_ca = r.pick(
+            "shared_limiter_ca",
+            retry_args
+                .shared_limiter_ca
+                .as_ref()
+                .map(|p| ("--shared-limiter-ca", Ok(Some(p.clone())))),
+            Some(("BACKCHAT_SHARED_LIMITER_CA", |raw| {
+                value::file_path(raw).map(Some)
+            })),
+            &fv.shared_limiter_ca
+                .as_ref()
+                .map(|a| at(Some(a.value.clone()), a.line)),
+            None,
+        )?;
         let pacing = r.pick(
             "pacing",
             retry_args.no_pacing.then_some(("--no-pacing", Ok(false))),
@@ -448,6 +466,7 @@ impl Config {
             retry,
             pacing,
             shared_limiter,
+            shared_limiter_ca,
             log_level,
             theme,
             mock,

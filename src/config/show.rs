@@ -55,6 +55,13 @@ pub(super) fn render(c: &Config) -> String {
         .as_deref()
         .map(|u| quoted(&crate::limiter::redis::display_target(u)));
     row("shared_limiter", "shared_limiter", limiter);
+    row(
+        "shared_limiter_ca",
+        "shared_limiter_ca",
+        c.shared_limiter_ca
+            .as_deref()
+            .map(|p| quoted(&p.display().to_string())),
+    );
     row("log_level", "log_level", Some(quoted(&c.log_level)));
     let top = std::mem::take(&mut rows);
 

@@ -2,6 +2,7 @@
 //! flag. Each check returns the value or the end of a sentence ("must be …, got …") that the
 //! caller prefixes with the key and places (file and line, variable or flag).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A value to check, as it arrived.
@@ -159,25 +160,44 @@ pub(crate) fn http_url(raw: Raw<'_>) -> Result<String, String> {
     url_with_scheme(raw, &["http", "https"], "an http:// or https:// URL")
 }
 
-/// A Redis URL (`redis://`, `redis+unix://` or `unix://`). TLS (`rediss://`) is refused with
-/// its own message: backchat's Redis client is built without TLS, and a URL that can never
-/// connect would only fail open quietly.
+/// A Redis URL (`redis://`, `rediss://` for TLS, `redis+unix://` or `unix://`), or a Redis
+/// Cluster's nodes: two or more `redis://`/`rediss://` URLs separated by commas, all with the
+/// same scheme (a cluster speaks TLS on every node or on none).
 pub(crate) fn redis_url(raw: Raw<'_>) -> Result<String, String> {
-    if raw
-        .text()
-        .is_some_and(|s| s.trim().starts_with("rediss://"))
-    {
-        return Err(
-            "rediss:// (Redis over TLS) is not supported; use redis:// (e.g. through a local \
-             TLS tunnel)"
-                .to_string(),
-        );
+    const WHAT: &str = "a redis://HOST:PORT/DB or rediss:// URL, or a cluster's URLs separated by commas";
+    let Some(text) = raw.text() else {
+        return Err(got(WHAT, raw));
+    };
+    let nodes = crate::limiter::redis::node_urls(text);
+    if nodes.len() <= 1 {
+        return url_with_scheme(raw, &["redis", "rediss", "redis+unix", "unix"], WHAT);
     }
-    url_with_scheme(
-        raw,
-        &["redis", "redis+unix", "unix"],
-        "a redis://HOST:PORT/DB URL",
-    )
+    let mut schemes = Vec::new();
+    for node in &nodes {
+        url_with_scheme(Raw::Text(node), &["redis", "rediss"], WHAT)
+            .map_err(|_| got(WHAT, raw))?;
+        schemes.push(node.split("://").next().unwrap_or_default());
+    }
+    if schemes.iter().any(|s| *s != schemes[0]) {
+        return Err(format!(
+            "must use one scheme for every cluster node (all redis:// or all rediss://), got {}",
+            crate::limiter::redis::display_target(text)
+        ));
+    }
+    Ok(nodes.join(","))
+}
+
+/// A file's path (`~/` is the home directory). Whether the file exists is checked where it is
+/// read, with the reason in the message.
+pub(crate) fn file_path(raw: Raw<'_>) -> Result<PathBuf, String> {
+    const WHAT: &str = "a file path";
+    match raw.text().map(str::trim) {
+        Some("") | None => Err(got(WHAT, raw)),
+        Some(s) => match (s.strip_prefix("~/"), std::env::var_os("HOME")) {
+            (Some(rest), Some(home)) => Ok(PathBuf::from(home).join(rest)),
+            _ => Ok(PathBuf::from(s)),
+        },
+    }
 }
 
 fn url_with_scheme(raw: Raw<'_>, schemes: &[&str], what: &str) -> Result<String, String> {
@@ -307,8 +327,16 @@ mod tests {
         assert!(http_url(Raw::Str("localhost:8080")).is_err());
         assert!(redis_url(Raw::Str("redis://127.0.0.1:6379/0")).is_ok());
         assert!(redis_url(Raw::Str("http://127.0.0.1")).is_err());
-        let tls = redis_url(Raw::Str("rediss://cache:6380/0")).expect_err("refused");
-        assert!(tls.contains("not supported"), "{tls}");
+        assert!(redis_url(Raw::Str("rediss://cache:6380/0")).is_ok());
+        assert_eq!(
+            redis_url(Raw::Str("redis://a:7000, redis://b:7001")),
+            Ok("redis://a:7000,redis://b:7001".to_string())
+        );
+        let mixed = redis_url(Raw::Str("redis://a:7000,rediss://b:7001")).expect_err("mixed");
+        assert!(mixed.contains("one scheme"), "{mixed}");
+        assert!(redis_url(Raw::Str("redis://a:7000,unix:///tmp/r.sock")).is_err());
+        assert_eq!(file_path(Raw::Str("/etc/ca.pem")), Ok(PathBuf::from("/etc/ca.pem")));
+        assert!(file_path(Raw::Str(" ")).is_err());
     }
 
     #[test]

@@ -108,6 +108,9 @@ impl Driver {
         );
         let mut last_quota: Option<QuotaSnapshot> = None;
         let mut attempt: u32 = 0;
+        // Failed attempts whose retry the server scheduled (a 429 with `retry-after`): they
+        // do not count against `--max-retries` (see `policy::counts_against_max_retries`).
+        let mut scheduled: u32 = 0;
 
         loop {
             attempt += 1;
@@ -197,6 +200,7 @@ impl Driver {
 
             let failed = FailedAttempt {
                 attempt,
+                scheduled,
                 error: &error,
                 hints: &hints,
                 quota: quota.as_ref(),
@@ -224,6 +228,9 @@ impl Driver {
                     return;
                 }
             };
+            if !wait.counted {
+                scheduled += 1;
+            }
             if error.is_rate_limit()
                 && wait.source != DelaySource::Backoff
                 && let Some(l) = &self.limiter
@@ -527,6 +534,9 @@ impl Drop for Ticket {
 struct FailedAttempt<'a> {
     /// Its number (1 for the first try).
     attempt: u32,
+    /// How many of the turn's earlier failures were waits the server scheduled, which do not
+    /// count against `--max-retries`.
+    scheduled: u32,
     /// The error.
     error: &'a Attempt,
     /// The retry hints of its response (none for a network error).
@@ -550,6 +560,9 @@ struct Wait {
     source: DelaySource,
     /// Why.
     cause: WaitCause,
+    /// Whether this failure counts against `--max-retries` (a rate-limit wait the server
+    /// scheduled does not).
+    counted: bool,
 }
 
 /// The one decision after a failed attempt: the wait before the next one, or the failure that
@@ -567,6 +580,7 @@ fn next_wait(
 ) -> Result<Wait, Box<TurnFailure>> {
     let &FailedAttempt {
         attempt,
+        scheduled,
         error,
         hints,
         quota,
@@ -581,7 +595,10 @@ fn next_wait(
         }
         Verdict::Retry { cause } => cause,
     };
-    if attempt >= max_attempts {
+    // A wait the server scheduled is bounded by --max-wait and the deadline below, not by the
+    // attempt count; every other failure counts, after the scheduled ones are taken out.
+    let counted = policy::counts_against_max_retries(cause, hints);
+    if counted && attempt.saturating_sub(scheduled) >= max_attempts {
         let message = format!(
             "Gave up after {attempt} attempts (--max-retries {}). Last error: {}",
             config.max_retries,
@@ -640,6 +657,7 @@ fn next_wait(
         until,
         source,
         cause,
+        counted,
     })
 }
 
@@ -826,6 +844,7 @@ mod tests {
         let now = Instant::now();
         let failed = FailedAttempt {
             attempt,
+            scheduled: 0,
             error,
             hints,
             quota: None,
@@ -850,6 +869,7 @@ mod tests {
                 until: now + Duration::from_secs(2),
                 source: DelaySource::RetryAfter,
                 cause: WaitCause::RateLimit,
+                counted: false,
             })
         );
         // Without a hint a 529 backs off with full jitter, within the first bound (1 s).
@@ -887,8 +907,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_last_attempt_gives_up() {
+        // A 429 without the server's schedule counts as a retry like any error.
         let error = api_error(429, "rate_limit_error");
-        let failure = decide(&error, 9, &retry_after(2), LONG, &RetryBudget::default())
+        let failure = decide(&error, 9, &RetryHints::default(), LONG, &RetryBudget::default())
             .expect_err("nine attempts are all there are");
         assert_eq!(failure.kind, FailureKind::RetriesExhausted);
         assert_eq!(
@@ -898,6 +919,114 @@ mod tests {
         );
         assert_eq!((failure.attempts, failure.resets_at), (9, None));
         assert!(failure.api.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_the_server_scheduled_does_not_count_against_max_retries() {
+        let rate_limited = api_error(429, "rate_limit_error");
+        // Attempt 9 of 9, but the server booked the retry: it is waited for.
+        let wait = decide(&rate_limited, 9, &retry_after(2), LONG, &RetryBudget::default())
+            .expect("a scheduled wait");
+        assert!(!wait.counted);
+        // ... bounded by --max-wait and the deadline instead.
+        let failure = decide(&rate_limited, 40, &retry_after(300), LONG, &RetryBudget::default())
+            .expect_err("longer than --max-wait");
+        assert_eq!(failure.kind, FailureKind::WaitTooLong);
+        let failure = decide(
+            &rate_limited,
+            40,
+            &retry_after(2),
+            Duration::from_secs(1),
+            &RetryBudget::default(),
+        )
+        .expect_err("past the deadline");
+        assert_eq!(failure.kind, FailureKind::DeadlineExceeded);
+        // Other failures still count, less the scheduled ones.
+        let overloaded = api_error(529, "overloaded_error");
+        let now = Instant::now();
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut failed = FailedAttempt {
+            attempt: 12,
+            scheduled: 6,
+            error: &overloaded,
+            hints: &RetryHints::default(),
+            quota: None,
+            last_quota: None,
+            estimated_input: 100,
+        };
+        let budget = RetryBudget::default();
+        let wait = next_wait(&failed, now, now + LONG, &config(), &budget, &mut rng)
+            .expect("six counted attempts of nine");
+        assert!(wait.counted);
+        failed.scheduled = 3;
+        let failure = next_wait(&failed, now, now + LONG, &config(), &budget, &mut rng)
+            .expect_err("nine counted attempts");
+        assert_eq!(failure.kind, FailureKind::RetriesExhausted);
+    }
+
+    /// A server that refuses the first `refusals` requests with a 429 and `retry-after: 1`,
+    /// then admits.
+    struct RefusesThenAdmits {
+        refusals: u32,
+        admits: Admits,
+    }
+
+    impl Transport for RefusesThenAdmits {
+        fn send(
+            &self,
+            request: &MessagesRequest,
+            attempt: u32,
+        ) -> BoxFuture<'static, Result<TransportResponse, TransportError>> {
+            if attempt > self.refusals {
+                return self.admits.send(request, attempt);
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert("retry-after", HeaderValue::from_static("1"));
+            let body = bytes::Bytes::from_static(
+                br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+            );
+            Box::pin(async move {
+                Ok(TransportResponse {
+                    status: 429,
+                    headers,
+                    body: ResponseBody::Bytes(body),
+                })
+            })
+        }
+
+        fn describe(&self) -> String {
+            "refuses, then admits".into()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_outlasts_max_retries_on_waits_the_server_scheduled() {
+        // Twelve 429s with retry-after (other processes on the key, no shared limiter), and
+        // --max-retries 2: the turn waits them out and finishes.
+        let driver = Driver::new(Arc::new(RefusesThenAdmits {
+            refusals: 12,
+            admits: Admits {
+                headers: HeaderMap::new(),
+                input_tokens: 10,
+            },
+        }))
+        .with_config(RetryConfig {
+            max_retries: 2,
+            ..config()
+        });
+        let request = MessagesRequest::new("m", 100, vec![Message::text(Role::User, "hi")]);
+        let started = Instant::now();
+        let events: Vec<TurnEvent> = driver.run(request).collect().await;
+        assert!(
+            matches!(events.last(), Some(TurnEvent::Finished { .. })),
+            "{events:?}"
+        );
+        let retries = events
+            .iter()
+            .filter(|e| matches!(e, TurnEvent::RetryScheduled { .. }))
+            .count();
+        assert_eq!(retries, 12);
+        assert_eq!(started.elapsed(), Duration::from_secs(12));
     }
 
     #[tokio::test(start_paused = true)]
@@ -943,6 +1072,7 @@ mod tests {
         });
         let failed = FailedAttempt {
             attempt: 1,
+            scheduled: 0,
             error: &error,
             hints: &retry_after(200),
             quota: Some(&q),

@@ -290,6 +290,17 @@ pub fn whole_millis(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
+/// Whether a failed attempt counts against `--max-retries`. A rate-limit refusal that carries
+/// the server's own schedule (`retry-after-ms` or `retry-after`) does not: the server has
+/// booked the retry, and when several processes share a key without a shared limiter such
+/// refusals are the normal way of queueing, not a sign that retrying is futile. Those waits
+/// are bounded by `--max-wait` (each) and the turn's deadline (all together) instead.
+/// Everything else (errors, and 429s without a schedule, whose wait is a guess) counts.
+pub fn counts_against_max_retries(cause: WaitCause, hints: &RetryHints) -> bool {
+    let scheduled = hints.retry_after_ms.is_some() || hints.retry_after.is_some();
+    !(is_rate_limit(cause) && scheduled)
+}
+
 fn is_rate_limit(cause: WaitCause) -> bool {
     matches!(
         cause,

@@ -526,7 +526,7 @@ async fn keys_carry_ttls_and_idle_state_expires() {
     );
     l.flush().await;
     let mut con = server.conn().await;
-    let pattern = format!("backchat:{}:*", l.fingerprint());
+    let pattern = format!("backchat:{{{}:*", l.fingerprint());
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(&pattern)
         .query_async(&mut con)
@@ -696,7 +696,7 @@ async fn redis_never_sees_the_api_key() {
     let mut dump = String::new();
     for name in &keys {
         assert!(
-            name.starts_with(&format!("backchat:{}:{CLASS}:", k.fingerprint())),
+            name.starts_with(&format!("backchat:{{{}:{CLASS}}}:", k.fingerprint())),
             "{name}"
         );
         let kind: String = redis::cmd("TYPE")

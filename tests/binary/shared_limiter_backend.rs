@@ -147,7 +147,7 @@ async fn two_processes_share_one_keys_quota_through_redis() {
     assert!(!keys.is_empty());
     assert!(
         keys.iter()
-            .all(|k| k.starts_with(&format!("backchat:{fp}:"))),
+            .all(|k| k.starts_with(&format!("backchat:{{{fp}:"))),
         "{keys:?}"
     );
 }

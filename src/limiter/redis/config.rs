@@ -1,6 +1,14 @@
 //! How to reach Redis and how patient to be with it: [`RedisLimiterConfig`], its defaults, and
 //! the URL as it may be shown (without credentials, [`display_target`]).
+//!
+//! The URL may be a list: `redis://a:7000,redis://b:7001,…` names the seed nodes of a Redis
+//! Cluster ([`node_urls`]). One URL is one server (standalone, or a primary with replicas
+//! behind a proxy); two or more are a cluster, reached through the redis crate's cluster
+//! client, which follows `MOVED` and `ASK` redirections and refreshes its slot map after a
+//! failover. `rediss://` is TLS (rustls), trusting the system's roots plus the optional CA
+//! file [`RedisLimiterConfig::ca_file`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::script::num_arg;
@@ -21,8 +29,12 @@ pub const MAX_AHEAD: Duration = Duration::from_mins(2);
 /// How to reach Redis and how patient to be with it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RedisLimiterConfig {
-    /// `redis://HOST:PORT/DB`.
+    /// `redis://HOST:PORT/DB` or `rediss://…` (TLS); a comma-separated list of two or more
+    /// such URLs is a cluster's seed nodes ([`node_urls`]).
     pub url: String,
+    /// A PEM file of CA certificates trusted for `rediss://` besides the system's roots (a
+    /// private CA, or a self-signed server certificate).
+    pub ca_file: Option<PathBuf>,
     /// The longest any Redis call may take ([`CALL_TIMEOUT`]).
     pub call_timeout: Duration,
     /// The longest the first connection may take ([`CONNECT_TIMEOUT`]).
@@ -44,6 +56,7 @@ impl RedisLimiterConfig {
     pub fn new(url: impl Into<String>) -> Self {
         RedisLimiterConfig {
             url: url.into(),
+            ca_file: None,
             call_timeout: CALL_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
             retry_every: RETRY_EVERY,
@@ -91,8 +104,30 @@ impl RedisLimiterConfig {
     }
 }
 
-/// The URL without credentials, for messages: `redis://HOST:PORT/DB`.
+/// The URLs of a `shared_limiter` value: one, or a cluster's seed nodes separated by commas
+/// (whitespace around them ignored, empty entries skipped).
+pub fn node_urls(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// The URL (or each URL of a list) without credentials, for messages:
+/// `redis://HOST:PORT/DB`. Passwords and ACL user names are never shown.
 pub fn display_target(url: &str) -> String {
+    let nodes = node_urls(url);
+    if nodes.len() > 1 {
+        return nodes
+            .iter()
+            .map(|u| display_one(u))
+            .collect::<Vec<_>>()
+            .join(",");
+    }
+    display_one(url.trim())
+}
+
+fn display_one(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(u) => {
             let host = u.host_str().unwrap_or("");
@@ -118,6 +153,23 @@ mod tests {
             "redis://127.0.0.1/"
         );
         assert_eq!(display_target("::"), "the shared limiter's URL");
+        assert_eq!(
+            display_target("rediss://default:s3cret@a.example:6380/0"),
+            "rediss://a.example:6380/0"
+        );
+        assert_eq!(
+            display_target("redis://u:p@h1:7000, redis://u:p@h2:7001"),
+            "redis://h1:7000,redis://h2:7001"
+        );
+    }
+
+    #[test]
+    fn a_list_of_urls_is_a_cluster() {
+        assert_eq!(node_urls("redis://a:1"), ["redis://a:1"]);
+        assert_eq!(
+            node_urls(" redis://a:1 ,redis://b:2,, "),
+            ["redis://a:1", "redis://b:2"]
+        );
     }
 
     #[test]

@@ -104,6 +104,7 @@ impl RedisLimiter {
         let target = display_target(&config.url);
         let link = Link::start(
             &config.url,
+            config.ca_file.as_deref(),
             target.clone(),
             LinkTiming {
                 call_timeout: config.call_timeout,
@@ -594,7 +595,7 @@ mod tests {
     #[tokio::test]
     async fn an_unusable_url_paces_locally_and_says_so() {
         let limiter = RedisLimiter::new(
-            RedisLimiterConfig::new("rediss://cache.local/0"),
+            RedisLimiterConfig::new("ftp://cache.local/0"),
             ApiKey::new("k").as_ref(),
         );
         match limiter.health() {

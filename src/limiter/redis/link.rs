@@ -7,14 +7,26 @@
 //! sent until the retry time, when the task tries a *fresh* connection (at most once per
 //! `retry_every`, so a dead server is not hammered). Callers never wait for Redis longer
 //! than the call timeout, and while the link is down they do not wait at all.
+//!
+//! The link speaks to one server (a [`ConnectionManager`]) or to a Redis Cluster (the crate's
+//! async cluster client, which follows `MOVED`/`ASK` and re-reads the slot map after a
+//! failover), in plain text or over TLS (rustls, with the system's roots plus an optional CA
+//! file). Errors are reworded for people ([`explain`]): an untrusted certificate, a
+//! certificate for another host, TLS spoken to a plain port or a cluster node addressed as a
+//! single server each say what to change.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, TlsCertificates, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::config::node_urls;
 use super::script::{SCRIPT_SOURCE, ScriptCall, ScriptReply};
 
 /// Why a call did not reach Redis.
@@ -99,9 +111,11 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Start the connection task for `url` (shown as `target` in messages). Never blocks and
-    /// never fails: an unusable URL or a missing runtime gives a link that is down for good.
-    pub fn start(url: &str, target: String, timing: LinkTiming) -> Link {
+    /// Start the connection task for `url` (one URL, or a cluster's comma-separated seed
+    /// nodes; shown as `target` in messages), trusting `ca_file` besides the system's roots
+    /// for TLS. Never blocks and never fails: an unusable URL or CA file, or a missing
+    /// runtime, gives a link that is down for good.
+    pub fn start(url: &str, ca_file: Option<&Path>, target: String, timing: LinkTiming) -> Link {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(Mutex::new(LinkState {
             down: None,
@@ -113,10 +127,10 @@ impl Link {
             state: Arc::clone(&state),
             timing,
         };
-        let client = match redis::Client::open(url) {
+        let client = match Client::build(url, ca_file, &timing) {
             Ok(c) => c,
             Err(e) => {
-                link.set_dead(format!("{target}: {e}"));
+                link.set_dead(format!("{target}: {}", one_line(&e)));
                 return link;
             }
         };
@@ -130,6 +144,7 @@ impl Link {
             script: redis::Script::new(SCRIPT_SOURCE),
             timing,
             state,
+            tls: url.contains("rediss://"),
             target,
             anchor: None,
         };
@@ -198,7 +213,10 @@ impl Link {
     pub async fn connect(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Job::Probe(tx)).is_ok() {
-            let _ = tokio::time::timeout(self.timing.connect_timeout, rx).await;
+            // The probe itself gives up after the connect timeout; the margin lets its verdict
+            // (a reason to show) arrive instead of racing it.
+            let wait = self.timing.connect_timeout + self.timing.call_timeout;
+            let _ = tokio::time::timeout(wait, rx).await;
         }
     }
 
@@ -211,13 +229,157 @@ impl Link {
     }
 }
 
+/// How to open a connection: to one server, or to a cluster.
+enum Client {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+impl Client {
+    /// A client for `url` (a list of two or more URLs is a cluster). No I/O.
+    fn build(url: &str, ca_file: Option<&Path>, timing: &LinkTiming) -> Result<Client, String> {
+        let nodes = node_urls(url);
+        let tls = nodes.iter().any(|u| u.starts_with("rediss://"));
+        if tls {
+            // rustls panics on first use when no process-wide provider is installed and it
+            // cannot pick one itself; install ours (ring, as the HTTP client uses) up front.
+            // An `Err` only means one is installed already.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let certs = match ca_file {
+            Some(path) if tls => Some(trust_roots(path)?),
+            _ => None,
+        };
+        match nodes.as_slice() {
+            [] => Err("no Redis URL".to_string()),
+            [one] => match certs {
+                Some(certs) => redis::Client::build_with_tls(*one, certs),
+                None => redis::Client::open(*one),
+            }
+            .map(Client::Single)
+            .map_err(|e| e.to_string()),
+            several => {
+                let mut builder = ClusterClientBuilder::new(several.iter().copied())
+                    .connection_timeout(timing.connect_timeout)
+                    .response_timeout(timing.call_timeout.max(timing.connect_timeout))
+                    // Enough to follow a MOVED or ASK and a slot-map refresh; giving up on a
+                    // node that stays away is the connection task's job.
+                    .retries(2);
+                if let Some(certs) = certs {
+                    builder = builder.certs(certs);
+                }
+                builder
+                    .build()
+                    .map(Client::Cluster)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Open a connection (a single server's is made lazily; a cluster's reads the slot map).
+    async fn open(&self, timing: &LinkTiming) -> Result<Conn, String> {
+        match self {
+            Client::Single(client) => {
+                // One connection attempt per call: retrying is the connection task's job, on
+                // its own schedule, not the connection manager's.
+                let config = ConnectionManagerConfig::new()
+                    .set_number_of_retries(0)
+                    .set_connection_timeout(Some(timing.connect_timeout))
+                    .set_response_timeout(Some(timing.call_timeout.max(timing.connect_timeout)));
+                ConnectionManager::new_lazy_with_config(client.clone(), config)
+                    .map(Conn::Single)
+                    .map_err(|e| e.to_string())
+            }
+            Client::Cluster(client) => client
+                .get_async_connection()
+                .await
+                .map(|c| Conn::Cluster(Box::new(c)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// An open connection of either kind; the script runs the same way on both.
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The CA file's certificates plus the system's roots, as the redis crate takes them (PEM).
+/// The crate trusts *only* the roots it is given once any are given, so the system's are
+/// added here to keep trusting public CAs (a managed Redis) alongside a private one.
+fn trust_roots(path: &Path) -> Result<TlsCertificates, String> {
+    use base64::Engine as _;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    let shown = path.display();
+    let file = std::fs::read(path).map_err(|e| format!("shared_limiter_ca {shown}: {e}"))?;
+    let mut found = 0;
+    for cert in CertificateDer::pem_slice_iter(&file) {
+        cert.map_err(|e| format!("shared_limiter_ca {shown}: not a PEM certificate: {e}"))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(format!(
+            "shared_limiter_ca {shown}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
+        ));
+    }
+    let mut pem = file;
+    pem.push(b'\n');
+    // A system without a certificate store still trusts the CA file.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let body = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in body.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    Ok(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    })
+}
+
 struct Worker {
-    client: redis::Client,
-    conn: Option<ConnectionManager>,
+    client: Client,
+    conn: Option<Conn>,
     script: redis::Script,
     timing: LinkTiming,
     state: Arc<Mutex<LinkState>>,
     target: String,
+    /// Whether the URL asks for TLS (it changes what a failure most likely means).
+    tls: bool,
     anchor: Option<ClockAnchor>,
 }
 
@@ -326,12 +488,14 @@ impl Worker {
     }
 
     fn reason(&self, e: &str) -> String {
-        format!("{}: {}", self.target, one_line(e))
+        format!("{}: {}", self.target, one_line(&explain(e, self.tls)))
     }
 
     async fn invoke(&mut self, call: &ScriptCall) -> Result<ScriptReply, String> {
         let limit = self.timing.call_timeout;
-        let conn = connection(&mut self.conn, &self.client, &self.timing)?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err("not connected".to_string());
+        };
         let mut invocation = self.script.prepare_invoke();
         for key in &call.keys {
             invocation.key(key);
@@ -354,12 +518,26 @@ impl Worker {
         }
     }
 
-    /// Load the script (which also proves the server answers).
+    /// Connect if need be and load the script (which also proves the server answers; on a
+    /// cluster, every primary gets it).
     async fn load(&mut self, limit: Duration) -> Result<(), String> {
-        let conn = connection(&mut self.conn, &self.client, &self.timing)?;
-        match tokio::time::timeout(limit, self.script.load_async(conn)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
+        let (client, slot, script, timing) =
+            (&self.client, &mut self.conn, &self.script, &self.timing);
+        let work = async move {
+            if slot.is_none() {
+                *slot = Some(client.open(timing).await?);
+            }
+            let Some(conn) = slot.as_mut() else {
+                return Err("not connected".to_string());
+            };
+            script
+                .load_async(conn)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
             Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
         }
     }
@@ -397,24 +575,37 @@ impl Worker {
     }
 }
 
-/// The connection, created (lazily: no I/O here) when there is none.
-fn connection<'a>(
-    slot: &'a mut Option<ConnectionManager>,
-    client: &redis::Client,
-    timing: &LinkTiming,
-) -> Result<&'a mut ConnectionManager, String> {
-    if slot.is_none() {
-        // One connection attempt per call: retrying is the connection task's job, on its own
-        // schedule, not the connection manager's.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(timing.connect_timeout))
-            .set_response_timeout(Some(timing.call_timeout.max(timing.connect_timeout)));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(|e| e.to_string())?;
-        *slot = Some(conn);
+/// An error as a person can act on it: the crate's message, preceded by what it most likely
+/// means when it is one of the usual set-up mistakes.
+fn explain(error: &str, tls: bool) -> String {
+    let hint = if error.contains("UnknownIssuer") || error.contains("BadSignature") {
+        Some("the server's TLS certificate is not signed by a trusted CA (shared_limiter_ca adds one)")
+    } else if error.contains("NotValidForName") || error.contains("not valid for name") {
+        Some("the server's TLS certificate is for another host name")
+    } else if error.contains("Expired") && error.contains("certificate") {
+        Some("the server's TLS certificate has expired")
+    } else if error.contains("InvalidContentType")
+        || error.contains("corrupt message")
+        || error.contains("wrong version number")
+    {
+        Some("the server does not speak TLS here (a plain port? use redis://)")
+    } else if tls && (error.starts_with("no answer within") || error.contains("timed out")) {
+        // A plain port waits for the end of a command that never comes: the TLS handshake
+        // times out instead of failing.
+        Some("no TLS handshake (a plain port? use redis://)")
+    } else if !tls && (error.contains("reset by peer") || error.contains("closed the connection")) {
+        Some("the server hung up (a TLS port? use rediss://)")
+    } else if error.contains("MOVED")
+        || error.contains("Moved")
+        || error.contains("CLUSTERDOWN Hash slot not served") {
+        Some("this server is a cluster node: list the cluster's nodes, comma-separated")
+    } else {
+        None
+    };
+    match hint {
+        Some(hint) => format!("{hint}: {error}"),
+        None => error.to_string(),
     }
-    slot.as_mut().ok_or_else(|| "no connection".to_string())
 }
 
 /// An error message fit for a status bar: one line, whitespace collapsed, at most 160
@@ -443,6 +634,24 @@ mod tests {
         let long = one_line(&"x".repeat(500));
         assert_eq!(long.chars().count(), 160);
         assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn set_up_mistakes_are_explained() {
+        let e = explain("invalid peer certificate: UnknownIssuer", true);
+        assert!(e.starts_with("the server's TLS certificate is not signed"), "{e}");
+        let e = explain("invalid peer certificate: NotValidForName { .. }", true);
+        assert!(e.contains("another host name"), "{e}");
+        let e = explain("received corrupt message of type InvalidContentType", true);
+        assert!(e.contains("does not speak TLS"), "{e}");
+        let e = explain("An error was signalled by the server - Moved: 1234 127.0.0.1:7001", false);
+        assert!(e.starts_with("this server is a cluster node"), "{e}");
+        assert_eq!(explain("Connection refused", true), "Connection refused");
+        let e = explain("no answer within 100 ms", true);
+        assert!(e.contains("a plain port?"), "{e}");
+        assert_eq!(explain("no answer within 100 ms", false), "no answer within 100 ms");
+        let e = explain("Connection reset by peer (os error 104)", false);
+        assert!(e.contains("use rediss://"), "{e}");
     }
 
     #[test]

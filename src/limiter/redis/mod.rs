@@ -27,7 +27,7 @@
 //!   (`limit / minute`) match the server's.
 //!
 //! State is scoped by a fingerprint of the API key and the model class the demand, the
-//! headers or the 429 belong to: `backchat:{fingerprint}:{class}:…` ([`scope`]), with TTLs of
+//! headers or the 429 belong to: `backchat:{<fingerprint>:<class>}:…` ([`scope`]; the braces are a cluster hash tag), with TTLs of
 //! about twice the full-refill time.
 //!
 //! **Fail open.** A [`LocalLimiter`](super::LocalLimiter) shadows everything (it is fed the
@@ -48,5 +48,6 @@ mod script;
 
 pub use self::config::{
     CALL_TIMEOUT, CONNECT_TIMEOUT, MAX_AHEAD, RETRY_EVERY, RedisLimiterConfig, display_target,
+    node_urls,
 };
 pub use self::limiter::RedisLimiter;

@@ -1,7 +1,12 @@
 //! Where a shared quota lives: the Redis key names of one key's and one model class's state
-//! (`backchat:{fingerprint}:{class}:…`), and the numbers the script uses for the dimensions.
+//! (`backchat:{<fingerprint>:<class>}:…`), and the numbers the script uses for the dimensions.
 //! Keys are namespaced by a fingerprint of the API key, never the key; the class is a
-//! [`ModelClass`](crate::quota::ModelClass) name, which can hold no `:`.
+//! [`ModelClass`](crate::quota::ModelClass) name, which can hold no `:`, `{` or `}`.
+//!
+//! The braces are a Redis Cluster *hash tag*: a cluster hashes only the text between the
+//! first `{` and the next `}` to pick a key's slot, so all eight keys of one scope live in one
+//! slot and the script (which touches all of them atomically) can run on a cluster instead
+//! of failing with `CROSSSLOT`. On a single server the braces are just characters.
 
 use crate::quota::Bucket;
 
@@ -21,9 +26,10 @@ pub fn dim_name(bucket: Bucket) -> &'static str {
     }
 }
 
-/// The prefix of one scope's keys: `backchat:{fingerprint}:{class}`.
+/// The prefix of one scope's keys: `backchat:{<fingerprint>:<class>}`, the braces being the
+/// hash tag that keeps a scope in one cluster slot.
 pub fn scope_prefix(fingerprint: &str, class: &str) -> String {
-    format!("{KEY_PREFIX}:{fingerprint}:{class}")
+    format!("{KEY_PREFIX}:{{{fingerprint}:{class}}}")
 }
 
 /// The eight keys of a scope, in the order the script expects them: `tat:<dim>` ×3,
@@ -70,13 +76,13 @@ mod tests {
     #[test]
     fn keys_follow_the_documented_layout() {
         let keys = scope_keys("0123456789abcdef", "sonnet-4");
-        assert_eq!(keys[0], "backchat:0123456789abcdef:sonnet-4:tat:requests");
+        assert_eq!(keys[0], "backchat:{0123456789abcdef:sonnet-4}:tat:requests");
         assert_eq!(
             keys[4],
-            "backchat:0123456789abcdef:sonnet-4:limit:input_tokens"
+            "backchat:{0123456789abcdef:sonnet-4}:limit:input_tokens"
         );
-        assert_eq!(keys[6], "backchat:0123456789abcdef:sonnet-4:blocked");
-        assert_eq!(keys[7], "backchat:0123456789abcdef:sonnet-4:probe");
+        assert_eq!(keys[6], "backchat:{0123456789abcdef:sonnet-4}:blocked");
+        assert_eq!(keys[7], "backchat:{0123456789abcdef:sonnet-4}:probe");
         for code in 0..=4 {
             assert_eq!(i64::from(bucket_code(bucket_from_code(code))), code);
         }
