@@ -575,6 +575,13 @@ impl App {
             }
             Action::ToggleThinking => self.expand_thinking = !self.expand_thinking,
             Action::Redraw => return vec![Effect::ClearScreen],
+            // The terminal comes back with the mouse captured; put it as the person left it.
+            Action::Suspend => {
+                return vec![
+                    Effect::Suspend,
+                    Effect::SetMouseCapture(self.mouse_captured),
+                ];
+            }
             Action::PageUp => self.scroll_by(-self.page()),
             Action::PageDown => self.scroll_by(self.page()),
             Action::LineUp => self.scroll_by(-1),

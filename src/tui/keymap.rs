@@ -49,6 +49,8 @@ pub enum Action {
     PickerClose,
     /// Help: scroll by this many lines (negative: up).
     HelpScroll(isize),
+    /// Ctrl+Z: give the terminal back and stop, as a shell job does; restore on `fg`.
+    Suspend,
 }
 
 /// What the keymap needs to know about the app.
@@ -91,6 +93,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("F3, Ctrl+Q", "quota panel and timeline"),
     ("Ctrl+O", "expand / collapse thinking"),
     ("Ctrl+L", "repaint the screen"),
+    ("Ctrl+Z", "suspend to the shell (fg to come back)"),
 ];
 
 /// The slash commands shown in help: (command, what it does).
@@ -155,6 +158,7 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
         KeyCode::Char('q') if ctrl => Some(Action::ToggleQuota),
         KeyCode::Char('o') if ctrl => Some(Action::ToggleThinking),
         KeyCode::Char('l') if ctrl => Some(Action::Redraw),
+        KeyCode::Char('z') if ctrl => Some(Action::Suspend),
         KeyCode::Char('j') if ctrl => edit(EditOp::Newline),
         KeyCode::Char('u') if ctrl => edit(EditOp::DeleteToStart),
         KeyCode::Char('w') if ctrl => edit(EditOp::DeleteWordBack),

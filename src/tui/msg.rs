@@ -130,6 +130,9 @@ pub enum Effect {
     CopyToClipboard(String),
     /// Repaint the whole screen (Ctrl+L).
     ClearScreen,
+    /// Restore the terminal, stop the process (SIGTSTP), and take the terminal back when
+    /// the shell resumes it (Ctrl+Z).
+    Suspend,
     /// Leave.
     Quit,
 }

@@ -23,6 +23,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) -> Option<Position> {
     }
     let theme = app.theme;
     let text_w = area.width.saturating_sub(PREFIX).max(1);
+    app.composer.set_width(text_w);
     if app.composer.is_empty() {
         let line = Line::from(vec![
             Span::styled("› ", theme.user_header()),
