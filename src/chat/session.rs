@@ -476,9 +476,19 @@ impl Session {
 
     /// Record that the turn saved under record number `n` was retried by a later one.
     pub fn mark_superseded_number(&mut self, n: u64) -> Result<(), SessionError> {
+        self.mark_superseded_number_by(n, false)
+    }
+
+    /// Record that the turn saved under record number `n` was replaced by a later one: by an
+    /// edit of its prompt when `edit`, otherwise by a retry. Either way it is no longer sent
+    /// as context; the record stays in the file.
+    pub fn mark_superseded_number_by(&mut self, n: u64, edit: bool) -> Result<(), SessionError> {
         let ts = crate::clock::rfc3339_millis(SystemTime::now());
         self.write_locked("", |_| {
-            (session_format::superseded_line(n, &ts), None::<u64>)
+            (
+                session_format::superseded_line_by(n, &ts, edit),
+                None::<u64>,
+            )
         })?;
         Ok(())
     }

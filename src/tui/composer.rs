@@ -105,6 +105,11 @@ impl Composer {
         self.lines.len() == 1 && self.lines[0].is_empty()
     }
 
+    /// True while the text is a recalled prompt, not yet edited (Up on an empty composer).
+    pub fn is_recalling(&self) -> bool {
+        self.recall.is_some()
+    }
+
     /// The lines.
     pub fn lines(&self) -> &[String] {
         &self.lines

@@ -307,11 +307,11 @@ impl Sessions {
         }
     }
 
-    fn supersede(&mut self, turn_index: usize) -> Result<(), String> {
+    fn supersede(&mut self, turn_index: usize, edit: bool) -> Result<(), String> {
         match self.saved.get(&turn_index) {
             Some(n) => self
                 .current
-                .mark_superseded_number(*n)
+                .mark_superseded_number_by(*n, edit)
                 .map_err(|e| format!("could not update the session: {e}")),
             None => Ok(()),
         }
@@ -363,7 +363,12 @@ impl Runner<'_> {
                     }
                 }
                 Effect::Superseded { turn_index } => {
-                    if let Err(text) = self.sessions.supersede(turn_index) {
+                    if let Err(text) = self.sessions.supersede(turn_index, false) {
+                        self.notify(NoticeKind::Error, text);
+                    }
+                }
+                Effect::Edited { turn_index } => {
+                    if let Err(text) = self.sessions.supersede(turn_index, true) {
                         self.notify(NoticeKind::Error, text);
                     }
                 }
@@ -576,7 +581,7 @@ mod tests {
         assert!(err.starts_with("could not save the turn"), "{err}");
         assert!(sessions.saved.is_empty());
         // Nothing saved, nothing to mark superseded: no second error.
-        assert!(sessions.supersede(0).is_ok());
+        assert!(sessions.supersede(0, false).is_ok());
     }
 
     #[test]
@@ -593,9 +598,10 @@ mod tests {
         sessions
             .save(0, &done("first"))
             .expect("a second end is ignored");
-        sessions.supersede(0).expect("marked");
+        sessions.supersede(0, true).expect("marked");
         let (conversation, _) = sessions.current.load().expect("loads");
         assert_eq!(conversation.turns.len(), 1);
         assert!(conversation.turns[0].superseded);
+        assert!(conversation.turns[0].superseded_by_edit);
     }
 }

@@ -49,6 +49,8 @@ pub enum Action {
     PickerClose,
     /// Help: scroll by this many lines (negative: up).
     HelpScroll(isize),
+    /// Load the last prompt to edit and resend it (`/edit`; Ctrl+E on a recalled prompt).
+    EditLast,
     /// Ctrl+Z: give the terminal back and stop, as a shell job does; restore on `fg`.
     Suspend,
 }
@@ -62,6 +64,8 @@ pub struct KeyContext {
     pub composer_empty: bool,
     /// The session picker is open.
     pub picker_open: bool,
+    /// The composer shows a recalled prompt, unedited (Ctrl+E then edits the last turn).
+    pub recalling: bool,
 }
 
 /// The bindings shown in help: (keys, what they do).
@@ -74,6 +78,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ),
     ("Ctrl+C", "cancel; press again to quit"),
     ("Ctrl+R", "retry the last failed or interrupted turn"),
+    (
+        "Up, then Ctrl+E",
+        "edit the last prompt (from an empty composer)",
+    ),
     (
         "Up / Down",
         "previous / next prompt (from the first / last line)",
@@ -107,6 +115,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/sessions", "pick a saved session to resume"),
     ("/rename NAME", "rename this session"),
     ("/retry", "retry the last failed or interrupted turn"),
+    (
+        "/edit",
+        "edit the last prompt; sending replaces the last turn",
+    ),
     (
         "/burst N [PROMPT]",
         "send N prompts at once (max 50) to watch pacing and 429s",
@@ -164,6 +176,7 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
         KeyCode::Char('w') if ctrl => edit(EditOp::DeleteWordBack),
         KeyCode::Char('k') if ctrl => edit(EditOp::DeleteToEnd),
         KeyCode::Char('a') if ctrl => edit(EditOp::Home),
+        KeyCode::Char('e') if ctrl && ctx.recalling => Some(Action::EditLast),
         KeyCode::Char('e') if ctrl => edit(EditOp::End),
         KeyCode::Char('b') if alt => edit(EditOp::WordLeft),
         KeyCode::Char('f') if alt => edit(EditOp::WordRight),

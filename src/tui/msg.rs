@@ -116,6 +116,12 @@ pub enum Effect {
         /// The turn in the conversation.
         turn_index: usize,
     },
+    /// The person edited this turn's prompt and sent it again: the turn stays in the session,
+    /// marked superseded by an edit, and is no longer sent as context.
+    Edited {
+        /// The turn in the conversation.
+        turn_index: usize,
+    },
     /// List the saved sessions (answered with [`Msg::SessionList`]).
     ListSessions,
     /// Open a saved session (answered with [`Msg::SessionOpened`]).
