@@ -72,6 +72,10 @@ pub struct SessionArgs {
     /// Resume the most recent session.
     #[arg(long = "continue", conflicts_with = "session")]
     pub continue_last: bool,
+
+    /// With -p: save nothing (no session file is read or written).
+    #[arg(long, requires = "print", conflicts_with_all = ["session", "continue_last"])]
+    pub no_session: bool,
 }
 
 /// Subcommands.

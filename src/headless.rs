@@ -35,12 +35,13 @@ pub struct Outcome {
 ///
 /// The session's earlier turns are sent as context. Without `--session`/`--continue` the turn
 /// goes to a new session with a generated name, so that `backchat -p --continue` can follow up.
+/// `session_choice` is `None` with `--no-session`: nothing is read or saved.
 pub async fn run(
     prompt_arg: &str,
     events_path: Option<&str>,
     config: &crate::config::Config,
     mock: Option<crate::mock::MockConfig>,
-    session_choice: &SessionChoice,
+    session_choice: Option<&SessionChoice>,
 ) -> i32 {
     let mut stderr = std::io::stderr();
     let prompt = match read_prompt(prompt_arg) {
@@ -68,7 +69,11 @@ pub async fn run(
             }
         },
     };
-    let (mut session, mut conversation) = match open_session(config, session_choice) {
+    let opened = match session_choice {
+        Some(choice) => open_session(config, choice),
+        None => Ok((None, Conversation::default(), LoadReport::default())),
+    };
+    let (mut session, mut conversation) = match opened {
         Ok((session, conversation, report)) => {
             if let Some(s) = &session {
                 for line in report.lines(s.name()) {

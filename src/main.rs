@@ -78,7 +78,15 @@ async fn chat(cli: Cli) -> i32 {
     };
     match &cli.print {
         Some(prompt) => {
-            backchat::headless::run(prompt, cli.events.as_deref(), &config, mock, &session).await
+            let session = (!cli.session.no_session).then_some(session);
+            backchat::headless::run(
+                prompt,
+                cli.events.as_deref(),
+                &config,
+                mock,
+                session.as_ref(),
+            )
+            .await
         }
         None => backchat::tui::run(config, mock, cli.demo, session).await,
     }

@@ -88,6 +88,9 @@ pub struct Turn {
     /// A later turn retried this one: leave it out of the API input.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub superseded: bool,
+    /// It was superseded by an edited prompt (`/edit`), not by a retry of the same one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub superseded_by_edit: bool,
 }
 
 impl Turn {
@@ -102,6 +105,7 @@ impl Turn {
             usage: None,
             request_id: None,
             superseded: false,
+            superseded_by_edit: false,
         }
     }
 

@@ -268,18 +268,29 @@ impl SessionStore {
         }
     }
 
-    /// A new session named after the current time (`2026-11-27T19-29-15`, then `…-2` if that
-    /// is taken).
+    /// A new session named after the current time and this process
+    /// (`2026-11-27T19-29-15-3f2k`, then `…-2` if that is taken).
+    ///
+    /// The file is only created with the first turn, so the clock alone cannot tell two
+    /// sessions of one second apart: two processes started together, or `/new` twice in a
+    /// second. The process id (base 36) separates processes; names handed out by this
+    /// process are remembered, so it never hands one out twice.
     pub fn new_unnamed(&self) -> Session {
+        static HANDED_OUT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
         let stamp = crate::clock::rfc3339_seconds(SystemTime::now())
             .trim_end_matches('Z')
             .replace(':', "-");
+        let stamp = format!("{stamp}-{}", base36(std::process::id()));
+        let mut handed = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut name = stamp.clone();
         let mut k = 2;
-        while self.path_of(&name).exists() {
+        while self.path_of(&name).exists() || handed.contains(&self.path_of(&name)) {
             name = format!("{stamp}-{k}");
             k += 1;
         }
+        handed.push(self.path_of(&name));
         self.session(name)
     }
 
@@ -344,6 +355,21 @@ impl SessionStore {
         out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| b.0.cmp(&a.0)));
         Ok(out)
     }
+}
+
+/// `n` in base 36, lower case (a short tag for a process id).
+fn base36(mut n: u32) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(digits[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Move `from` to `to` unless `to` exists. A hard link fails atomically when the target
@@ -450,9 +476,19 @@ impl Session {
 
     /// Record that the turn saved under record number `n` was retried by a later one.
     pub fn mark_superseded_number(&mut self, n: u64) -> Result<(), SessionError> {
+        self.mark_superseded_number_by(n, false)
+    }
+
+    /// Record that the turn saved under record number `n` was replaced by a later one: by an
+    /// edit of its prompt when `edit`, otherwise by a retry. Either way it is no longer sent
+    /// as context; the record stays in the file.
+    pub fn mark_superseded_number_by(&mut self, n: u64, edit: bool) -> Result<(), SessionError> {
         let ts = crate::clock::rfc3339_millis(SystemTime::now());
         self.write_locked("", |_| {
-            (session_format::superseded_line(n, &ts), None::<u64>)
+            (
+                session_format::superseded_line_by(n, &ts, edit),
+                None::<u64>,
+            )
         })?;
         Ok(())
     }

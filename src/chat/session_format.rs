@@ -6,12 +6,14 @@
 //! {"type":"turn","v":1,"n":2,"ts":"…","user":"go on","reply":"Once upon","end":"interrupted","reason":"the connection dropped mid-reply: …","model":"…"}
 //! {"type":"turn","v":1,"n":3,"ts":"…","user":"and?","end":"failed","reason":"429 rate_limit_error: …","model":"…"}
 //! {"type":"superseded","v":1,"n":2,"ts":"…"}
+//! {"type":"superseded","v":1,"n":3,"ts":"…","edit":true}
 //! ```
 //!
 //! `end` is `complete`, `interrupted`, `cancelled` or `failed`. A `complete` record always has a
 //! non-empty `reply`: an empty reply is written as `failed` ("the reply was empty"), so that it
 //! can never be sent back to the API as an empty assistant turn. `n` numbers the turns of the
-//! file; a `superseded` record marks a turn that a later one retried. Readers ignore unknown
+//! file; a `superseded` record marks a turn that a later one retried (`edit`: a later one
+//! replaced with an edited prompt). Readers ignore unknown
 //! fields, and skip (and report) lines they cannot read, so one bad line never costs the rest.
 
 use serde::{Deserialize, Serialize};
@@ -90,6 +92,8 @@ struct SupersededRecord {
     n: u64,
     #[serde(default)]
     ts: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    edit: bool,
 }
 
 /// The header line (with its newline).
@@ -156,10 +160,17 @@ pub fn turn_line(turn: &Turn, n: u64, ts: &str) -> String {
 
 /// The line (with its newline) that marks turn `n` superseded.
 pub fn superseded_line(n: u64, ts: &str) -> String {
+    superseded_line_by(n, ts, false)
+}
+
+/// The line (with its newline) that marks turn `n` superseded, by an edit of its prompt
+/// when `edit`, otherwise by a retry.
+pub fn superseded_line_by(n: u64, ts: &str, edit: bool) -> String {
     line_of(Outgoing::Superseded(&SupersededRecord {
         v: FORMAT_VERSION,
         n,
         ts: ts.into(),
+        edit,
     }))
 }
 
@@ -214,7 +225,7 @@ pub struct Decoded {
 /// that could not be is listed in `issues`.
 pub fn decode(bytes: &[u8]) -> Decoded {
     let mut out = Decoded::default();
-    let mut superseded: Vec<(usize, u64)> = Vec::new();
+    let mut superseded: Vec<(usize, u64, bool)> = Vec::new();
     let ends_cleanly = bytes.is_empty() || bytes.ends_with(b"\n");
     let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     // `split` yields an empty piece after the final newline; it is not a line.
@@ -301,7 +312,7 @@ pub fn decode(bytes: &[u8]) -> Decoded {
                 Err(e) => skip(&mut out, line, format!("a turn with a bad field ({e})")),
             },
             "superseded" => match serde_json::from_value::<SupersededRecord>(value) {
-                Ok(r) => superseded.push((line, r.n)),
+                Ok(r) => superseded.push((line, r.n, r.edit)),
                 Err(e) => skip(
                     &mut out,
                     line,
@@ -316,10 +327,13 @@ pub fn decode(bytes: &[u8]) -> Decoded {
             ),
         }
     }
-    for (line, n) in superseded {
+    for (line, n, edit) in superseded {
         // If two turns share a number (two writers raced), the later one is meant.
         match out.turns.iter_mut().rev().find(|(tn, _)| *tn == n) {
-            Some((_, t)) => t.superseded = true,
+            Some((_, t)) => {
+                t.superseded = true;
+                t.superseded_by_edit |= edit;
+            }
             None => out.issues.push(LoadIssue {
                 line,
                 skipped: true,
@@ -388,6 +402,7 @@ fn turn_from_record(r: TurnRecord) -> Result<(Turn, Option<String>), String> {
             usage: r.usage,
             request_id: r.request_id,
             superseded: r.superseded,
+            superseded_by_edit: false,
         },
         repair,
     ))

@@ -149,6 +149,8 @@ pub struct App {
     pub started_at: Instant,
     ctrl_c_at: Option<Instant>,
     retry_target: Option<usize>,
+    /// The turn whose prompt is being edited (`/edit`): sending replaces it.
+    pub editing: Option<usize>,
     /// Wrapped lines per turn and width (filled while rendering).
     pub transcript: RefCell<TranscriptCache>,
     /// The last frame's transcript size.
@@ -189,6 +191,7 @@ impl App {
             started_at: now,
             ctrl_c_at: None,
             retry_target: None,
+            editing: None,
             transcript: RefCell::new(TranscriptCache::new(theme)),
             metrics: Cell::new(ViewMetrics::default()),
         }
@@ -217,6 +220,7 @@ impl App {
     /// Replace the whole conversation (a loaded session, a test fixture).
     pub fn load(&mut self, turns: Vec<Turn>) {
         let _ = self.cancel_all(self.started_at);
+        self.editing = None;
         self.labels = (1..=turns.len() as u64).collect();
         self.next_id = self.next_id.max(turns.len() as u64 + 1);
         self.conversation.turns = turns;
@@ -403,9 +407,54 @@ impl App {
         ]
     }
 
+    /// `/edit`: the last turn's prompt goes into the composer; sending replaces that turn.
+    fn edit_last(&mut self) {
+        if self.is_busy() {
+            self.notice(
+                NoticeKind::Info,
+                "a reply is in flight: Esc cancels it, then /edit",
+            );
+            return;
+        }
+        let Some(index) = self.conversation.turns.iter().rposition(|t| !t.superseded) else {
+            self.notice(NoticeKind::Info, "nothing to edit yet");
+            return;
+        };
+        let text = self.conversation.turns[index].user.clone();
+        self.composer.clear();
+        self.composer.set_text(&text);
+        self.editing = Some(index);
+        let label = self.labels.get(index).copied().unwrap_or(index as u64 + 1);
+        self.notice(
+            NoticeKind::Info,
+            format!("editing #{label} · Enter replaces it · Esc leaves it as it was"),
+        );
+    }
+
+    /// Send an edited prompt: the old turn is superseded (kept, no longer context), the new
+    /// one takes its place at the end.
+    fn resend_edited(&mut self, index: usize, prompt: String, now: Instant) -> Vec<Effect> {
+        let Some(old) = self.conversation.turns.get_mut(index) else {
+            return vec![self.start_turn(prompt, now)];
+        };
+        old.superseded = true;
+        old.superseded_by_edit = true;
+        if let Ok(mut cache) = self.transcript.try_borrow_mut() {
+            cache.recheck(index);
+        }
+        vec![
+            Effect::Edited { turn_index: index },
+            self.start_turn(prompt, now),
+        ]
+    }
+
     fn submit(&mut self, now: Instant) -> Vec<Effect> {
         let text = self.composer.text();
+        let editing = self.editing.take();
         if text.trim().is_empty() {
+            if editing.is_some() {
+                self.notice(NoticeKind::Info, "edit abandoned: the turn stays as it was");
+            }
             return Vec::new();
         }
         self.composer.push_history(&text);
@@ -420,7 +469,14 @@ impl App {
             Some(rest) if rest.starts_with('/') => rest.to_string(),
             _ => text,
         };
-        vec![self.start_turn(prompt, now)]
+        // The turn being edited must still be the last one that counts (a session switch or
+        // /clear empties the conversation and ends the edit).
+        match editing {
+            Some(i) if self.conversation.turns.iter().rposition(|t| !t.superseded) == Some(i) => {
+                self.resend_edited(i, prompt, now)
+            }
+            _ => vec![self.start_turn(prompt, now)],
+        }
     }
 
     fn command(&mut self, cmd: Command, now: Instant) -> Vec<Effect> {
@@ -447,6 +503,7 @@ impl App {
             Command::Clear => {
                 // The old conversation stays saved in its session; the new one gets its own.
                 let mut effects = self.cancel_all(now);
+                self.editing = None;
                 self.conversation.turns.clear();
                 self.labels.clear();
                 self.epoch += 1;
@@ -458,6 +515,7 @@ impl App {
             Command::Sessions => return vec![Effect::ListSessions],
             Command::Rename(name) => return vec![Effect::RenameSession(name)],
             Command::Retry => return self.retry(now),
+            Command::Edit => self.edit_last(),
             Command::Help => {
                 self.help_open = true;
                 self.help_scroll = 0;
@@ -539,8 +597,12 @@ impl App {
                 if self.is_busy() {
                     return self.cancel_all(now);
                 }
+                if self.editing.take().is_some() {
+                    self.composer.clear();
+                }
                 self.notice = None;
             }
+            Action::EditLast => self.edit_last(),
             Action::Interrupt => {
                 let armed = self.ctrl_c_at.take();
                 let quits = armed.is_some_and(|at| {
@@ -575,6 +637,13 @@ impl App {
             }
             Action::ToggleThinking => self.expand_thinking = !self.expand_thinking,
             Action::Redraw => return vec![Effect::ClearScreen],
+            // The terminal comes back with the mouse captured; put it as the person left it.
+            Action::Suspend => {
+                return vec![
+                    Effect::Suspend,
+                    Effect::SetMouseCapture(self.mouse_captured),
+                ];
+            }
             Action::PageUp => self.scroll_by(-self.page()),
             Action::PageDown => self.scroll_by(self.page()),
             Action::LineUp => self.scroll_by(-1),
@@ -661,6 +730,7 @@ impl App {
             help_open: self.help_open,
             composer_empty: self.composer.is_empty(),
             picker_open: self.picker.is_some(),
+            recalling: self.composer.is_recalling(),
         };
         match keymap::action_for(&key, ctx) {
             Some(a) => self.on_action(a, now),

@@ -14,6 +14,8 @@ pub enum Command {
     Clear,
     /// `/retry`.
     Retry,
+    /// `/edit`: load the last prompt to edit and resend.
+    Edit,
     /// `/help`.
     Help,
     /// `/quit`.
@@ -58,6 +60,7 @@ pub fn parse(line: &str) -> Command {
         "system" => Command::System(arg),
         "clear" | "new" => Command::Clear,
         "retry" => Command::Retry,
+        "edit" => Command::Edit,
         "help" | "?" => Command::Help,
         "quit" | "exit" | "q" => Command::Quit,
         "copy" => Command::Copy,

@@ -2,8 +2,11 @@
 //!
 //! Our own, because tui-textarea does not support ratatui 0.30. The text is a list of lines;
 //! the cursor is a (line, byte offset) pair that always sits on a grapheme boundary, so that
-//! wide characters and combining marks move and delete as one. Up on the first line recalls
-//! earlier prompts, Down goes forward again and finally back to the draft.
+//! wide characters and combining marks move and delete as one. Up and Down move by wrapped
+//! row (at the width of the last frame), as the text looks on screen; Up on the first row
+//! recalls earlier prompts, Down on the last goes forward again and finally back to the draft.
+
+use std::cell::Cell;
 
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
@@ -25,9 +28,9 @@ pub enum EditOp {
     Left,
     /// One grapheme right.
     Right,
-    /// One line up, or the previous prompt from the first line.
+    /// One wrapped row up, or the previous prompt from the first row.
     Up,
-    /// One line down, or the next prompt while recalling.
+    /// One wrapped row down, or the next prompt from the last row while recalling.
     Down,
     /// Start of the line.
     Home,
@@ -57,6 +60,9 @@ pub struct Composer {
     history: Vec<String>,
     recall: Option<usize>,
     draft: Option<String>,
+    /// The text width of the last frame (0: not drawn yet), so that Up and Down move by the
+    /// rows the person sees. Set while rendering, hence a `Cell`.
+    width: Cell<u16>,
 }
 
 impl Default for Composer {
@@ -68,6 +74,7 @@ impl Default for Composer {
             history: Vec::new(),
             recall: None,
             draft: None,
+            width: Cell::new(0),
         }
     }
 }
@@ -98,6 +105,11 @@ impl Composer {
         self.lines.len() == 1 && self.lines[0].is_empty()
     }
 
+    /// True while the text is a recalled prompt, not yet edited (Up on an empty composer).
+    pub fn is_recalling(&self) -> bool {
+        self.recall.is_some()
+    }
+
     /// The lines.
     pub fn lines(&self) -> &[String] {
         &self.lines
@@ -106,6 +118,45 @@ impl Composer {
     /// The cursor: (line, byte offset).
     pub fn cursor(&self) -> (usize, usize) {
         (self.row, self.col)
+    }
+
+    /// Remember the width the text was wrapped to (the view calls this every frame).
+    pub fn set_width(&self, width: u16) {
+        self.width.set(width);
+    }
+
+    /// The wrap width Up and Down use: the last frame's, or no wrapping before the first.
+    fn wrap_width(&self) -> u16 {
+        match self.width.get() {
+            0 => u16::MAX,
+            w => w,
+        }
+    }
+
+    /// Move the cursor to visual row `target` of `rows`, at display column `want` or the
+    /// nearest before it. A row that wraps ends just before its last boundary, so the cursor
+    /// stays on the row it was sent to.
+    fn move_to_visual(&mut self, rows: &[VisualRow], target: usize, want: u16) {
+        let Some(r) = rows.get(target) else { return };
+        let line = &self.lines[r.line];
+        let wraps = r.end < line.len();
+        let mut col = r.end;
+        let mut w = 0usize;
+        let mut last_start = r.start;
+        for (i, g) in line[r.start..r.end].grapheme_indices(true) {
+            let gw = g.width();
+            if w + gw > usize::from(want) {
+                col = r.start + i;
+                break;
+            }
+            last_start = r.start + i;
+            w += gw;
+        }
+        if wraps && col == r.end {
+            col = last_start;
+        }
+        self.row = r.line;
+        self.col = col;
     }
 
     /// Replace the text; the cursor goes to its end.
@@ -180,24 +231,6 @@ impl Composer {
             .graphemes(true)
             .next()
             .map_or(line.len(), |g| self.col + g.len())
-    }
-
-    /// Move to `row`, keeping the display column as near as possible.
-    fn move_vertically(&mut self, row: usize) {
-        let target = self.lines[self.row][..self.col].width();
-        self.row = row;
-        let line = &self.lines[row];
-        let mut w = 0;
-        let mut col = line.len();
-        for (i, g) in line.grapheme_indices(true) {
-            let gw = g.width();
-            if w + gw > target {
-                col = i;
-                break;
-            }
-            w += gw;
-        }
-        self.col = col;
     }
 
     fn word_left(&mut self) {
@@ -340,15 +373,17 @@ impl Composer {
                 }
             }
             EditOp::Up => {
-                if self.row == 0 {
+                let (rows, (vr, vc)) = self.layout(self.wrap_width());
+                if vr == 0 {
                     self.recall_previous();
                 } else {
-                    self.move_vertically(self.row - 1);
+                    self.move_to_visual(&rows, vr - 1, vc);
                 }
             }
             EditOp::Down => {
-                if self.row + 1 < self.lines.len() {
-                    self.move_vertically(self.row + 1);
+                let (rows, (vr, vc)) = self.layout(self.wrap_width());
+                if vr + 1 < rows.len() {
+                    self.move_to_visual(&rows, vr + 1, vc);
                 } else {
                     self.recall_next();
                 }
@@ -500,6 +535,35 @@ mod tests {
         assert_eq!(c.text(), "second\nline");
         c.apply(EditOp::Down);
         assert_eq!(c.text(), "draft");
+    }
+
+    #[test]
+    fn up_and_down_move_by_wrapped_row() {
+        let mut c = Composer::default();
+        c.push_history("older prompt");
+        c.set_text("abcdefghij\nxy");
+        // Wrapped at 4: "abcd" "efgh" "ij" "xy"; the cursor is at the end of "xy".
+        c.set_width(4);
+        c.apply(EditOp::Up);
+        assert_eq!(c.cursor(), (0, 10), "end of the row \"ij\"");
+        c.apply(EditOp::Up);
+        assert_eq!(c.cursor(), (0, 6), "column 2 of \"efgh\"");
+        c.apply(EditOp::Up);
+        assert_eq!(c.cursor(), (0, 2), "column 2 of \"abcd\"");
+        c.apply(EditOp::Down);
+        c.apply(EditOp::Down);
+        c.apply(EditOp::Down);
+        assert_eq!(c.cursor(), (1, 2), "column 2 of \"xy\"");
+        // From column 3 of "abcd", Down stays on "efgh" even past its end.
+        c.set_text("abcdefg");
+        c.apply(EditOp::Home);
+        c.apply(EditOp::End);
+        let (_, cur) = c.layout(4);
+        assert_eq!(cur, (1, 3));
+        c.apply(EditOp::Up);
+        assert_eq!(c.cursor(), (0, 3), "column 3 of \"abcd\", not the next row");
+        c.apply(EditOp::Up);
+        assert_eq!(c.text(), "older prompt", "Up on the first row recalls");
     }
 
     #[test]

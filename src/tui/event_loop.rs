@@ -95,36 +95,8 @@ struct TerminalGuard {
 impl TerminalGuard {
     fn enter() -> io::Result<TerminalGuard> {
         install_panic_hook();
-        enable_raw_mode()?;
-        TERMINAL_ACTIVE.store(true, Ordering::SeqCst);
-        let mut out = io::stdout();
-        let setup = (|| -> io::Result<()> {
-            execute!(
-                out,
-                EnterAlternateScreen,
-                EnableBracketedPaste,
-                EnableMouseCapture
-            )?;
-            // Lets terminals that support it report Shift+Enter (kitty protocol).
-            if matches!(
-                crossterm::terminal::supports_keyboard_enhancement(),
-                Ok(true)
-            ) {
-                execute!(
-                    out,
-                    PushKeyboardEnhancementFlags(
-                        KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES
-                    )
-                )?;
-                KEYBOARD_PUSHED.store(true, Ordering::SeqCst);
-            }
-            Ok(())
-        })();
-        if let Err(e) = setup {
-            restore_terminal();
-            return Err(e);
-        }
-        match Terminal::new(CrosstermBackend::new(out)) {
+        take_terminal()?;
+        match Terminal::new(CrosstermBackend::new(io::stdout())) {
             Ok(terminal) => Ok(TerminalGuard { terminal }),
             Err(e) => {
                 restore_terminal();
@@ -132,6 +104,53 @@ impl TerminalGuard {
             }
         }
     }
+}
+
+/// Raw mode, the alternate screen, bracketed paste, mouse capture and (where supported) the
+/// kitty keyboard flags. Undone by [`restore_terminal`], also when a step fails.
+fn take_terminal() -> io::Result<()> {
+    enable_raw_mode()?;
+    TERMINAL_ACTIVE.store(true, Ordering::SeqCst);
+    let mut out = io::stdout();
+    let setup = (|| -> io::Result<()> {
+        execute!(
+            out,
+            EnterAlternateScreen,
+            EnableBracketedPaste,
+            EnableMouseCapture
+        )?;
+        // Lets terminals that support it report Shift+Enter (kitty protocol).
+        if matches!(
+            crossterm::terminal::supports_keyboard_enhancement(),
+            Ok(true)
+        ) {
+            execute!(
+                out,
+                PushKeyboardEnhancementFlags(KeyboardEnhancementFlags::DISAMBIGUATE_ESCAPE_CODES)
+            )?;
+            KEYBOARD_PUSHED.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    })();
+    if let Err(e) = setup {
+        restore_terminal();
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Ctrl+Z: hand the terminal back to the shell and stop as a job does; when the shell
+/// continues us (`fg`), take the terminal again and repaint everything. In raw mode the
+/// terminal does not turn Ctrl+Z into SIGTSTP, so we raise it ourselves.
+fn suspend(terminal: &mut Terminal<CrosstermBackend<Stdout>>) -> io::Result<()> {
+    restore_terminal();
+    #[cfg(unix)]
+    {
+        // Returns once SIGCONT arrives.
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGTSTP);
+    }
+    take_terminal()?;
+    terminal.clear()
 }
 
 impl Drop for TerminalGuard {
@@ -288,11 +307,11 @@ impl Sessions {
         }
     }
 
-    fn supersede(&mut self, turn_index: usize) -> Result<(), String> {
+    fn supersede(&mut self, turn_index: usize, edit: bool) -> Result<(), String> {
         match self.saved.get(&turn_index) {
             Some(n) => self
                 .current
-                .mark_superseded_number(*n)
+                .mark_superseded_number_by(*n, edit)
                 .map_err(|e| format!("could not update the session: {e}")),
             None => Ok(()),
         }
@@ -344,7 +363,12 @@ impl Runner<'_> {
                     }
                 }
                 Effect::Superseded { turn_index } => {
-                    if let Err(text) = self.sessions.supersede(turn_index) {
+                    if let Err(text) = self.sessions.supersede(turn_index, false) {
+                        self.notify(NoticeKind::Error, text);
+                    }
+                }
+                Effect::Edited { turn_index } => {
+                    if let Err(text) = self.sessions.supersede(turn_index, true) {
                         self.notify(NoticeKind::Error, text);
                     }
                 }
@@ -391,6 +415,7 @@ impl Runner<'_> {
                 }
                 Effect::CopyToClipboard(text) => clipboard::copy(terminal.backend_mut(), &text)?,
                 Effect::ClearScreen => terminal.clear()?,
+                Effect::Suspend => suspend(terminal)?,
                 Effect::Quit => return Ok(true),
             }
         }
@@ -556,7 +581,7 @@ mod tests {
         assert!(err.starts_with("could not save the turn"), "{err}");
         assert!(sessions.saved.is_empty());
         // Nothing saved, nothing to mark superseded: no second error.
-        assert!(sessions.supersede(0).is_ok());
+        assert!(sessions.supersede(0, false).is_ok());
     }
 
     #[test]
@@ -573,9 +598,10 @@ mod tests {
         sessions
             .save(0, &done("first"))
             .expect("a second end is ignored");
-        sessions.supersede(0).expect("marked");
+        sessions.supersede(0, true).expect("marked");
         let (conversation, _) = sessions.current.load().expect("loads");
         assert_eq!(conversation.turns.len(), 1);
         assert!(conversation.turns[0].superseded);
+        assert!(conversation.turns[0].superseded_by_edit);
     }
 }

@@ -49,6 +49,10 @@ pub enum Action {
     PickerClose,
     /// Help: scroll by this many lines (negative: up).
     HelpScroll(isize),
+    /// Load the last prompt to edit and resend it (`/edit`; Ctrl+E on a recalled prompt).
+    EditLast,
+    /// Ctrl+Z: give the terminal back and stop, as a shell job does; restore on `fg`.
+    Suspend,
 }
 
 /// What the keymap needs to know about the app.
@@ -60,6 +64,8 @@ pub struct KeyContext {
     pub composer_empty: bool,
     /// The session picker is open.
     pub picker_open: bool,
+    /// The composer shows a recalled prompt, unedited (Ctrl+E then edits the last turn).
+    pub recalling: bool,
 }
 
 /// The bindings shown in help: (keys, what they do).
@@ -72,6 +78,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ),
     ("Ctrl+C", "cancel; press again to quit"),
     ("Ctrl+R", "retry the last failed or interrupted turn"),
+    (
+        "Up, then Ctrl+E",
+        "edit the last prompt (from an empty composer)",
+    ),
     (
         "Up / Down",
         "previous / next prompt (from the first / last line)",
@@ -91,6 +101,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("F3, Ctrl+Q", "quota panel and timeline"),
     ("Ctrl+O", "expand / collapse thinking"),
     ("Ctrl+L", "repaint the screen"),
+    ("Ctrl+Z", "suspend to the shell (fg to come back)"),
 ];
 
 /// The slash commands shown in help: (command, what it does).
@@ -104,6 +115,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/sessions", "pick a saved session to resume"),
     ("/rename NAME", "rename this session"),
     ("/retry", "retry the last failed or interrupted turn"),
+    (
+        "/edit",
+        "edit the last prompt; sending replaces the last turn",
+    ),
     (
         "/burst N [PROMPT]",
         "send N prompts at once (max 50) to watch pacing and 429s",
@@ -155,11 +170,13 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
         KeyCode::Char('q') if ctrl => Some(Action::ToggleQuota),
         KeyCode::Char('o') if ctrl => Some(Action::ToggleThinking),
         KeyCode::Char('l') if ctrl => Some(Action::Redraw),
+        KeyCode::Char('z') if ctrl => Some(Action::Suspend),
         KeyCode::Char('j') if ctrl => edit(EditOp::Newline),
         KeyCode::Char('u') if ctrl => edit(EditOp::DeleteToStart),
         KeyCode::Char('w') if ctrl => edit(EditOp::DeleteWordBack),
         KeyCode::Char('k') if ctrl => edit(EditOp::DeleteToEnd),
         KeyCode::Char('a') if ctrl => edit(EditOp::Home),
+        KeyCode::Char('e') if ctrl && ctx.recalling => Some(Action::EditLast),
         KeyCode::Char('e') if ctrl => edit(EditOp::End),
         KeyCode::Char('b') if alt => edit(EditOp::WordLeft),
         KeyCode::Char('f') if alt => edit(EditOp::WordRight),

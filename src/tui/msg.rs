@@ -116,6 +116,12 @@ pub enum Effect {
         /// The turn in the conversation.
         turn_index: usize,
     },
+    /// The person edited this turn's prompt and sent it again: the turn stays in the session,
+    /// marked superseded by an edit, and is no longer sent as context.
+    Edited {
+        /// The turn in the conversation.
+        turn_index: usize,
+    },
     /// List the saved sessions (answered with [`Msg::SessionList`]).
     ListSessions,
     /// Open a saved session (answered with [`Msg::SessionOpened`]).
@@ -130,6 +136,9 @@ pub enum Effect {
     CopyToClipboard(String),
     /// Repaint the whole screen (Ctrl+L).
     ClearScreen,
+    /// Restore the terminal, stop the process (SIGTSTP), and take the terminal back when
+    /// the shell resumes it (Ctrl+Z).
+    Suspend,
     /// Leave.
     Quit,
 }

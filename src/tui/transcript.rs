@@ -141,6 +141,12 @@ impl TranscriptCache {
         }
     }
 
+    /// Look at turn `index` again at the next sync even though it had ended (an ended turn
+    /// is otherwise not rechecked; an edit supersedes one).
+    pub fn recheck(&mut self, index: usize) {
+        self.settled = self.settled.min(index);
+    }
+
     /// Work counters so far.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -330,7 +336,9 @@ fn head(turn: &Turn, fp: Fingerprint, theme: Theme) -> Vec<StyledLine> {
     let mut out = Vec::new();
     let mut you = vec![Span::styled("▌ you", theme.user_header())];
     you.push(Span::styled(format!("  #{}", fp.label), dim));
-    if turn.superseded {
+    if turn.superseded_by_edit {
+        you.push(Span::styled(" · edited and resent below", dim));
+    } else if turn.superseded {
         you.push(Span::styled(" · superseded by a retry", dim));
     }
     out.push(StyledLine {

@@ -14,7 +14,7 @@ use clap::Parser;
 
 /// The chat's own flags (`-p` is `--print`).
 const CHAT: [&str; 4] = ["--print", "--events", "--demo", "--mock"];
-const SESSION: [&str; 2] = ["--session", "--continue"];
+const SESSION: [&str; 3] = ["--session", "--continue", "--no-session"];
 const CONVERSATION: [&str; 4] = ["--model", "--system", "--max-tokens", "--thinking"];
 const CONNECTION: [&str; 1] = ["--base-url"];
 const RETRY: [&str; 5] = [

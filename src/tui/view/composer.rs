@@ -23,6 +23,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) -> Option<Position> {
     }
     let theme = app.theme;
     let text_w = area.width.saturating_sub(PREFIX).max(1);
+    app.composer.set_width(text_w);
     if app.composer.is_empty() {
         let line = Line::from(vec![
             Span::styled("› ", theme.user_header()),
@@ -43,7 +44,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) -> Option<Position> {
             .get(row.line)
             .and_then(|l| l.get(row.start..row.end))
             .unwrap_or("");
-        let marker = if top + y == 0 { "› " } else { "  " };
+        // A pencil while a sent prompt is being edited: Enter replaces that turn.
+        let first = if app.editing.is_some() {
+            "✎ "
+        } else {
+            "› "
+        };
+        let marker = if top + y == 0 { first } else { "  " };
         let line = Line::from(vec![
             Span::styled(marker, theme.user_header()),
             Span::styled(text.to_string(), Style::new()),

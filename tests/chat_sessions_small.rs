@@ -1,0 +1,87 @@
+//! Small session behaviours people file bugs about, through the real binary on the embedded
+//! mock: `-p --no-session` saves nothing, and unnamed sessions started in the same second
+//! (two processes at once) get different files.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
+mod sessions_common;
+
+use sessions_common::{Home, texts};
+
+fn session_files(home: &Home) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(home.sessions_dir())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn no_session_saves_nothing() {
+    let home = Home::new();
+    let out = home.run(&["-p", "hello", "--no-session"], &[]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stdout.trim().is_empty(), "a reply was printed");
+    assert!(
+        session_files(&home).is_empty(),
+        "{:?}",
+        session_files(&home)
+    );
+    // Without the flag the same run is saved.
+    let out = home.run(&["-p", "hello"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+    assert_eq!(session_files(&home).len(), 1);
+}
+
+#[test]
+fn no_session_is_refused_with_a_session_or_without_p() {
+    let home = Home::new();
+    for args in [
+        &["-p", "x", "--no-session", "--continue"][..],
+        &["-p", "x", "--no-session", "--session", "work"],
+        &["--no-session"],
+    ] {
+        let out = home.run(args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", texts(&out).1);
+    }
+}
+
+#[test]
+fn two_unnamed_sessions_started_together_get_different_files() {
+    let home = Home::new();
+    // Started at the same moment, both name their session after the same second.
+    let children: Vec<_> = (0..2)
+        .map(|i| {
+            let mut c = home.command();
+            c.args(["-p", &format!("prompt {i}")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            c.spawn().expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("waits");
+        assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+    }
+    let files = session_files(&home);
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in &files {
+        let text = std::fs::read_to_string(home.sessions_dir().join(f)).expect("reads");
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.contains("\"type\":\"turn\""))
+                .count(),
+            1,
+            "each file holds its own one turn: {text}"
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! The chat features people expect of a terminal client (edit and resend, copy, search,
+//! models, resume, export, attachments, and the small things): a state test for each (keys
+//! in, effects out, no terminal) and a snapshot of what it looks like.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
+use backchat::api::{Message, MessagesRequest, Usage};
+use backchat::retry::TurnEvent;
+use backchat::tui::harness::Harness;
+use backchat::tui::{Effect, TurnId};
+use crossterm::event::{KeyCode, KeyModifiers};
+use insta::assert_snapshot;
+
+/// The runs started by these effects: (id, turn index, request).
+fn started(effects: &[Effect]) -> Vec<(TurnId, usize, MessagesRequest)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartTurn {
+                id,
+                turn_index,
+                request,
+            } => Some((*id, *turn_index, request.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The one run these effects start.
+fn only(effects: &[Effect]) -> (TurnId, usize, MessagesRequest) {
+    let s = started(effects);
+    assert_eq!(s.len(), 1, "{effects:?}");
+    s.into_iter().next().expect("one")
+}
+
+/// Stream `text` as run `id`'s reply and finish it.
+fn reply(h: &mut Harness, id: TurnId, text: &str) -> Vec<Effect> {
+    h.turn(
+        id,
+        TurnEvent::Started {
+            request_id: None,
+            model: "m".into(),
+        },
+    );
+    h.turn(id, TurnEvent::TextDelta { text: text.into() });
+    h.turn(
+        id,
+        TurnEvent::Finished {
+            stop_reason: Some("end_turn".into()),
+            usage: Usage::default(),
+        },
+    )
+}
+
+/// The texts of a request's messages, as `role: text`.
+fn transcript_of(req: &MessagesRequest) -> Vec<String> {
+    req.messages
+        .iter()
+        .map(|m: &Message| format!("{:?}: {}", m.role, m.joined_text()))
+        .collect()
+}
+
+/// The screen with the cursor drawn as `▮`.
+fn screen_with_cursor(h: &Harness) -> String {
+    let (mut buf, cursor) = h.draw();
+    if let Some(p) = cursor
+        && let Some(cell) = buf.cell_mut((p.x, p.y))
+    {
+        cell.set_symbol("▮");
+    }
+    backchat::tui::harness::buffer_text(&buf)
+}
+
+#[test]
+fn ctrl_z_suspends_and_keeps_the_mouse_as_it_was() {
+    let mut h = Harness::new(80, 24);
+    h.type_str("a draft");
+    let fx = h.key(KeyCode::Char('z'), KeyModifiers::CONTROL);
+    assert_eq!(fx, vec![Effect::Suspend, Effect::SetMouseCapture(true)]);
+    assert_eq!(h.app.composer.text(), "a draft", "the draft survives");
+    h.key(KeyCode::F(2), KeyModifiers::NONE);
+    let fx = h.key(KeyCode::Char('z'), KeyModifiers::CONTROL);
+    assert_eq!(fx, vec![Effect::Suspend, Effect::SetMouseCapture(false)]);
+}
+
+#[test]
+fn up_and_down_move_by_wrapped_row_in_the_composer() {
+    let mut h = Harness::new(40, 10);
+    h.type_str("one two three four five six seven eight nine ten eleven twelve thirteen");
+    // Draw once: the composer learns its width (38 cells of text).
+    let _ = h.draw();
+    let before = h.app.composer.cursor();
+    h.press(KeyCode::Up);
+    let after = h.app.composer.cursor();
+    assert_eq!(after.0, 0, "same logical line");
+    assert!(
+        after.1 < before.1,
+        "{before:?} -> {after:?}: moved up a row"
+    );
+    assert_eq!(
+        h.app.composer.text(),
+        "one two three four five six seven eight nine ten eleven twelve thirteen",
+        "no history recall from the middle of the text"
+    );
+    assert_snapshot!("composer_up_moves_by_wrapped_row", screen_with_cursor(&h));
+    h.press(KeyCode::Down);
+    assert_eq!(h.app.composer.cursor(), before);
+}
+
+#[test]
+fn edit_loads_the_last_prompt_and_sending_replaces_the_last_turn() {
+    let mut h = Harness::new(60, 20);
+    let (id, _, _) = only(&h.submit("What is a token bucket?"));
+    reply(&mut h, id, "A bucket of tokens.");
+    let (id, _, _) = only(&h.submit("And a leaky bucket?"));
+    reply(&mut h, id, "It leaks.");
+
+    assert!(h.submit("/edit").is_empty());
+    assert_eq!(h.app.composer.text(), "And a leaky bucket?");
+    assert_eq!(h.app.editing, Some(1));
+    h.app.composer.set_text("And GCRA?");
+    assert_snapshot!("edit_in_progress", h.screen());
+
+    let fx = h.press(KeyCode::Enter);
+    assert_eq!(fx[0], Effect::Edited { turn_index: 1 });
+    let (id, index, request) = only(&fx);
+    assert_eq!(index, 2);
+    assert_eq!(
+        transcript_of(&request),
+        vec![
+            "User: What is a token bucket?",
+            "Assistant: A bucket of tokens.",
+            "User: And GCRA?"
+        ],
+        "the replaced turn is no longer context"
+    );
+    assert!(h.app.conversation.turns[1].superseded);
+    assert!(h.app.conversation.turns[1].superseded_by_edit);
+    assert_eq!(h.app.editing, None);
+    reply(&mut h, id, "A virtual scheduling algorithm.");
+    assert_snapshot!("edit_resent", h.screen());
+}
+
+#[test]
+fn up_then_ctrl_e_edits_and_esc_leaves_the_turn_alone() {
+    let mut h = Harness::new(60, 20);
+    let (id, _, _) = only(&h.submit("first prompt"));
+    reply(&mut h, id, "ok");
+    h.press(KeyCode::Up);
+    assert!(h.app.composer.is_recalling());
+    assert!(h.key(KeyCode::Char('e'), KeyModifiers::CONTROL).is_empty());
+    assert_eq!(h.app.editing, Some(0));
+    assert_eq!(h.app.composer.text(), "first prompt");
+    // Ctrl+E is End again while editing text.
+    h.press(KeyCode::Home);
+    h.key(KeyCode::Char('e'), KeyModifiers::CONTROL);
+    assert_eq!(h.app.composer.cursor(), (0, "first prompt".len()));
+    h.press(KeyCode::Esc);
+    assert_eq!(h.app.editing, None);
+    assert!(h.app.composer.is_empty());
+    // A plain send after that is a new turn, nothing superseded.
+    let fx = h.submit("second");
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Edited { .. })));
+    assert!(!h.app.conversation.turns[0].superseded);
+}
+
+#[test]
+fn edit_waits_for_the_reply_in_flight() {
+    let mut h = Harness::new(60, 20);
+    let _ = only(&h.submit("slow one"));
+    assert!(h.submit("/edit").is_empty());
+    assert_eq!(h.app.editing, None);
+    let notice = h.app.notice.clone().expect("a notice");
+    assert!(notice.text.contains("Esc cancels it"), "{notice:?}");
+}
