@@ -8,6 +8,7 @@
 //!   settings group ([`SettingsArgs`]); these flags are refused next to a subcommand;
 //! - `mock`: [`MockArgs`] alone (it reads neither the config file nor a log level);
 //! - `loadtest`: [`LoadtestArgs`], which carry its own target flags and the files group;
+//! - `proxy`: [`ProxyArgs`]: its listening flags, the retry and pacing group, the files group;
 //! - `config path`: `--config` ([`ConfigFileArgs`]); `config show`: every settings group.
 //!
 //! Every subcommand's arguments are boxed (`Command::X(Box<XArgs>)`) so that the enum stays
@@ -18,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{ConfigFileArgs, SettingsArgs};
 use crate::loadtest::LoadtestArgs;
 use crate::mock::MockArgs;
+use crate::proxy::ProxyArgs;
 
 /// backchat: chat with Claude in the terminal, and see the rate limits at work.
 #[derive(Parser, Debug, Clone)]
@@ -85,6 +87,9 @@ pub enum Command {
     Mock(Box<MockArgs>),
     /// Run K simulated users against a quota under each retry policy and compare them.
     Loadtest(Box<LoadtestArgs>),
+    /// Serve a local proxy that gives any Anthropic client backchat's retries, pacing and
+    /// shared quota (set ANTHROPIC_BASE_URL to it).
+    Proxy(Box<ProxyArgs>),
     /// Show where the config file is, or the effective configuration.
     Config(Box<ConfigArgs>),
 }
@@ -149,11 +154,37 @@ mod tests {
     }
 
     #[test]
+    fn proxy_takes_the_retry_group() {
+        let c = Cli::try_parse_from([
+            "backchat",
+            "proxy",
+            "--upstream",
+            "http://u",
+            "--max-retries",
+            "3",
+            "--no-pacing",
+            "--headless",
+        ])
+        .expect("parses");
+        let Some(Command::Proxy(args)) = c.command else {
+            panic!("not proxy: {c:?}");
+        };
+        assert_eq!(args.upstream.as_deref(), Some("http://u"));
+        assert_eq!(args.retry.max_retries, Some(3));
+        assert!(args.retry.no_pacing && args.headless);
+        assert_eq!(args.listen.to_string(), crate::proxy::DEFAULT_LISTEN);
+    }
+
+    #[test]
     fn flags_that_do_not_apply_are_usage_errors() {
         for argv in [
             &["backchat", "mock", "--session", "foo"][..],
             &["backchat", "loadtest", "--max-retries", "0"],
             &["backchat", "config", "path", "--model", "x"],
+            &["backchat", "proxy", "--model", "x"],
+            &["backchat", "proxy", "--base-url", "http://x"],
+            &["backchat", "proxy", "--session", "s"],
+            &["backchat", "mock", "--upstream", "http://x"],
             &["backchat", "--model", "x", "mock"],
             &["backchat", "--events", "-"],
             &["backchat", "--demo", "--base-url", "http://x"],

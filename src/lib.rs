@@ -18,6 +18,7 @@ pub mod limiter;
 pub mod loadtest;
 pub mod logging;
 pub mod mock;
+pub mod proxy;
 pub mod quota;
 pub mod retry;
 pub mod secret;

@@ -46,6 +46,19 @@ async fn run(cli: Cli) -> i32 {
                 Err(code) => code,
             },
         },
+        Some(Command::Proxy(args)) => {
+            let settings = backchat::config::SettingsArgs {
+                retry: args.retry.clone(),
+                files: args.files.clone(),
+                ..backchat::config::SettingsArgs::default()
+            };
+            let config = match resolve(&settings) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            start_logging(&config);
+            backchat::proxy::run(*args, &config, env(backchat::proxy::TOKEN_ENV)).await
+        }
         Some(Command::Loadtest(args)) => {
             // The load test takes its target from its own flags; from the configuration only
             // the key (for a real endpoint) and the log file.

@@ -423,9 +423,13 @@ impl Driver {
     }
 }
 
-/// A failed attempt: an API error or a network error.
-enum Attempt {
+/// A failed attempt: an API error or a network error. Public so that a surface which sends
+/// its own requests (the proxy forwards raw bytes, not a [`MessagesRequest`]) decides its
+/// retries with the same [`next_wait`].
+pub enum Attempt {
+    /// The server answered with an error status.
     Api(ApiError),
+    /// No answer: connect, timeout, or a broken connection before the status line.
     Network(TransportError),
 }
 
@@ -437,7 +441,8 @@ impl Attempt {
         }
     }
 
-    fn status(&self) -> Option<u16> {
+    /// The HTTP status, if the server answered.
+    pub fn status(&self) -> Option<u16> {
         match self {
             Attempt::Api(a) => a.status,
             Attempt::Network(_) => None,
@@ -458,11 +463,13 @@ impl Attempt {
         }
     }
 
-    fn is_rate_limit(&self) -> bool {
+    /// A 429.
+    pub fn is_rate_limit(&self) -> bool {
         matches!(self, Attempt::Api(a) if a.status == Some(429))
     }
 
-    fn summary(&self) -> String {
+    /// One line for a person or a log.
+    pub fn summary(&self) -> String {
         match self {
             Attempt::Api(a) => a.summary(),
             Attempt::Network(n) => n.to_string(),
@@ -531,38 +538,38 @@ impl Drop for Ticket {
 
 /// What happened to an attempt that failed before its stream started: what [`next_wait`]
 /// decides on.
-struct FailedAttempt<'a> {
+pub struct FailedAttempt<'a> {
     /// Its number (1 for the first try).
-    attempt: u32,
+    pub attempt: u32,
     /// How many of the turn's earlier failures were waits the server scheduled, which do not
     /// count against `--max-retries`.
-    scheduled: u32,
+    pub scheduled: u32,
     /// The error.
-    error: &'a Attempt,
+    pub error: &'a Attempt,
     /// The retry hints of its response (none for a network error).
-    hints: &'a RetryHints,
+    pub hints: &'a RetryHints,
     /// The rate-limit headers of its response, if it had one.
-    quota: Option<&'a QuotaSnapshot>,
+    pub quota: Option<&'a QuotaSnapshot>,
     /// Everything the turn's responses have said about the quota so far.
-    last_quota: Option<&'a QuotaSnapshot>,
+    pub last_quota: Option<&'a QuotaSnapshot>,
     /// The request's input-token estimate.
-    estimated_input: u64,
+    pub estimated_input: u64,
 }
 
 /// The wait before the next attempt.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Wait {
+pub struct Wait {
     /// How long.
-    delay: Duration,
+    pub delay: Duration,
     /// Until when (`now + delay`).
-    until: Instant,
+    pub until: Instant,
     /// Where the length came from.
-    source: DelaySource,
+    pub source: DelaySource,
     /// Why.
-    cause: WaitCause,
+    pub cause: WaitCause,
     /// Whether this failure counts against `--max-retries` (a rate-limit wait the server
     /// scheduled does not).
-    counted: bool,
+    pub counted: bool,
 }
 
 /// The one decision after a failed attempt: the wait before the next one, or the failure that
@@ -570,7 +577,7 @@ struct Wait {
 /// the retry budget (spent here for the causes that spend it), the delay (the server's word,
 /// or jittered backoff drawn from `rng`), `--max-wait`, and the turn's deadline. Pure apart
 /// from the RNG and the retry budget it is handed; `now` is when the decision is made.
-fn next_wait(
+pub fn next_wait(
     failed: &FailedAttempt<'_>,
     now: Instant,
     deadline: Instant,
