@@ -23,7 +23,14 @@ use sessions_common::{Answer, FakeApi, Home, texts};
 /// The chat's own flags (`-p` is `--print`).
 const CHAT: [&str; 4] = ["--print", "--events", "--demo", "--mock"];
 const SESSION: [&str; 2] = ["--session", "--continue"];
-const CONVERSATION: [&str; 4] = ["--model", "--system", "--max-tokens", "--thinking"];
+const CONVERSATION: [&str; 6] = [
+    "--model",
+    "--system",
+    "--max-tokens",
+    "--thinking",
+    "--cache",
+    "--cache-ttl",
+];
 const CONNECTION: [&str; 1] = ["--base-url"];
 const RETRY: [&str; 5] = [
     "--max-retries",
