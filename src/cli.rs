@@ -108,7 +108,7 @@ pub enum ConfigAction {
     /// Print the config file's path.
     Path(ConfigFileArgs),
     /// Print the effective configuration and where each value came from (the key redacted).
-    Show(SettingsArgs),
+    Show(Box<SettingsArgs>),
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub enum ContentBlock {
     Text {
         /// The text.
         text: String,
+        /// An explicit cache breakpoint after this block (`breakpoints` mode only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
     },
     /// A thinking block, echoed back unmodified with its signature.
     Thinking {
@@ -45,6 +48,154 @@ pub enum ContentBlock {
         /// The signature that must accompany it.
         signature: String,
     },
+}
+
+impl ContentBlock {
+    /// A text block with no cache marker.
+    pub fn text(text: impl Into<String>) -> ContentBlock {
+        ContentBlock::Text {
+            text: text.into(),
+            cache_control: None,
+        }
+    }
+
+    /// Put (or clear) an explicit cache breakpoint on this block. Thinking blocks cannot
+    /// carry one; they are left as they are.
+    fn set_cache_control(&mut self, marker: Option<CacheControl>) {
+        if let ContentBlock::Text { cache_control, .. } = self {
+            *cache_control = marker;
+        }
+    }
+}
+
+/// How long a cache entry lives after its last use (docs/protocol.md, *Prompt caching*).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CacheTtl {
+    /// Five minutes: the API's default, written at 1.25× the input price.
+    #[default]
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    /// One hour, written at 2× the input price.
+    #[serde(rename = "1h")]
+    OneHour,
+}
+
+impl CacheTtl {
+    /// `"5m"` or `"1h"`, as on the wire and in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheTtl::FiveMinutes => "5m",
+            CacheTtl::OneHour => "1h",
+        }
+    }
+
+    /// The lifetime.
+    pub fn duration(self) -> std::time::Duration {
+        match self {
+            CacheTtl::FiveMinutes => std::time::Duration::from_mins(5),
+            CacheTtl::OneHour => std::time::Duration::from_hours(1),
+        }
+    }
+
+    /// Parse `"5m"` / `"1h"`.
+    pub fn parse(s: &str) -> Option<CacheTtl> {
+        match s {
+            "5m" => Some(CacheTtl::FiveMinutes),
+            "1h" => Some(CacheTtl::OneHour),
+            _ => None,
+        }
+    }
+}
+
+/// How a request asks for prompt caching (config key `cache`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CacheMode {
+    /// Automatic caching: one top-level `cache_control`; the API places the breakpoint on
+    /// the last cacheable block and moves it forward as the conversation grows.
+    #[default]
+    Auto,
+    /// Explicit breakpoints on the system prompt and on the last block of the newest
+    /// message, for gateways and platforms without automatic caching.
+    Breakpoints,
+    /// No caching.
+    Off,
+}
+
+impl CacheMode {
+    /// Every mode, in the order they are listed to a person.
+    pub const ALL: [CacheMode; 3] = [CacheMode::Auto, CacheMode::Breakpoints, CacheMode::Off];
+
+    /// `"auto"`, `"breakpoints"` or `"off"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheMode::Auto => "auto",
+            CacheMode::Breakpoints => "breakpoints",
+            CacheMode::Off => "off",
+        }
+    }
+
+    /// Parse a mode name.
+    pub fn parse(s: &str) -> Option<CacheMode> {
+        CacheMode::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// A `cache_control` object: `{"type":"ephemeral"}`, with `"ttl":"1h"` when asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheControl {
+    /// Always `ephemeral`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The lifetime; absent means the API's default of five minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<CacheTtl>,
+}
+
+impl CacheControl {
+    /// An ephemeral marker with this TTL. The default TTL is left off the wire, so a
+    /// default request looks exactly like the SDKs' own examples.
+    pub fn ephemeral(ttl: CacheTtl) -> CacheControl {
+        CacheControl {
+            kind: "ephemeral".into(),
+            ttl: (ttl != CacheTtl::FiveMinutes).then_some(ttl),
+        }
+    }
+}
+
+/// The system prompt: a plain string, or text blocks (needed to carry a cache breakpoint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SystemPrompt {
+    /// A plain string.
+    Text(String),
+    /// Text blocks.
+    Blocks(Vec<ContentBlock>),
+}
+
+impl SystemPrompt {
+    /// The text of the prompt, blocks joined.
+    pub fn text(&self) -> String {
+        match self {
+            SystemPrompt::Text(s) => s.clone(),
+            SystemPrompt::Blocks(blocks) => Message {
+                role: Role::User,
+                content: blocks.clone(),
+            }
+            .joined_text(),
+        }
+    }
+}
+
+impl From<&str> for SystemPrompt {
+    fn from(s: &str) -> Self {
+        SystemPrompt::Text(s.to_string())
+    }
+}
+
+impl From<String> for SystemPrompt {
+    fn from(s: String) -> Self {
+        SystemPrompt::Text(s)
+    }
 }
 
 /// One turn of the conversation as sent to the API.
@@ -61,7 +212,7 @@ impl Message {
     pub fn text(role: Role, text: impl Into<String>) -> Message {
         Message {
             role,
-            content: vec![ContentBlock::Text { text: text.into() }],
+            content: vec![ContentBlock::text(text)],
         }
     }
 
@@ -69,7 +220,7 @@ impl Message {
     pub fn joined_text(&self) -> String {
         let mut out = String::new();
         for block in &self.content {
-            if let ContentBlock::Text { text } = block {
+            if let ContentBlock::Text { text, .. } = block {
                 out.push_str(text);
             }
         }
@@ -103,7 +254,7 @@ pub struct MessagesRequest {
     pub messages: Vec<Message>,
     /// System prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
+    pub system: Option<SystemPrompt>,
     /// Stream the reply as SSE.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stream: bool,
@@ -113,6 +264,9 @@ pub struct MessagesRequest {
     /// Extended thinking.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thinking: Option<Thinking>,
+    /// Automatic prompt caching (docs/protocol.md, *Prompt caching*).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<CacheControl>,
 }
 
 impl MessagesRequest {
@@ -126,26 +280,82 @@ impl MessagesRequest {
             stream: true,
             temperature: None,
             thinking: None,
+            cache_control: None,
+        }
+    }
+
+    /// Ask for prompt caching in `mode`. `Auto` sets the top-level marker; `Breakpoints`
+    /// marks the system prompt and the last block of the newest message (turning a string
+    /// system prompt into one text block); `Off` clears every marker. Only markers change:
+    /// the text of every block stays byte for byte what it was.
+    pub fn apply_cache(&mut self, mode: CacheMode, ttl: CacheTtl) {
+        let marker = CacheControl::ephemeral(ttl);
+        self.cache_control = (mode == CacheMode::Auto).then(|| marker.clone());
+        let explicit = (mode == CacheMode::Breakpoints).then_some(marker);
+        for m in &mut self.messages {
+            for b in &mut m.content {
+                b.set_cache_control(None);
+            }
+        }
+        if let Some(system) = self.system.take() {
+            self.system = Some(match (&explicit, system) {
+                (Some(marker), SystemPrompt::Text(text)) => {
+                    SystemPrompt::Blocks(vec![ContentBlock::Text {
+                        text,
+                        cache_control: Some(marker.clone()),
+                    }])
+                }
+                (_, SystemPrompt::Blocks(mut blocks)) => {
+                    let last = blocks.len().saturating_sub(1);
+                    for (i, b) in blocks.iter_mut().enumerate() {
+                        b.set_cache_control(if i == last { explicit.clone() } else { None });
+                    }
+                    SystemPrompt::Blocks(blocks)
+                }
+                (None, text) => text,
+            });
+        }
+        if let Some(marker) = explicit
+            && let Some(block) = self.messages.last_mut().and_then(|m| m.content.last_mut())
+        {
+            block.set_cache_control(Some(marker));
         }
     }
 
     /// Our estimate of the input tokens this request will be charged (see [`crate::tokens`]).
     pub fn estimated_input_tokens(&self) -> u64 {
         let mut total = crate::tokens::PER_REQUEST_OVERHEAD;
-        if let Some(system) = &self.system {
-            total += crate::tokens::count_text(system);
+        match &self.system {
+            Some(SystemPrompt::Text(text)) => total += crate::tokens::count_text(text),
+            Some(SystemPrompt::Blocks(blocks)) => {
+                total += blocks.iter().map(block_tokens).sum::<u64>();
+            }
+            None => {}
         }
         for m in &self.messages {
             total += crate::tokens::PER_MESSAGE_OVERHEAD;
-            for block in &m.content {
-                total += match block {
-                    ContentBlock::Text { text } => crate::tokens::count_text(text),
-                    ContentBlock::Thinking { thinking, .. } => crate::tokens::count_text(thinking),
-                };
-            }
+            total += m.content.iter().map(block_tokens).sum::<u64>();
         }
         total
     }
+}
+
+fn block_tokens(block: &ContentBlock) -> u64 {
+    match block {
+        ContentBlock::Text { text, .. } => crate::tokens::count_text(text),
+        ContentBlock::Thinking { thinking, .. } => crate::tokens::count_text(thinking),
+    }
+}
+
+/// `usage.cache_creation`: the tokens written to the cache, split by TTL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheCreation {
+    /// Written with the five-minute TTL.
+    #[serde(default)]
+    pub ephemeral_5m_input_tokens: u64,
+    /// Written with the one-hour TTL.
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: u64,
 }
 
 /// Token usage. Every field is optional on the wire except the two counts; values in a stream
@@ -164,6 +374,9 @@ pub struct Usage {
     /// Tokens read from the prompt cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_read_input_tokens: Option<u64>,
+    /// The cache writes split by TTL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_creation: Option<CacheCreation>,
 }
 
 impl Usage {
@@ -181,11 +394,38 @@ impl Usage {
         if let Some(v) = delta.cache_read_input_tokens {
             self.cache_read_input_tokens = Some(v);
         }
+        if let Some(v) = delta.cache_creation {
+            self.cache_creation = Some(v);
+        }
     }
 
     /// Input tokens that count against ITPM: `input + cache_creation` (docs/protocol.md, *How the limits work*).
     pub fn rate_limited_input(&self) -> u64 {
-        self.input_tokens + self.cache_creation_input_tokens.unwrap_or(0)
+        self.input_tokens + self.cache_write()
+    }
+
+    /// Tokens written to the cache.
+    pub fn cache_write(&self) -> u64 {
+        self.cache_creation_input_tokens.unwrap_or(0)
+    }
+
+    /// Tokens read from the cache.
+    pub fn cache_read(&self) -> u64 {
+        self.cache_read_input_tokens.unwrap_or(0)
+    }
+
+    /// Every input token of the request: uncached, written and read.
+    pub fn total_input(&self) -> u64 {
+        self.input_tokens + self.cache_write() + self.cache_read()
+    }
+
+    /// The cache writes split by TTL. A server that reports only the total is taken to
+    /// have written it with the five-minute TTL, the API's default.
+    pub fn cache_writes_by_ttl(&self) -> CacheCreation {
+        self.cache_creation.unwrap_or(CacheCreation {
+            ephemeral_5m_input_tokens: self.cache_write(),
+            ephemeral_1h_input_tokens: 0,
+        })
     }
 }
 
@@ -204,6 +444,9 @@ pub struct UsageDelta {
     /// Cumulative cache-read tokens, when present.
     #[serde(default)]
     pub cache_read_input_tokens: Option<u64>,
+    /// Cumulative cache writes by TTL, when present.
+    #[serde(default)]
+    pub cache_creation: Option<CacheCreation>,
 }
 
 /// A content block of a response (non-streaming `content`, or a stream's `content_block_start`).
@@ -422,6 +665,71 @@ mod tests {
                 "stream": true
             })
         );
+    }
+
+    #[test]
+    fn cache_modes_put_the_markers_where_docs_say() {
+        let mut req = MessagesRequest::new(
+            "claude-sonnet-4-6",
+            1024,
+            vec![
+                Message::text(Role::User, "Hi"),
+                Message::text(Role::Assistant, "Hello"),
+                Message::text(Role::User, "More"),
+            ],
+        );
+        req.system = Some("Be brief.".into());
+        req.apply_cache(CacheMode::Auto, CacheTtl::FiveMinutes);
+        let v: Value = serde_json::to_value(&req).expect("serializable");
+        assert_eq!(v["cache_control"], serde_json::json!({"type": "ephemeral"}));
+        assert_eq!(v["system"], "Be brief.");
+        assert!(
+            v["messages"][2]["content"][0]
+                .get("cache_control")
+                .is_none()
+        );
+
+        req.apply_cache(CacheMode::Breakpoints, CacheTtl::OneHour);
+        let v: Value = serde_json::to_value(&req).expect("serializable");
+        let marker = serde_json::json!({"type": "ephemeral", "ttl": "1h"});
+        assert!(v.get("cache_control").is_none());
+        assert_eq!(
+            v["system"],
+            serde_json::json!([{"type": "text", "text": "Be brief.", "cache_control": marker}])
+        );
+        assert_eq!(v["messages"][2]["content"][0]["cache_control"], marker);
+        assert!(
+            v["messages"][0]["content"][0]
+                .get("cache_control")
+                .is_none()
+        );
+        assert_eq!(req.estimated_input_tokens(), {
+            let mut plain = req.clone();
+            plain.apply_cache(CacheMode::Off, CacheTtl::FiveMinutes);
+            plain.estimated_input_tokens()
+        });
+
+        req.apply_cache(CacheMode::Off, CacheTtl::FiveMinutes);
+        let text = serde_json::to_string(&req).expect("serializable");
+        assert!(!text.contains("cache_control"), "{text}");
+    }
+
+    #[test]
+    fn usage_reads_the_cache_fields() {
+        let u: Usage = serde_json::from_str(
+            r#"{"input_tokens":50,"output_tokens":3,"cache_creation_input_tokens":1000,
+                "cache_read_input_tokens":9000,
+                "cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":1000}}"#,
+        )
+        .expect("usage");
+        assert_eq!(u.rate_limited_input(), 1050);
+        assert_eq!(u.total_input(), 10_050);
+        assert_eq!(u.cache_writes_by_ttl().ephemeral_1h_input_tokens, 1000);
+        let bare = Usage {
+            cache_creation_input_tokens: Some(7),
+            ..Usage::default()
+        };
+        assert_eq!(bare.cache_writes_by_ttl().ephemeral_5m_input_tokens, 7);
     }
 
     #[test]

@@ -2,8 +2,13 @@
 //!
 //! The API input is always valid (docs/protocol.md, *Conversation rules*): roles alternate starting with the user,
 //! no block is empty, and the final message is the user's. Interrupted replies keep their
-//! partial text, marked as cut off, so that the model knows what it already said; turns that
-//! failed before any text arrived contribute only their prompt, merged with the next one.
+//! partial text, marked as cut off, so that the model knows what it already said. A turn that
+//! failed before its stream started is not context at all: it stays in the session for the
+//! record and for `/retry`, and only its retry (a new turn) is sent.
+//!
+//! Prompt caching needs the history to go out byte-identical from turn to turn: the messages
+//! of one request are a prefix of the next one's. Nothing here rewrites an earlier turn, and
+//! cache markers (the only thing that moves) are not part of the cached text.
 
 use serde::{Deserialize, Serialize};
 
@@ -138,7 +143,13 @@ impl Conversation {
         for (i, turn) in self.turns.iter().enumerate().take(upto + 1) {
             // Superseded turns were retried by a later one; turns still in flight have no
             // answer yet and belong to their own request, not to this one.
-            if i != upto && (turn.superseded || !turn.state.is_final()) {
+            // A turn that failed before its stream started was never answered: resending it
+            // would cost its tokens on every later turn, and the model never saw it.
+            if i != upto
+                && (turn.superseded
+                    || !turn.state.is_final()
+                    || matches!(turn.state, ReplyState::Failed { .. }))
+            {
                 continue;
             }
             if !turn.user.trim().is_empty() {
@@ -193,7 +204,8 @@ fn build_request(config: &Config, messages: Vec<Message>, system: Option<&str>) 
     req.system = system
         .map(str::to_string)
         .or_else(|| config.system.clone())
-        .filter(|s| !s.trim().is_empty());
+        .filter(|s| !s.trim().is_empty())
+        .map(Into::into);
     if let Some(budget) = config.thinking_budget {
         req.thinking = Some(Thinking::Enabled {
             budget_tokens: budget,
@@ -203,6 +215,7 @@ fn build_request(config: &Config, messages: Vec<Message>, system: Option<&str>) 
             req.max_tokens = budget.saturating_add(1024);
         }
     }
+    req.apply_cache(config.cache, config.cache_ttl);
     req
 }
 
@@ -214,7 +227,7 @@ pub fn single_prompt_request(config: &Config, prompt: &str) -> MessagesRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ContentBlock;
+    use crate::api::{CacheMode, ContentBlock};
 
     fn done(user: &str, reply: &str) -> Turn {
         let mut t = Turn::new(user, "m");
@@ -258,18 +271,101 @@ mod tests {
                 Role::User
             ]
         );
-        assert_eq!(m[2].joined_text(), "first try\n\nsecond\n\nthird");
+        // The failed turn is not context; the empty reply's prompt joins the next one.
+        assert_eq!(m[2].joined_text(), "second\n\nthird");
         assert_eq!(
             m[3].joined_text(),
             format!("Once upon\n\n{INTERRUPTED_MARKER}")
         );
         for msg in &m {
             for b in &msg.content {
-                if let ContentBlock::Text { text } = b {
+                if let ContentBlock::Text { text, .. } = b {
                     assert!(!text.trim().is_empty());
                 }
             }
         }
+    }
+
+    /// Each message serialized on its own, concatenated: the bytes the cache sees.
+    fn wire_bytes(messages: &[Message]) -> String {
+        messages
+            .iter()
+            .map(|m| serde_json::to_string(m).expect("json"))
+            .collect()
+    }
+
+    #[test]
+    fn history_goes_out_byte_identical_from_turn_to_turn() {
+        for mode in [CacheMode::Auto, CacheMode::Off] {
+            let config = Config {
+                system: Some("You are terse.".into()),
+                cache: mode,
+                ..Config::default()
+            };
+            let mut c = Conversation::default();
+            let mut previous: Option<String> = None;
+            for n in 0..6 {
+                c.turns.push(Turn::new(
+                    format!("question {n} ✓ \"quoted\"\n  indented"),
+                    "m",
+                ));
+                let req = c.request_for(n, &config, None);
+                let bytes = wire_bytes(&req.messages);
+                if let Some(prev) = &previous {
+                    assert!(bytes.starts_with(prev.as_str()), "turn {n} rewrote history");
+                }
+                previous = Some(bytes);
+                let last = c.turns.last_mut().expect("turn");
+                last.assistant = format!("answer {n}\n\n```\ncode  \n```\n");
+                last.state = ReplyState::Complete { stop_reason: None };
+            }
+        }
+    }
+
+    #[test]
+    fn breakpoints_move_only_the_markers() {
+        let config = Config {
+            system: Some("You are terse.".into()),
+            cache: CacheMode::Breakpoints,
+            ..Config::default()
+        };
+        let c = Conversation {
+            turns: vec![done("a", "b"), Turn::new("c", "m")],
+        };
+        let mut req = c.request_for(1, &config, None);
+        let v = serde_json::to_value(&req).expect("json");
+        assert!(v["messages"][2]["content"][0]["cache_control"].is_object());
+        assert!(v["system"][0]["cache_control"].is_object());
+        req.apply_cache(CacheMode::Off, config.cache_ttl);
+        let earlier = c.request_for(
+            0,
+            &Config {
+                cache: CacheMode::Off,
+                ..config
+            },
+            None,
+        );
+        assert!(wire_bytes(&req.messages).starts_with(&wire_bytes(&earlier.messages)));
+    }
+
+    #[test]
+    fn a_turn_that_failed_before_its_stream_is_not_context() {
+        let mut failed = Turn::new("a huge paste", "m");
+        failed.state = ReplyState::failed("can never be accepted");
+        let c = Conversation {
+            turns: vec![done("hi", "hello"), failed, Turn::new("next", "m")],
+        };
+        let m = c.messages_for(2);
+        assert_eq!(roles(&m), vec![Role::User, Role::Assistant, Role::User]);
+        assert_eq!(m[2].joined_text(), "next");
+        // Retried: the failed turn is superseded and its copy is sent in its place.
+        let mut c = c;
+        c.turns[1].superseded = true;
+        c.turns[2] = Turn::new("a huge paste", "m");
+        assert_eq!(c.messages_for(2)[2].joined_text(), "a huge paste");
+        // Asking for the failed turn itself still sends its prompt.
+        c.turns[1].superseded = false;
+        assert_eq!(c.messages_for(1)[2].joined_text(), "a huge paste");
     }
 
     #[test]

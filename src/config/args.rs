@@ -97,6 +97,14 @@ pub struct ConversationArgs {
     /// Turn on extended thinking with this token budget.
     #[arg(long, value_name = "TOKENS")]
     pub thinking: Option<u32>,
+
+    /// Prompt caching: auto, breakpoints (explicit markers) or off. Env: BACKCHAT_CACHE
+    #[arg(long, value_name = "MODE")]
+    pub cache: Option<String>,
+
+    /// How long cache entries live: 5m or 1h. Env: BACKCHAT_CACHE_TTL
+    #[arg(long, value_name = "TTL")]
+    pub cache_ttl: Option<String>,
 }
 
 /// Every settings flag: the input of [`Config::resolve`](super::Config::resolve). The chat
@@ -105,7 +113,7 @@ pub struct ConversationArgs {
 /// [`SettingsArgs::from_files`]).
 #[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
 pub struct SettingsArgs {
-    /// `--model`, `--system`, `--max-tokens`, `--thinking`.
+    /// `--model`, `--system`, `--max-tokens`, `--thinking`, `--cache`, `--cache-ttl`.
     #[command(flatten)]
     pub conversation: ConversationArgs,
     /// `--base-url`.

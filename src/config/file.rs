@@ -9,6 +9,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::ConfigError;
 use super::value::{self, Raw, Theme};
+use crate::api::{CacheMode, CacheTtl};
 use crate::secret::ApiKey;
 
 /// A value from the file and the line it is on.
@@ -41,6 +42,10 @@ pub struct FileValues {
     pub thinking: Option<At<u32>>,
     /// `theme`.
     pub theme: Option<At<Theme>>,
+    /// `cache`: how requests ask for prompt caching.
+    pub cache: Option<At<CacheMode>>,
+    /// `cache_ttl`.
+    pub cache_ttl: Option<At<CacheTtl>>,
     /// `pacing`.
     pub pacing: Option<At<bool>>,
     /// `shared_limiter`.
@@ -66,7 +71,7 @@ pub struct FileValues {
 }
 
 /// The keys of the top level.
-pub const TOP_KEYS: [&str; 14] = [
+pub const TOP_KEYS: [&str; 16] = [
     "model",
     "max_tokens",
     "system",
@@ -75,6 +80,8 @@ pub const TOP_KEYS: [&str; 14] = [
     "api_key",
     "thinking",
     "theme",
+    "cache",
+    "cache_ttl",
     "pacing",
     "shared_limiter",
     "shared_limiter_ca",
@@ -155,6 +162,8 @@ pub fn parse(path: &Path, text: &str) -> Result<FileValues, ConfigError> {
                 out.thinking = Some(walker.check(name, line, raw, value::thinking_budget)?);
             }
             "theme" => out.theme = Some(walker.check(name, line, raw, value::theme)?),
+            "cache" => out.cache = Some(walker.check(name, line, raw, value::cache_mode)?),
+            "cache_ttl" => out.cache_ttl = Some(walker.check(name, line, raw, value::cache_ttl)?),
             "pacing" => out.pacing = Some(walker.check(name, line, raw, value::boolean)?),
             "shared_limiter" => {
                 out.shared_limiter = Some(walker.check(name, line, raw, value::redis_url)?);

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::api::{CacheMode, CacheTtl};
 use crate::retry::RetryConfig;
 use crate::secret::ApiKey;
 
@@ -42,12 +43,14 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// The environment variables backchat reads, with the key each one sets.
-pub const ENV_VARS: [(&str, &str); 11] = [
+pub const ENV_VARS: [(&str, &str); 13] = [
     ("ANTHROPIC_API_KEY", "api_key"),
     ("ANTHROPIC_BASE_URL", "base_url"),
     ("BACKCHAT_MODEL", "model"),
     ("BACKCHAT_MAX_TOKENS", "max_tokens"),
     ("BACKCHAT_SYSTEM", "system"),
+    ("BACKCHAT_CACHE", "cache"),
+    ("BACKCHAT_CACHE_TTL", "cache_ttl"),
     ("BACKCHAT_MAX_RETRIES", "retry.max_retries"),
     ("BACKCHAT_MAX_WAIT", "retry.max_wait"),
     ("BACKCHAT_LOG_LEVEL", "log_level"),
@@ -121,6 +124,10 @@ pub struct Config {
     pub system: Option<String>,
     /// Extended thinking budget, if on.
     pub thinking_budget: Option<u32>,
+    /// How requests ask for prompt caching.
+    pub cache: CacheMode,
+    /// The TTL of the cache entries requests write.
+    pub cache_ttl: CacheTtl,
     /// API base URL; `None` with no key means the embedded mock.
     pub base_url: Option<String>,
     /// The key (never printed).
@@ -164,6 +171,8 @@ impl Default for Config {
             max_tokens: DEFAULT_MAX_TOKENS,
             system: None,
             thinking_budget: None,
+            cache: CacheMode::default(),
+            cache_ttl: CacheTtl::default(),
             base_url: None,
             api_key: None,
             retry: RetryConfig::default(),
@@ -348,6 +357,26 @@ impl Config {
             &fv.thinking.as_ref().map(|a| at(Some(a.value), a.line)),
             None,
         )?;
+        let cache = r.pick(
+            "cache",
+            conversation
+                .cache
+                .as_deref()
+                .map(|m| ("--cache", value::cache_mode(Raw::Text(m)))),
+            Some(("BACKCHAT_CACHE", value::cache_mode)),
+            &fv.cache,
+            CacheMode::default(),
+        )?;
+        let cache_ttl = r.pick(
+            "cache_ttl",
+            conversation
+                .cache_ttl
+                .as_deref()
+                .map(|t| ("--cache-ttl", value::cache_ttl(Raw::Text(t)))),
+            Some(("BACKCHAT_CACHE_TTL", value::cache_ttl)),
+            &fv.cache_ttl,
+            CacheTtl::default(),
+        )?;
         let base_url = r.pick(
             "base_url",
             connection
@@ -461,6 +490,8 @@ impl Config {
             max_tokens,
             system,
             thinking_budget,
+            cache,
+            cache_ttl,
             base_url,
             api_key,
             retry,

@@ -37,6 +37,8 @@ pub(super) fn render(c: &Config) -> String {
         "thinking",
         c.thinking_budget.map(|b| b.to_string()),
     );
+    row("cache", "cache", Some(quoted(c.cache.as_str())));
+    row("cache_ttl", "cache_ttl", Some(quoted(c.cache_ttl.as_str())));
     row("base_url", "base_url", opt(&c.base_url));
     // The redacted form is not a valid key, so it is left unquoted: pasting this output into a
     // config file must not look like it carries a key.

@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::api::{CacheMode, CacheTtl};
+
 /// A value to check, as it arrived.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Raw<'a> {
@@ -252,6 +254,23 @@ pub(crate) fn theme(raw: Raw<'_>) -> Result<Theme, String> {
         .into_iter()
         .find(|t| wanted.as_deref() == Some(t.as_str()))
         .ok_or_else(|| got(&format!("one of {names}"), raw))
+}
+
+/// One of the [`CacheMode`] names: `auto`, `breakpoints`, `off`.
+pub(crate) fn cache_mode(raw: Raw<'_>) -> Result<CacheMode, String> {
+    let names = CacheMode::ALL
+        .map(|m| format!("{:?}", m.as_str()))
+        .join(", ");
+    raw.text()
+        .and_then(|s| CacheMode::parse(&s.trim().to_ascii_lowercase()))
+        .ok_or_else(|| got(&format!("one of {names}"), raw))
+}
+
+/// A cache TTL: `5m` or `1h` (the only two the API offers).
+pub(crate) fn cache_ttl(raw: Raw<'_>) -> Result<CacheTtl, String> {
+    raw.text()
+        .and_then(|s| CacheTtl::parse(&s.trim().to_ascii_lowercase()))
+        .ok_or_else(|| got("one of \"5m\", \"1h\"", raw))
 }
 
 /// The levels the log accepts, quietest first.

@@ -232,6 +232,8 @@ pub struct MockConfig {
     pub require_anthropic_version: bool,
     /// A line that says what the scenario is for (shown at start-up).
     pub description: Option<String>,
+    /// Probability that a request finds its key's prompt cache evicted (a forced miss).
+    pub cache_evict: f64,
 }
 
 impl Default for MockConfig {
@@ -252,6 +254,7 @@ impl Default for MockConfig {
             first_token_latency: Duration::from_millis(200),
             require_anthropic_version: true,
             description: None,
+            cache_evict: 0.0,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! as a `content_block_delta` and pings every `ping_interval`; a whole response waits the
 //! same time and returns the Message object. Generation stops when the client goes away.
 
+use super::cache::InputUsage;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +47,7 @@ pub(crate) struct Plan {
     key: KeyId,
     message_id: String,
     model: String,
-    input_tokens: u64,
+    input_tokens: InputUsage,
     blocks: Vec<PlannedBlock>,
     stop_reason: &'static str,
     fault: StreamFault,
@@ -125,7 +126,7 @@ impl Plan {
             key,
             message_id,
             model: params.model.clone(),
-            input_tokens: params.input_tokens,
+            input_tokens: InputUsage::from(params.input_tokens),
             blocks,
             stop_reason: if cut { "max_tokens" } else { "end_turn" },
             fault,
@@ -134,6 +135,14 @@ impl Plan {
             first_token_latency: config.first_token_latency,
             ping_interval: config.ping_interval,
         }
+    }
+}
+
+impl Plan {
+    /// Report `usage` as the reply's input (what the prompt cache read and wrote).
+    pub(crate) fn with_input(mut self, usage: InputUsage) -> Plan {
+        self.input_tokens = usage;
+        self
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `POST /v1/messages` handler, once the request has passed auth. Its checks, in order:
-//! scripted step → validation (400) → scheduled outage → random faults → rate limits (429) →
-//! slow first byte → the reply, streamed as SSE or whole as JSON.
+//! scripted step → validation (400, cache markers included) → scheduled outage → random faults
+//! → rate limits (429, charged what the prompt cache does not cover) → slow first byte → the
+//! reply, streamed as SSE or whole as JSON.
 //!
 //! The rate limits come after validation and faults, as on the real API: a request refused
 //! for any earlier reason takes nothing from the key's buckets.
@@ -43,6 +44,28 @@ pub(super) async fn messages(
     };
     seen.input_tokens = params.input_tokens;
     seen.stream = params.stream;
+    // The prompt cache: what this request would read and write (docs/mock.md, *Prompt
+    // caching*). Decided now, applied only if the request is admitted.
+    let cache_plan = {
+        let body = match validate::parse_json(body) {
+            Ok(b) => b,
+            Err(msg) => return invalid(&msg, request_id),
+        };
+        let mut st = shared.lock();
+        if shared.config.cache_evict > 0.0 {
+            let p = shared.config.cache_evict;
+            if rand::RngExt::random_bool(&mut st.rng, p.clamp(0.0, 1.0)) {
+                st.cache.evict(Some(key));
+            }
+        }
+        match st
+            .cache
+            .plan(key, &params.model, &body, params.input_tokens, now)
+        {
+            Ok(p) => p,
+            Err(msg) => return invalid(&msg, request_id),
+        }
+    };
 
     // A scripted step decides this request's fate; otherwise outages and the random rates.
     let mut reply_text: Option<String> = None;
@@ -104,10 +127,14 @@ pub(super) async fn messages(
         }
     }
 
-    let admission = shared.lock().limiter.admit(key, params.input_tokens, now);
+    let admission = shared.lock().limiter.admit(key, cache_plan.charged(), now);
     match admission {
         Admission::Admitted => {
-            shared.lock().stats.input_tokens_charged += params.input_tokens;
+            let mut st = shared.lock();
+            st.stats.input_tokens_charged += cache_plan.charged();
+            st.stats.cache_read_tokens += cache_plan.usage.read;
+            st.stats.cache_write_tokens += cache_plan.usage.write();
+            st.cache.commit(&cache_plan, now);
         }
         Admission::Short { dim, wait } => {
             let limits = shared.lock().limiter.limits().clone();
@@ -147,6 +174,7 @@ pub(super) async fn messages(
             random_fault,
             &mut st.rng,
         )
+        .with_input(cache_plan.usage)
     };
     if let Some(delay) = slow
         && !shared.sleep_until(Instant::now() + delay).await
@@ -156,7 +184,12 @@ pub(super) async fn messages(
             request_id,
         );
     }
-    shared.lock().stats.streams_started += 1;
+    {
+        // The reply has begun: what it wrote becomes readable.
+        let mut st = shared.lock();
+        st.stats.streams_started += 1;
+        st.cache.started(&cache_plan);
+    }
     if params.stream {
         generate::stream_response(Arc::clone(shared), plan)
     } else {

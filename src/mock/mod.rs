@@ -15,11 +15,13 @@
 //! - `sse.rs`: the JSON of events, messages and error envelopes;
 //! - `replies.rs`: the canned replies (from `assets/replies/`) and chunking;
 //! - `validate.rs`: request validation and the input-token count;
+//! - `cache.rs`: the prompt cache (prefixes at breakpoints, TTLs, what ITPM is charged);
 //! - `faults.rs`: outages, random faults and their error replies;
 //! - `script.rs`: scripted steps; `config.rs` and `scenario.rs`: settings and files;
 //! - `models.rs`: the models endpoints; `stats.rs`: counters; `args.rs`: `backchat mock`.
 
 mod args;
+pub(crate) mod cache;
 mod config;
 mod faults;
 mod generate;

@@ -23,6 +23,7 @@ struct ScenarioFile {
     admin_endpoint: Option<bool>,
     time_scale: Option<Positive>,
     require_anthropic_version: Option<bool>,
+    cache_evict: Option<Probability>,
     limits: Option<LimitsTable>,
     faults: Option<FaultsTable>,
     #[serde(default)]
@@ -176,6 +177,9 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<MockConfig, MockConfigEr
     }
     if let Some(Positive(v)) = file.time_scale {
         c.time_scale = v;
+    }
+    if let Some(Probability(p)) = file.cache_evict {
+        c.cache_evict = p;
     }
     if let Some(b) = file.require_anthropic_version {
         c.require_anthropic_version = b;

@@ -4,6 +4,7 @@
 //! A file per step of a request: `routes.rs` routes and authenticates, `messages.rs` answers
 //! `POST /v1/messages`, `http.rs` holds the header, body and error helpers.
 
+use super::cache::CacheModel;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +46,8 @@ pub(crate) struct MockState {
     pub(crate) rng: StdRng,
     /// The random fault rates in force (retuned by [`MockControl::set_faults`]).
     pub(super) faults: FaultRates,
+    /// Every key's prompt cache.
+    pub(crate) cache: CacheModel,
 }
 
 impl Shared {
@@ -67,6 +70,7 @@ impl Shared {
                 stats: MockStats::default(),
                 rng,
                 faults: config.faults.clone(),
+                cache: CacheModel::default(),
             }),
             config,
             shutdown,
@@ -251,6 +255,11 @@ impl MockControl {
     /// Change the random fault rates.
     pub fn set_faults(&self, faults: FaultRates) {
         self.shared.lock().faults = faults;
+    }
+
+    /// Empty every key's prompt cache: the next request of each conversation misses.
+    pub fn evict_cache(&self) {
+        self.shared.lock().cache.evict(None);
     }
 
     /// The configuration the server started with.

@@ -5,6 +5,7 @@
 //! `api/types.rs`, so that a bug in those types cannot hide behind a shared definition.
 //! Structs (not `json!` maps, which serde_json sorts) keep the API's field order, `type` first.
 
+use super::cache::InputUsage;
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
@@ -39,14 +40,14 @@ struct Usage {
 }
 
 impl Usage {
-    fn new(input_tokens: u64, output_tokens: u64) -> Usage {
+    fn new(input: InputUsage, output_tokens: u64) -> Usage {
         Usage {
-            input_tokens,
-            cache_creation_input_tokens: 0,
-            cache_read_input_tokens: 0,
+            input_tokens: input.input,
+            cache_creation_input_tokens: input.write(),
+            cache_read_input_tokens: input.read,
             cache_creation: CacheCreation {
-                ephemeral_5m_input_tokens: 0,
-                ephemeral_1h_input_tokens: 0,
+                ephemeral_5m_input_tokens: input.write_5m,
+                ephemeral_1h_input_tokens: input.write_1h,
             },
             output_tokens,
             service_tier: "standard",
@@ -142,7 +143,7 @@ fn message_out<'a>(
     model: &'a str,
     content: Vec<Block<'a>>,
     stop_reason: Option<&'a str>,
-    input_tokens: u64,
+    input: InputUsage,
     output_tokens: u64,
 ) -> MessageOut<'a> {
     MessageOut {
@@ -153,7 +154,7 @@ fn message_out<'a>(
         content,
         stop_reason,
         stop_sequence: None,
-        usage: Usage::new(input_tokens, output_tokens),
+        usage: Usage::new(input, output_tokens),
     }
 }
 
@@ -163,19 +164,19 @@ pub(crate) fn message(
     model: &str,
     content: Vec<Block<'_>>,
     stop_reason: Option<&str>,
-    input_tokens: u64,
+    input: impl Into<InputUsage>,
     output_tokens: u64,
 ) -> String {
-    let m = message_out(id, model, content, stop_reason, input_tokens, output_tokens);
+    let m = message_out(id, model, content, stop_reason, input.into(), output_tokens);
     serde_json::to_string(&m).unwrap_or_else(|_| "{}".into())
 }
 
 /// `message_start`: real input count, a small placeholder output count.
-pub(crate) fn message_start(id: &str, model: &str, input_tokens: u64) -> Bytes {
+pub(crate) fn message_start(id: &str, model: &str, input: impl Into<InputUsage>) -> Bytes {
     frame(
         "message_start",
         &Event::MessageStart {
-            message: message_out(id, model, Vec::new(), None, input_tokens, 1),
+            message: message_out(id, model, Vec::new(), None, input.into(), 1),
         },
     )
 }
@@ -239,7 +240,12 @@ pub(crate) fn block_stop(index: usize) -> Bytes {
 
 /// `message_delta` with the stop reason and cumulative usage (input repeated, as the API
 /// does now; a client must overwrite, not add).
-pub(crate) fn message_delta(stop_reason: &str, input_tokens: u64, output_tokens: u64) -> Bytes {
+pub(crate) fn message_delta(
+    stop_reason: &str,
+    input: impl Into<InputUsage>,
+    output_tokens: u64,
+) -> Bytes {
+    let input = input.into();
     frame(
         "message_delta",
         &Event::MessageDelta {
@@ -248,9 +254,9 @@ pub(crate) fn message_delta(stop_reason: &str, input_tokens: u64, output_tokens:
                 stop_sequence: None,
             },
             usage: DeltaUsage {
-                input_tokens,
-                cache_creation_input_tokens: 0,
-                cache_read_input_tokens: 0,
+                input_tokens: input.input,
+                cache_creation_input_tokens: input.write(),
+                cache_read_input_tokens: input.read,
                 output_tokens,
             },
         },

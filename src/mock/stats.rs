@@ -36,6 +36,10 @@ pub struct MockStats {
     pub input_tokens_charged: u64,
     /// Output tokens generated and charged.
     pub output_tokens_charged: u64,
+    /// Input tokens admitted requests read from the prompt cache.
+    pub cache_read_tokens: u64,
+    /// Input tokens admitted requests wrote to the prompt cache.
+    pub cache_write_tokens: u64,
     /// Requests to the other endpoints (models, count_tokens, unknown paths).
     pub other_requests: u64,
     /// Every `POST /v1/messages`, in arrival order.

@@ -276,7 +276,7 @@ pub fn count_input_tokens(body: &Map<String, Value>) -> u64 {
     total
 }
 
-fn block_tokens(block: &Value) -> u64 {
+pub(crate) fn block_tokens(block: &Value) -> u64 {
     match block.get("type").and_then(Value::as_str) {
         Some("text") => count_text(block.get("text").and_then(Value::as_str).unwrap_or("")),
         Some("thinking") => count_text(block.get("thinking").and_then(Value::as_str).unwrap_or("")),

@@ -15,7 +15,14 @@ use clap::Parser;
 /// The chat's own flags (`-p` is `--print`).
 const CHAT: [&str; 4] = ["--print", "--events", "--demo", "--mock"];
 const SESSION: [&str; 3] = ["--session", "--continue", "--no-session"];
-const CONVERSATION: [&str; 4] = ["--model", "--system", "--max-tokens", "--thinking"];
+const CONVERSATION: [&str; 6] = [
+    "--model",
+    "--system",
+    "--max-tokens",
+    "--thinking",
+    "--cache",
+    "--cache-ttl",
+];
 const CONNECTION: [&str; 1] = ["--base-url"];
 const RETRY: [&str; 5] = [
     "--max-retries",
