@@ -7,7 +7,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use super::error::TransportError;
-use super::sse::decode_stream;
+use super::sse::{StreamLimits, decode_stream_with};
 use super::transport::{ResponseBody, Transport, TransportResponse};
 use super::types::{ANTHROPIC_VERSION, MessagesRequest};
 use crate::secret::ApiKey;
@@ -101,6 +101,7 @@ impl Transport for HttpTransport {
         let key = self.config.api_key.clone();
         let header_timeout = self.config.header_timeout;
         let idle_timeout = self.config.idle_timeout;
+        let limits = StreamLimits::for_max_tokens(request.max_tokens);
         Box::pin(async move {
             let body =
                 body.map_err(|e| TransportError::Other(format!("cannot encode the request: {e}")))?;
@@ -127,7 +128,7 @@ impl Transport for HttpTransport {
             let headers = response.headers().clone();
             if (200..300).contains(&status) {
                 let bytes = response.bytes_stream();
-                let events = decode_stream(bytes, idle_timeout).boxed();
+                let events = decode_stream_with(bytes, idle_timeout, limits).boxed();
                 Ok(TransportResponse {
                     status,
                     headers,

@@ -213,6 +213,10 @@ pub enum StreamFailure {
     /// The bytes were not a valid event stream.
     #[error("the stream could not be read: {0}")]
     Decode(String),
+    /// The reply grew past what its `max_tokens` allows (bytes); the text up to the cap is
+    /// kept, the rest dropped.
+    #[error("the reply exceeded {0} bytes, more than its max_tokens allows; the rest was dropped")]
+    TooLong(usize),
 }
 
 #[cfg(test)]

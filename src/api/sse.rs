@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use serde::Deserialize;
@@ -107,9 +107,233 @@ pub fn decode_event(name: &str, data: &str) -> Result<Option<StreamEvent>, Strin
     Ok(Some(event))
 }
 
-/// Turn a body of bytes into decoded events. Transport errors end the stream with
-/// [`StreamFailure::Disconnected`]; a stall longer than `idle_timeout` between frames ends it
-/// with [`StreamFailure::IdleTimeout`].
+/// Largest single SSE event accepted (its lines together, terminators included). A real
+/// event is a few hundred bytes; anything near this is a hostile or broken server.
+pub const MAX_EVENT_BYTES: usize = 4 << 20;
+
+/// Bytes of reply text (text and thinking together) allowed per output token of
+/// `max_tokens`. A token is about four bytes of English; 32 leaves room for any script and
+/// for long runs of punctuation, while still bounding an endless stream.
+pub const REPLY_BYTES_PER_TOKEN: usize = 32;
+
+/// The smallest reply cap, whatever `max_tokens` says.
+pub const MIN_REPLY_BYTES: usize = 64 << 10;
+
+/// Bounds on one decoded stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Largest single event, in bytes ([`MAX_EVENT_BYTES`] by default).
+    pub max_event_bytes: usize,
+    /// Largest reply text (text plus thinking), in bytes; `None` for no cap.
+    pub max_reply_bytes: Option<usize>,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_event_bytes: MAX_EVENT_BYTES,
+            max_reply_bytes: None,
+        }
+    }
+}
+
+impl StreamLimits {
+    /// The limits for a request asking for at most `max_tokens` output tokens.
+    pub fn for_max_tokens(max_tokens: u32) -> Self {
+        StreamLimits {
+            max_event_bytes: MAX_EVENT_BYTES,
+            max_reply_bytes: Some(reply_cap(max_tokens)),
+        }
+    }
+}
+
+/// The reply cap for `max_tokens`: [`REPLY_BYTES_PER_TOKEN`] per token, at least
+/// [`MIN_REPLY_BYTES`].
+pub fn reply_cap(max_tokens: u32) -> usize {
+    (max_tokens as usize)
+        .saturating_mul(REPLY_BYTES_PER_TOKEN)
+        .max(MIN_REPLY_BYTES)
+}
+
+/// Why the line splitter stopped. Rides inside eventsource-stream's `Transport` error.
+#[derive(Debug)]
+enum LineError<E> {
+    /// The body stream failed.
+    Transport(E),
+    /// One event grew past the cap.
+    TooLarge(usize),
+    /// A line was not UTF-8.
+    Utf8,
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for LineError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineError::Transport(e) => write!(f, "{e}"),
+            LineError::TooLarge(cap) => write!(
+                f,
+                "an event is larger than {} MiB; the server is misbehaving",
+                cap >> 20
+            ),
+            LineError::Utf8 => f.write_str("the stream is not valid UTF-8"),
+        }
+    }
+}
+
+/// Splits a body into complete lines and hands eventsource-stream one line at a time.
+///
+/// eventsource-stream keeps everything it was given in one `String`, re-parses it from the
+/// start on every chunk while a line is incomplete, and copies the rest of the buffer after
+/// each line (`split_off`): quadratic in the chunk size and in the line length. Given one
+/// complete line at a time, its buffer never holds more than that line, so its cost per line
+/// is linear. This splitter scans each byte once (`scanned` remembers where it stopped), caps
+/// one event's size, and checks UTF-8 per line (a bad byte would otherwise park in
+/// eventsource-stream's UTF-8 buffer and grow it for the rest of the stream).
+struct Lines<S> {
+    inner: S,
+    buf: BytesMut,
+    /// Bytes of `buf` already searched for a line end.
+    scanned: usize,
+    /// Bytes of the current event's complete lines so far.
+    event_bytes: usize,
+    max_event: usize,
+    /// The comment line that primes eventsource-stream has been sent.
+    primed: bool,
+    /// The first line has been passed on (a byte-order mark is stripped from it, after the
+    /// size check, so that chunking cannot change the outcome).
+    started: bool,
+    done: bool,
+    failed: bool,
+}
+
+impl<S> Lines<S> {
+    fn new(inner: S, max_event: usize) -> Self {
+        Lines {
+            inner,
+            buf: BytesMut::new(),
+            scanned: 0,
+            event_bytes: 0,
+            max_event,
+            primed: false,
+            started: false,
+            done: false,
+            failed: false,
+        }
+    }
+
+    /// The next complete line in `buf`, with its terminator. A lone CR is rewritten to LF:
+    /// eventsource-stream's parser cannot tell a CR at the end of its input from the start
+    /// of a CRLF and would wait for the next line.
+    fn take_line(&mut self) -> Option<Bytes> {
+        let rest = &self.buf[self.scanned..];
+        let Some(pos) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            self.scanned = self.buf.len();
+            return None;
+        };
+        let at = self.scanned + pos;
+        let line = if self.buf[at] == b'\n' {
+            self.buf.split_to(at + 1).freeze()
+        } else if at + 1 < self.buf.len() {
+            if self.buf[at + 1] == b'\n' {
+                self.buf.split_to(at + 2).freeze()
+            } else {
+                lf_for_cr(&self.buf.split_to(at + 1))
+            }
+        } else if self.done {
+            lf_for_cr(&self.buf.split_to(at + 1))
+        } else {
+            // A CR at the end: wait to see whether an LF follows.
+            self.scanned = at;
+            return None;
+        };
+        self.scanned = 0;
+        Some(line)
+    }
+}
+
+/// U+FEFF in UTF-8: a stream may start with it (the SSE spec strips one).
+const BOM: &[u8] = "\u{feff}".as_bytes();
+
+fn lf_for_cr(line: &[u8]) -> Bytes {
+    let mut v = line.to_vec();
+    if let Some(last) = v.last_mut() {
+        *last = b'\n';
+    }
+    Bytes::from(v)
+}
+
+impl<S, E> Stream for Lines<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    type Item = Result<Bytes, LineError<E>>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        if !this.primed {
+            // eventsource-stream strips a BOM from the first text it gets with
+            // `&string[1..]`, which panics (a BOM is three bytes). A comment line first means
+            // it never looks; `take_line` strips the BOM instead.
+            this.primed = true;
+            return Poll::Ready(Some(Ok(Bytes::from_static(b":\n"))));
+        }
+        loop {
+            // The cap is checked before UTF-8, on complete and partial lines alike, so that
+            // the same bytes fail the same way however they are chunked.
+            if let Some(line) = this.take_line() {
+                let blank = line.len() <= 2 && line.iter().all(|&b| b == b'\r' || b == b'\n');
+                if blank {
+                    this.event_bytes = 0;
+                } else {
+                    this.event_bytes += line.len();
+                }
+                if this.event_bytes > this.max_event {
+                    this.failed = true;
+                    return Poll::Ready(Some(Err(LineError::TooLarge(this.max_event))));
+                }
+                if std::str::from_utf8(&line).is_err() {
+                    this.failed = true;
+                    return Poll::Ready(Some(Err(LineError::Utf8)));
+                }
+                if !this.started {
+                    this.started = true;
+                    if line.starts_with(BOM) {
+                        return Poll::Ready(Some(Ok(line.slice(BOM.len()..))));
+                    }
+                }
+                return Poll::Ready(Some(Ok(line)));
+            }
+            // `buf` now holds only the current, unfinished line.
+            if this.event_bytes + this.buf.len() > this.max_event {
+                this.failed = true;
+                return Poll::Ready(Some(Err(LineError::TooLarge(this.max_event))));
+            }
+            if this.done {
+                // An unterminated last line is never dispatched (as the SSE spec says).
+                return Poll::Ready(None);
+            }
+            match this.inner.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(chunk))) => this.buf.extend_from_slice(&chunk),
+                Poll::Ready(Some(Err(e))) => {
+                    this.failed = true;
+                    return Poll::Ready(Some(Err(LineError::Transport(e))));
+                }
+                Poll::Ready(None) => this.done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Turn a body of bytes into decoded events, with the default limits (no reply cap). See
+/// [`decode_stream_with`].
 pub fn decode_stream<S, E>(
     bytes: S,
     idle_timeout: Duration,
@@ -118,44 +342,126 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let frames = bytes.eventsource();
-    futures::stream::unfold(
-        (Box::pin(frames), false),
-        move |(mut frames, done)| async move {
-            if done {
-                return None;
-            }
-            loop {
-                let Ok(next) = tokio::time::timeout(idle_timeout, frames.next()).await else {
-                    return Some((
-                        Err(StreamFailure::IdleTimeout(idle_timeout)),
-                        (frames, true),
-                    ));
-                };
-                match next {
-                    None => return None,
-                    Some(Ok(frame)) => match decode_event(&frame.event, &frame.data) {
-                        Ok(Some(ev)) => return Some((Ok(ev), (frames, false))),
-                        Ok(None) => {
-                            tracing::debug!(event = %frame.event, "skipping unknown SSE event");
-                        }
-                        Err(msg) => {
-                            return Some((Err(StreamFailure::Decode(msg)), (frames, true)));
-                        }
-                    },
-                    Some(Err(e)) => {
-                        let failure = match e {
-                            eventsource_stream::EventStreamError::Transport(t) => {
-                                StreamFailure::Disconnected(t.to_string())
+    decode_stream_with(bytes, idle_timeout, StreamLimits::default())
+}
+
+/// State of [`decode_stream_with`]'s unfold.
+struct Decoder<F> {
+    frames: F,
+    /// Reply bytes (text and thinking) passed on so far.
+    reply_bytes: usize,
+    /// A failure to report after the truncated delta that hit the reply cap.
+    pending: Option<StreamFailure>,
+    done: bool,
+}
+
+/// Turn a body of bytes into decoded events. Transport errors end the stream with
+/// [`StreamFailure::Disconnected`]; a stall longer than `idle_timeout` between frames ends it
+/// with [`StreamFailure::IdleTimeout`]; an event larger than `limits.max_event_bytes` with
+/// [`StreamFailure::Decode`]. Reply text past `limits.max_reply_bytes` is cut at the cap
+/// (on a character boundary) and the stream ends with [`StreamFailure::TooLong`].
+///
+/// The cost per event does not depend on how the bytes are chunked (see `Lines`).
+pub fn decode_stream_with<S, E>(
+    bytes: S,
+    idle_timeout: Duration,
+    limits: StreamLimits,
+) -> impl Stream<Item = Result<StreamEvent, StreamFailure>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let frames = Lines::new(Box::pin(bytes), limits.max_event_bytes).eventsource();
+    let state = Decoder {
+        frames: Box::pin(frames),
+        reply_bytes: 0,
+        pending: None,
+        done: false,
+    };
+    futures::stream::unfold(state, move |mut st| async move {
+        if let Some(f) = st.pending.take() {
+            st.done = true;
+            return Some((Err(f), st));
+        }
+        if st.done {
+            return None;
+        }
+        loop {
+            let Ok(next) = tokio::time::timeout(idle_timeout, st.frames.next()).await else {
+                st.done = true;
+                return Some((Err(StreamFailure::IdleTimeout(idle_timeout)), st));
+            };
+            match next {
+                None => return None,
+                Some(Ok(frame)) => match decode_event(&frame.event, &frame.data) {
+                    Ok(Some(mut ev)) => {
+                        if let Some(cap) = limits.max_reply_bytes
+                            && let Some(text) = reply_text_mut(&mut ev)
+                        {
+                            let room = cap.saturating_sub(st.reply_bytes);
+                            if text.len() > room {
+                                let cut = floor_char_boundary(text, room);
+                                text.truncate(cut);
+                                st.reply_bytes = cap;
+                                st.pending = Some(StreamFailure::TooLong(cap));
+                                if text.is_empty() {
+                                    st.pending = None;
+                                    st.done = true;
+                                    return Some((Err(StreamFailure::TooLong(cap)), st));
+                                }
+                            } else {
+                                st.reply_bytes += text.len();
                             }
-                            other => StreamFailure::Decode(other.to_string()),
-                        };
-                        return Some((Err(failure), (frames, true)));
+                        }
+                        return Some((Ok(ev), st));
                     }
+                    Ok(None) => {
+                        tracing::debug!(event = %frame.event, "skipping unknown SSE event");
+                    }
+                    Err(msg) => {
+                        st.done = true;
+                        return Some((Err(StreamFailure::Decode(msg)), st));
+                    }
+                },
+                Some(Err(e)) => {
+                    let failure = match e {
+                        eventsource_stream::EventStreamError::Transport(LineError::Transport(
+                            t,
+                        )) => StreamFailure::Disconnected(t.to_string()),
+                        eventsource_stream::EventStreamError::Transport(other) => {
+                            StreamFailure::Decode(other.to_string())
+                        }
+                        other => StreamFailure::Decode(other.to_string()),
+                    };
+                    st.done = true;
+                    return Some((Err(failure), st));
                 }
             }
-        },
-    )
+        }
+    })
+}
+
+/// The reply text an event carries, if any (text and thinking deltas).
+fn reply_text_mut(ev: &mut StreamEvent) -> Option<&mut String> {
+    match ev {
+        StreamEvent::ContentBlockDelta {
+            delta: Delta::TextDelta { text },
+            ..
+        } => Some(text),
+        StreamEvent::ContentBlockDelta {
+            delta: Delta::ThinkingDelta { thinking },
+            ..
+        } => Some(thinking),
+        _ => None,
+    }
+}
+
+/// The largest char boundary of `s` at or below `at`.
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    if at >= s.len() {
+        return s.len();
+    }
+    (0..=at).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -278,5 +584,165 @@ data: {\"type\":\"message_stop\"}\n\
             got[1],
             Err(StreamFailure::IdleTimeout(Duration::from_secs(5)))
         );
+    }
+
+    fn delta(text: &str) -> String {
+        format!(
+            "event: content_block_delta\ndata: {}\n\n",
+            serde_json::json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":text}})
+        )
+    }
+
+    async fn decode_with(
+        chunks: Vec<Vec<u8>>,
+        limits: StreamLimits,
+    ) -> Vec<Result<StreamEvent, StreamFailure>> {
+        let s = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(Bytes::from(c))),
+        );
+        decode_stream_with(s, Duration::from_mins(1), limits)
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_event_past_the_cap_is_a_clear_error() {
+        // One line with no end, in small chunks: stops at the cap instead of growing forever.
+        let limits = StreamLimits {
+            max_event_bytes: 1 << 20,
+            max_reply_bytes: None,
+        };
+        let chunks: Vec<Vec<u8>> = std::iter::once(b"data: ".to_vec())
+            .chain(std::iter::repeat_n(vec![b'x'; 1000], 2000))
+            .collect();
+        let got = decode_with(chunks, limits).await;
+        assert_eq!(got.len(), 1, "{got:?}");
+        match &got[0] {
+            Err(StreamFailure::Decode(m)) => assert!(m.contains("larger than 1 MiB"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // Many short lines in one event count together.
+        let many = "data: x\n".repeat(200_000);
+        let got = decode_with(vec![many.into_bytes()], limits).await;
+        assert!(
+            matches!(&got[0], Err(StreamFailure::Decode(m)) if m.contains("MiB")),
+            "{got:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_big_event_in_small_chunks_decodes_in_linear_time() {
+        // 3 MB of text in one event, 100-byte chunks: quadratic decoding took minutes.
+        let text = "y".repeat(3 << 20);
+        let body = delta(&text).into_bytes();
+        let chunks: Vec<Vec<u8>> = body.chunks(100).map(<[u8]>::to_vec).collect();
+        let t = std::time::Instant::now();
+        let got = decode_with(chunks, StreamLimits::default()).await;
+        assert_eq!(got.len(), 1);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn reply_text_is_cut_at_the_cap_and_the_stream_ends() {
+        let limits = StreamLimits {
+            max_event_bytes: MAX_EVENT_BYTES,
+            max_reply_bytes: Some(9),
+        };
+        let body = format!("{}{}{}", delta("12345"), delta("678é0abc"), delta("never"));
+        let got = decode_with(vec![body.into_bytes()], limits).await;
+        let texts: Vec<String> = got
+            .iter()
+            .filter_map(|e| match e {
+                Ok(StreamEvent::ContentBlockDelta {
+                    delta: Delta::TextDelta { text },
+                    ..
+                }) => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        // "678é" would be 5 bytes, past the 4 left: cut before the é, never inside it.
+        assert_eq!(texts, vec!["12345".to_string(), "678".to_string()]);
+        assert_eq!(got.last(), Some(&Err(StreamFailure::TooLong(9))));
+        assert_eq!(got.len(), 3);
+        assert_eq!(reply_cap(1), MIN_REPLY_BYTES);
+        assert_eq!(reply_cap(100_000), 100_000 * REPLY_BYTES_PER_TOKEN);
+    }
+
+    #[tokio::test]
+    async fn lone_cr_ends_a_line_and_bad_utf8_is_an_error() {
+        let body = "event: ping\rdata: {\"type\":\"ping\"}\r\r";
+        let got = decode_chunks(vec![body.as_bytes().to_vec()]).await;
+        assert_eq!(got, vec![Ok(StreamEvent::Ping)]);
+        let mut bad = b"event: ping\ndata: {\"type\":\"ping\"}\n\n: \xff\n".to_vec();
+        bad.extend(delta("after").into_bytes());
+        let got = decode_chunks(vec![bad]).await;
+        assert_eq!(got.len(), 2);
+        assert!(
+            matches!(&got[1], Err(StreamFailure::Decode(m)) if m.contains("UTF-8")),
+            "{got:?}"
+        );
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Bytes that look like SSE often enough to reach the decoder's inner paths.
+        fn sse_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"event: ".to_vec()),
+                Just(b"data: ".to_vec()),
+                Just(b"\n".to_vec()),
+                Just(b"\r".to_vec()),
+                Just(b"\r\n".to_vec()),
+                Just(b":".to_vec()),
+                Just(b"{\"type\":\"ping\"}".to_vec()),
+                Just(b"content_block_delta".to_vec()),
+                Just(b"{\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}".to_vec()),
+                Just("\u{feff}".as_bytes().to_vec()),
+                Just("é".as_bytes().to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..8),
+            ];
+            proptest::collection::vec(piece, 0..40).prop_map(|v| v.concat())
+        }
+
+        fn run(chunks: Vec<Vec<u8>>) -> Vec<Result<StreamEvent, StreamFailure>> {
+            thread_local! {
+                static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("runtime");
+            }
+            let limits = StreamLimits {
+                max_event_bytes: 64,
+                max_reply_bytes: Some(8),
+            };
+            RT.with(|rt| rt.block_on(decode_with(chunks, limits)))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            /// No panic, and every split of the same bytes gives the same events.
+            #[test]
+            fn any_split_decodes_the_same(
+                bytes in prop_oneof![sse_bytes(), proptest::collection::vec(any::<u8>(), 0..300)],
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+            ) {
+                let whole = run(vec![bytes.clone()]);
+                let mut at: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+                at.sort_unstable();
+                let mut chunks = Vec::new();
+                let mut prev = 0;
+                for c in at {
+                    chunks.push(bytes[prev..c].to_vec());
+                    prev = c;
+                }
+                chunks.push(bytes[prev..].to_vec());
+                prop_assert_eq!(run(chunks), whole);
+            }
+        }
     }
 }
