@@ -12,10 +12,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod chat_sessions_small;
 mod cli_surfaces;
 mod config_cli;
 mod headless_e2e;
 mod key_leak;
+mod proxy;
 mod python_sdk;
 mod sessions_headless;
 mod sessions_kill9;

@@ -2,12 +2,6 @@
 //! models, resume, export, attachments, and the small things): a state test for each (keys
 //! in, effects out, no terminal) and a snapshot of what it looks like.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
 use backchat::api::{Message, MessagesRequest, Usage};
 use backchat::retry::TurnEvent;
 use backchat::tui::harness::Harness;

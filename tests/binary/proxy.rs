@@ -4,12 +4,6 @@
 //! cancelling upstream, verbatim give-ups with `x-should-retry: false`, the `x-backchat-*`
 //! headers, header passthrough, `/metrics`, and the bind rule.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

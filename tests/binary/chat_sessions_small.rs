@@ -2,15 +2,7 @@
 //! mock: `-p --no-session` saves nothing, and unnamed sessions started in the same second
 //! (two processes at once) get different files.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
-mod sessions_common;
-
-use sessions_common::{Home, texts};
+use crate::support::home::{Home, texts};
 
 fn session_files(home: &Home) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(home.sessions_dir())
