@@ -96,7 +96,9 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let url = args.next().expect("usage: limiter_latency REDIS_URL [N] [TASKS]");
+    let url = args
+        .next()
+        .expect("usage: limiter_latency REDIS_URL [N] [TASKS]");
     let n: usize = args.next().map_or(4000, |s| s.parse().expect("N"));
     let tasks: usize = args.next().map_or(4, |s| s.parse().expect("TASKS"));
     let key = ApiKey::new(format!("sk-latency-{}", std::process::id()));

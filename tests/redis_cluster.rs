@@ -22,7 +22,7 @@ use backchat::secret::ApiKey;
 struct Cluster {
     ports: Vec<u16>,
     nodes: Vec<Option<Child>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -33,11 +33,11 @@ impl Cluster {
         let mut cluster = Cluster {
             ports: Vec::new(),
             nodes: Vec::new(),
-            _dir: dir,
+            dir,
         };
         for i in 0..count {
             let port = free_port();
-            let node_dir = cluster._dir.path().join(i.to_string());
+            let node_dir = cluster.dir.path().join(i.to_string());
             std::fs::create_dir_all(&node_dir).expect("a node dir");
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -211,12 +211,19 @@ async fn the_script_runs_on_a_three_primary_cluster() {
             // No CROSSSLOT, no MOVED left unfollowed: the grant comes from the shared state.
             assert_eq!(source_of(&l, model).await, GrantSource::Shared, "{model}");
             let class = ModelClass::of(model);
-            let tat = format!("backchat:{{{}:{}}}:tat:requests", l.fingerprint(), class.as_str());
+            let tat = format!(
+                "backchat:{{{}:{}}}:tat:requests",
+                l.fingerprint(),
+                class.as_str()
+            );
             let primary = cluster.primary_of(&tat);
             primaries.insert(primary);
             l.flush().await;
             let scope = format!("backchat:{{{}:{}}}:*", l.fingerprint(), class.as_str());
-            assert!(!cli(primary, &["KEYS", &scope]).is_empty(), "{scope} on {primary}");
+            assert!(
+                !cli(primary, &["KEYS", &scope]).is_empty(),
+                "{scope} on {primary}"
+            );
         }
         assert_eq!(l.health(), LimiterHealth::Shared);
     }
@@ -229,9 +236,18 @@ async fn a_single_cluster_node_url_says_to_list_the_nodes() {
     let k = ApiKey::new("sk-cluster-single").expect("non-empty");
     let probe = RedisLimiter::new(config(cluster.url()), Some(&k));
     let class = ModelClass::of(MODELS[0]);
-    let tat = format!("backchat:{{{}:{}}}:tat:requests", probe.fingerprint(), class.as_str());
+    let tat = format!(
+        "backchat:{{{}:{}}}:tat:requests",
+        probe.fingerprint(),
+        class.as_str()
+    );
     let owner = cluster.primary_of(&tat);
-    let other = cluster.ports.iter().copied().find(|&p| p != owner).expect("another node");
+    let other = cluster
+        .ports
+        .iter()
+        .copied()
+        .find(|&p| p != owner)
+        .expect("another node");
     let l = RedisLimiter::connect(config(format!("redis://127.0.0.1:{other}")), Some(&k)).await;
     // The node answers, so the trouble shows at the first script call: a MOVED.
     assert_eq!(source_of(&l, MODELS[0]).await, GrantSource::Local);
@@ -248,7 +264,11 @@ async fn the_client_follows_a_failover() {
     let l = RedisLimiter::connect(config(cluster.url()), Some(&k)).await;
     assert_eq!(source_of(&l, MODELS[0]).await, GrantSource::Shared);
     let class = ModelClass::of(MODELS[0]);
-    let tat = format!("backchat:{{{}:{}}}:tat:requests", l.fingerprint(), class.as_str());
+    let tat = format!(
+        "backchat:{{{}:{}}}:tat:requests",
+        l.fingerprint(),
+        class.as_str()
+    );
     let primary = cluster.primary_of(&tat);
     cluster.kill(primary);
     let killed = Instant::now();
@@ -258,7 +278,10 @@ async fn the_client_follows_a_failover() {
     while killed.elapsed() < Duration::from_secs(20) {
         let asked = Instant::now();
         let source = source_of(&l, MODELS[0]).await;
-        assert!(asked.elapsed() < Duration::from_secs(3), "a reservation hung");
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "a reservation hung"
+        );
         if source == GrantSource::Shared && l.health() == LimiterHealth::Shared {
             rejoined = Some(killed.elapsed());
             break;
@@ -271,5 +294,8 @@ async fn the_client_follows_a_failover() {
     assert_ne!(promoted, primary);
     l.flush().await;
     let scope = format!("backchat:{{{}:{}}}:*", l.fingerprint(), class.as_str());
-    assert!(!cli(promoted, &["KEYS", &scope]).is_empty(), "{scope} on {promoted}");
+    assert!(
+        !cli(promoted, &["KEYS", &scope]).is_empty(),
+        "{scope} on {promoted}"
+    );
 }

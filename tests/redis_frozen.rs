@@ -85,7 +85,10 @@ async fn a_reservation_run_after_its_caller_gave_up_reserves_nothing() {
     server.resume();
     // The frozen server now runs the queued call, long after its expiry.
     let mut con = server.conn().await;
-    let _: String = redis::cmd("PING").query_async(&mut con).await.expect("PING");
+    let _: String = redis::cmd("PING")
+        .query_async(&mut con)
+        .await
+        .expect("PING");
     let after: String = redis::cmd("GET")
         .arg(&tat_key)
         .query_async(&mut con)

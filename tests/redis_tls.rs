@@ -30,8 +30,19 @@ impl Pki {
         let dir = tempfile::tempdir().expect("a temp dir");
         let pki = Pki { dir };
         pki.openssl(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
-            "-keyout", "ca.key", "-out", "ca.pem",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
         ]);
         pki.server("server", "IP:127.0.0.1,DNS:localhost");
         pki.server("other", "DNS:other.example");
@@ -230,7 +241,10 @@ async fn a_wrong_password_is_an_error_without_the_password() {
     let l = RedisLimiter::connect(config(url, Some(&pki.path("ca.pem"))), Some(&key())).await;
     let msg = degraded(&l);
     assert!(!msg.contains("wrong-pw"), "{msg}");
-    assert!(msg.contains(&format!("rediss://127.0.0.1:{}/0", server.tls)), "{msg}");
+    assert!(
+        msg.contains(&format!("rediss://127.0.0.1:{}/0", server.tls)),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -288,5 +302,8 @@ async fn a_missing_ca_file_is_named() {
     )
     .await;
     let msg = degraded(&l);
-    assert!(msg.contains("shared_limiter_ca /nonexistent/ca.pem"), "{msg}");
+    assert!(
+        msg.contains("shared_limiter_ca /nonexistent/ca.pem"),
+        "{msg}"
+    );
 }

@@ -164,7 +164,8 @@ pub(crate) fn http_url(raw: Raw<'_>) -> Result<String, String> {
 /// Cluster's nodes: two or more `redis://`/`rediss://` URLs separated by commas, all with the
 /// same scheme (a cluster speaks TLS on every node or on none).
 pub(crate) fn redis_url(raw: Raw<'_>) -> Result<String, String> {
-    const WHAT: &str = "a redis://HOST:PORT/DB or rediss:// URL, or a cluster's URLs separated by commas";
+    const WHAT: &str =
+        "a redis://HOST:PORT/DB or rediss:// URL, or a cluster's URLs separated by commas";
     let Some(text) = raw.text() else {
         return Err(got(WHAT, raw));
     };
@@ -174,8 +175,7 @@ pub(crate) fn redis_url(raw: Raw<'_>) -> Result<String, String> {
     }
     let mut schemes = Vec::new();
     for node in &nodes {
-        url_with_scheme(Raw::Text(node), &["redis", "rediss"], WHAT)
-            .map_err(|_| got(WHAT, raw))?;
+        url_with_scheme(Raw::Text(node), &["redis", "rediss"], WHAT).map_err(|_| got(WHAT, raw))?;
         schemes.push(node.split("://").next().unwrap_or_default());
     }
     if schemes.iter().any(|s| *s != schemes[0]) {
@@ -335,7 +335,10 @@ mod tests {
         let mixed = redis_url(Raw::Str("redis://a:7000,rediss://b:7001")).expect_err("mixed");
         assert!(mixed.contains("one scheme"), "{mixed}");
         assert!(redis_url(Raw::Str("redis://a:7000,unix:///tmp/r.sock")).is_err());
-        assert_eq!(file_path(Raw::Str("/etc/ca.pem")), Ok(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(
+            file_path(Raw::Str("/etc/ca.pem")),
+            Ok(PathBuf::from("/etc/ca.pem"))
+        );
         assert!(file_path(Raw::Str(" ")).is_err());
     }
 

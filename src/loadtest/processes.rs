@@ -87,7 +87,10 @@ pub async fn run(
         .map_err(|e| format!("cannot find the backchat binary to start workers: {e}"))?;
     let api_key = e2e::run_key();
     let mut children = Vec::new();
-    for (i, users) in split(plan.scenario.users, processes).into_iter().enumerate() {
+    for (i, users) in split(plan.scenario.users, processes)
+        .into_iter()
+        .enumerate()
+    {
         // Contiguous groups: machine m runs workers [m·P/M, (m+1)·P/M).
         let mock_url = match fronts.get(i * machines / processes.max(1)) {
             Some(front) => front.base_url(),

@@ -169,7 +169,8 @@ impl Setup {
                         "{}, seed {seed}, {processes} processes",
                         row.label()
                     ));
-                    let r = processes::run(&self.plan(row, seed), scale, processes, machines).await?;
+                    let r =
+                        processes::run(&self.plan(row, seed), scale, processes, machines).await?;
                     progress.advance(self.scenario.total_requests());
                     out.push((row, seed, r));
                 }

@@ -909,8 +909,14 @@ mod tests {
     async fn the_last_attempt_gives_up() {
         // A 429 without the server's schedule counts as a retry like any error.
         let error = api_error(429, "rate_limit_error");
-        let failure = decide(&error, 9, &RetryHints::default(), LONG, &RetryBudget::default())
-            .expect_err("nine attempts are all there are");
+        let failure = decide(
+            &error,
+            9,
+            &RetryHints::default(),
+            LONG,
+            &RetryBudget::default(),
+        )
+        .expect_err("nine attempts are all there are");
         assert_eq!(failure.kind, FailureKind::RetriesExhausted);
         assert_eq!(
             failure.message,
@@ -925,12 +931,24 @@ mod tests {
     async fn a_wait_the_server_scheduled_does_not_count_against_max_retries() {
         let rate_limited = api_error(429, "rate_limit_error");
         // Attempt 9 of 9, but the server booked the retry: it is waited for.
-        let wait = decide(&rate_limited, 9, &retry_after(2), LONG, &RetryBudget::default())
-            .expect("a scheduled wait");
+        let wait = decide(
+            &rate_limited,
+            9,
+            &retry_after(2),
+            LONG,
+            &RetryBudget::default(),
+        )
+        .expect("a scheduled wait");
         assert!(!wait.counted);
         // ... bounded by --max-wait and the deadline instead.
-        let failure = decide(&rate_limited, 40, &retry_after(300), LONG, &RetryBudget::default())
-            .expect_err("longer than --max-wait");
+        let failure = decide(
+            &rate_limited,
+            40,
+            &retry_after(300),
+            LONG,
+            &RetryBudget::default(),
+        )
+        .expect_err("longer than --max-wait");
         assert_eq!(failure.kind, FailureKind::WaitTooLong);
         let failure = decide(
             &rate_limited,

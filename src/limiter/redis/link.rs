@@ -199,7 +199,9 @@ impl Link {
             return Err(LinkError::Down(reason));
         }
         let (tx, rx) = oneshot::channel();
-        let expires_at = undo.as_ref().map(|_| Instant::now() + self.timing.call_timeout);
+        let expires_at = undo
+            .as_ref()
+            .map(|_| Instant::now() + self.timing.call_timeout);
         let job = Job::Call {
             call,
             reply: Some(tx),
@@ -251,6 +253,10 @@ impl Link {
 }
 
 /// How to open a connection: to one server, or to a cluster.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per limiter, built once; boxing would only add an indirection"
+)]
 enum Client {
     Single(redis::Client),
     Cluster(ClusterClient),
@@ -614,7 +620,9 @@ impl Worker {
 /// means when it is one of the usual set-up mistakes.
 fn explain(error: &str, tls: bool) -> String {
     let hint = if error.contains("UnknownIssuer") || error.contains("BadSignature") {
-        Some("the server's TLS certificate is not signed by a trusted CA (shared_limiter_ca adds one)")
+        Some(
+            "the server's TLS certificate is not signed by a trusted CA (shared_limiter_ca adds one)",
+        )
     } else if error.contains("NotValidForName") || error.contains("not valid for name") {
         Some("the server's TLS certificate is for another host name")
     } else if error.contains("Expired") && error.contains("certificate") {
@@ -632,7 +640,8 @@ fn explain(error: &str, tls: bool) -> String {
         Some("the server hung up (a TLS port? use rediss://)")
     } else if error.contains("MOVED")
         || error.contains("Moved")
-        || error.contains("CLUSTERDOWN Hash slot not served") {
+        || error.contains("CLUSTERDOWN Hash slot not served")
+    {
         Some("this server is a cluster node: list the cluster's nodes, comma-separated")
     } else {
         None
@@ -674,17 +683,26 @@ mod tests {
     #[test]
     fn set_up_mistakes_are_explained() {
         let e = explain("invalid peer certificate: UnknownIssuer", true);
-        assert!(e.starts_with("the server's TLS certificate is not signed"), "{e}");
+        assert!(
+            e.starts_with("the server's TLS certificate is not signed"),
+            "{e}"
+        );
         let e = explain("invalid peer certificate: NotValidForName { .. }", true);
         assert!(e.contains("another host name"), "{e}");
         let e = explain("received corrupt message of type InvalidContentType", true);
         assert!(e.contains("does not speak TLS"), "{e}");
-        let e = explain("An error was signalled by the server - Moved: 1234 127.0.0.1:7001", false);
+        let e = explain(
+            "An error was signalled by the server - Moved: 1234 127.0.0.1:7001",
+            false,
+        );
         assert!(e.starts_with("this server is a cluster node"), "{e}");
         assert_eq!(explain("Connection refused", true), "Connection refused");
         let e = explain("no answer within 100 ms", true);
         assert!(e.contains("a plain port?"), "{e}");
-        assert_eq!(explain("no answer within 100 ms", false), "no answer within 100 ms");
+        assert_eq!(
+            explain("no answer within 100 ms", false),
+            "no answer within 100 ms"
+        );
         let e = explain("Connection reset by peer (os error 104)", false);
         assert!(e.contains("use rediss://"), "{e}");
     }
