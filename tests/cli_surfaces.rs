@@ -25,12 +25,13 @@ const CHAT: [&str; 4] = ["--print", "--events", "--demo", "--mock"];
 const SESSION: [&str; 2] = ["--session", "--continue"];
 const CONVERSATION: [&str; 4] = ["--model", "--system", "--max-tokens", "--thinking"];
 const CONNECTION: [&str; 1] = ["--base-url"];
-const RETRY: [&str; 5] = [
+const RETRY: [&str; 6] = [
     "--max-retries",
     "--max-wait",
     "--deadline",
     "--no-pacing",
     "--shared-limiter",
+    "--shared-limiter-ca",
 ];
 const FILES: [&str; 2] = ["--config", "--log-level"];
 const MOCK: [&str; 24] = [
@@ -60,7 +61,7 @@ const MOCK: [&str; 24] = [
     "--fault-spend-cap",
 ];
 /// The load test's own flags (it also takes the files group).
-const LOADTEST: [&str; 27] = [
+const LOADTEST: [&str; 28] = [
     "--scenario",
     "--users",
     "--requests",
@@ -81,6 +82,7 @@ const LOADTEST: [&str; 27] = [
     "--seeds",
     "--time-scale",
     "--processes",
+    "--machines",
     "--compare-unshared",
     "--json",
     "--records",
