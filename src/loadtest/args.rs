@@ -111,6 +111,10 @@ pub struct LoadtestArgs {
     /// to end makes the backchat row pace through Redis.
     #[arg(long, value_name = "P", default_value_t = 1, help_heading = "Run")]
     pub processes: usize,
+    /// End to end, with `--processes`: split the processes into this many groups ("machines"),
+    /// each reaching the one mock (one quota) through its own loopback front end.
+    #[arg(long, value_name = "M", default_value_t = 1, help_heading = "Run")]
+    pub machines: usize,
     /// With `--shared-limiter`: run the backchat policy twice, pacing each process on its own
     /// and through the shared limiter, and show both rows (`backchat`, `backchat+shared`).
     #[arg(long, help_heading = "Run")]

@@ -62,18 +62,40 @@ fn unix_ms(t: SystemTime) -> u128 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis())
 }
 
-/// The parent: one mock, `processes` workers, their records merged.
-pub async fn run(plan: &RunPlan, scale: f64, processes: usize) -> Result<RunRecord, String> {
+/// The parent: one mock, `processes` workers, their records merged. With `machines` > 1 the
+/// workers are split into that many groups, each reaching the mock through a front end of
+/// its own ([`FrontEnd`]), as processes on separate hosts would reach one API.
+pub async fn run(
+    plan: &RunPlan,
+    scale: f64,
+    processes: usize,
+    machines: usize,
+) -> Result<RunRecord, String> {
     let config = e2e::mock_config(&plan.scenario, scale)?;
     let server = MockServer::start(config)
         .await
         .map_err(|e| format!("cannot start the mock: {e}"))?;
+    let machines = machines.clamp(1, processes.max(1));
+    let mut fronts = Vec::new();
+    if machines > 1 {
+        for _ in 0..machines {
+            fronts.push(FrontEnd::start(server.addr()).await?);
+        }
+    }
     let origin_unix_ms = unix_ms(SystemTime::now());
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find the backchat binary to start workers: {e}"))?;
     let api_key = e2e::run_key();
     let mut children = Vec::new();
-    for users in split(plan.scenario.users, processes) {
+    for (i, users) in split(plan.scenario.users, processes)
+        .into_iter()
+        .enumerate()
+    {
+        // Contiguous groups: machine m runs workers [m·P/M, (m+1)·P/M).
+        let mock_url = match fronts.get(i * machines / processes.max(1)) {
+            Some(front) => front.base_url(),
+            None => server.base_url(),
+        };
         let spec = WorkerSpec {
             scenario: plan.scenario.clone(),
             policy: plan.policy.name().to_string(),
@@ -83,7 +105,7 @@ pub async fn run(plan: &RunPlan, scale: f64, processes: usize) -> Result<RunReco
             limiter_url: plan.limiter_url.clone(),
             api_key: api_key.clone(),
             time_scale: scale,
-            mock_url: server.base_url(),
+            mock_url,
             origin_unix_ms,
         };
         let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
@@ -104,6 +126,7 @@ pub async fn run(plan: &RunPlan, scale: f64, processes: usize) -> Result<RunReco
             .map(tokio::process::Child::wait_with_output),
     )
     .await;
+    drop(fronts);
     server.shutdown().await;
     let mut record = RunRecord::default();
     for (i, out) in outputs.into_iter().enumerate() {
@@ -116,6 +139,47 @@ pub async fn run(plan: &RunPlan, scale: f64, processes: usize) -> Result<RunReco
         record.merge(part);
     }
     Ok(record)
+}
+
+/// One "machine"'s way to the mock: a loopback TCP listener that relays every connection to
+/// the mock, byte for byte. The mock (and its quota) stays one; the workers behind different
+/// front ends share nothing but it and the shared limiter. Dropping it stops accepting.
+struct FrontEnd {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FrontEnd {
+    async fn start(target: std::net::SocketAddr) -> Result<FrontEnd, String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("cannot open a front end: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("cannot open a front end: {e}"))?;
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = inbound.set_nodelay(true);
+                        let _ = outbound.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Ok(FrontEnd { addr, task })
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FrontEnd {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The worker: run this spec's users against the parent's mock, print the records as JSON.

@@ -78,8 +78,13 @@ impl Setup {
                     .await
                     .map_err(|e| format!("the simulation stopped: {e}"))??
             }
-            Target::Mock { scale, processes } => {
-                self.run_mock(*scale, *processes, &progress).await?
+            Target::Mock {
+                scale,
+                processes,
+                machines,
+            } => {
+                self.run_mock(*scale, *processes, *machines, &progress)
+                    .await?
             }
             Target::Endpoint { base_url, key } => {
                 let mut out = Vec::new();
@@ -152,6 +157,7 @@ impl Setup {
         &self,
         scale: f64,
         processes: usize,
+        machines: usize,
         progress: &Progress,
     ) -> Result<Vec<(Row, u64, RunRecord)>, String> {
         let mut out = Vec::new();
@@ -163,7 +169,8 @@ impl Setup {
                         "{}, seed {seed}, {processes} processes",
                         row.label()
                     ));
-                    let r = processes::run(&self.plan(row, seed), scale, processes).await?;
+                    let r =
+                        processes::run(&self.plan(row, seed), scale, processes, machines).await?;
                     progress.advance(self.scenario.total_requests());
                     out.push((row, seed, r));
                 }
@@ -209,7 +216,9 @@ impl Setup {
             .collect();
         let (engine, time_scale, processes) = match &self.target {
             Target::Simulated => ("simulated", 1.0, 1),
-            Target::Mock { scale, processes } => ("e2e", *scale, *processes),
+            Target::Mock {
+                scale, processes, ..
+            } => ("e2e", *scale, *processes),
             Target::Endpoint { .. } => ("endpoint", 1.0, 1),
         };
         Report {

@@ -16,7 +16,11 @@ pub(super) enum Target {
     Simulated,
     /// The mock over loopback HTTP, its minute shrunk by `scale`, the users spread over
     /// `processes` OS processes.
-    Mock { scale: f64, processes: usize },
+    Mock {
+        scale: f64,
+        processes: usize,
+        machines: usize,
+    },
     /// A real endpoint (`--base-url`), on the configured key.
     Endpoint {
         base_url: String,
@@ -138,6 +142,7 @@ impl Setup {
                     Target::Mock {
                         scale: args.time_scale,
                         processes: args.processes,
+                        machines: args.machines.clamp(1, args.processes.max(1)),
                     }
                 }
             }

@@ -16,7 +16,7 @@ use backchat::secret::ApiKey;
 struct Cluster {
     ports: Vec<u16>,
     nodes: Vec<Option<Child>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -27,11 +27,11 @@ impl Cluster {
         let mut cluster = Cluster {
             ports: Vec::new(),
             nodes: Vec::new(),
-            _dir: dir,
+            dir,
         };
         for i in 0..count {
             let port = free_port();
-            let node_dir = cluster._dir.path().join(i.to_string());
+            let node_dir = cluster.dir.path().join(i.to_string());
             std::fs::create_dir_all(&node_dir).expect("a node dir");
             let child = Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])

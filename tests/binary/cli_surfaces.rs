@@ -24,12 +24,13 @@ const CONVERSATION: [&str; 6] = [
     "--cache-ttl",
 ];
 const CONNECTION: [&str; 1] = ["--base-url"];
-const RETRY: [&str; 5] = [
+const RETRY: [&str; 6] = [
     "--max-retries",
     "--max-wait",
     "--deadline",
     "--no-pacing",
     "--shared-limiter",
+    "--shared-limiter-ca",
 ];
 const FILES: [&str; 2] = ["--config", "--log-level"];
 const MOCK: [&str; 24] = [
@@ -59,7 +60,7 @@ const MOCK: [&str; 24] = [
     "--fault-spend-cap",
 ];
 /// The load test's own flags (it also takes the files group).
-const LOADTEST: [&str; 27] = [
+const LOADTEST: [&str; 28] = [
     "--scenario",
     "--users",
     "--requests",
@@ -80,6 +81,7 @@ const LOADTEST: [&str; 27] = [
     "--seeds",
     "--time-scale",
     "--processes",
+    "--machines",
     "--compare-unshared",
     "--json",
     "--records",

@@ -278,6 +278,8 @@ impl RedisLimiter {
         args.push(self.config.max_ahead.as_millis().to_string());
         args.push(flag_arg(may_await_probe));
         args.push(self.config.probe_wait.as_millis().max(1).to_string());
+        // The expiry: filled in by the connection task, which knows Redis's clock.
+        args.push("0".to_string());
         let call = ScriptCall {
             keys: self.keys(&class),
             args,
@@ -332,6 +334,8 @@ impl RedisLimiter {
                     demand,
                 }))
             }
+            // Run after its expiry: nothing was reserved; pace locally.
+            "expired" => None,
             other => {
                 tracing::warn!(status = other, "unexpected answer from the shared limiter");
                 None

@@ -79,6 +79,21 @@ struct ClockAnchor {
 }
 
 impl ClockAnchor {
+    /// The Redis time of a local instant (the inverse of [`ClockAnchor::at`]).
+    fn redis_us_at(&self, local: Instant) -> i64 {
+        let (ahead, magnitude) = if local >= self.local {
+            (true, local - self.local)
+        } else {
+            (false, self.local - local)
+        };
+        let us = i64::try_from(magnitude.as_micros()).unwrap_or(i64::MAX);
+        if ahead {
+            self.redis_us.saturating_add(us)
+        } else {
+            self.redis_us.saturating_sub(us)
+        }
+    }
+
     fn at(&self, redis_us: i64) -> Instant {
         let delta = redis_us.saturating_sub(self.redis_us);
         let magnitude = Duration::from_micros(delta.unsigned_abs());
@@ -97,6 +112,9 @@ enum Job {
         /// Run when a reservation succeeded in Redis but its caller had already given up:
         /// gives the units back instead of leaking the slot.
         undo: Option<ScriptCall>,
+        /// When the caller stops waiting (a reservation: its last argument becomes this
+        /// instant on Redis's clock, after which the script reserves nothing).
+        expires_at: Option<Instant>,
     },
     Probe(oneshot::Sender<()>),
     Flush(oneshot::Sender<()>),
@@ -181,10 +199,14 @@ impl Link {
             return Err(LinkError::Down(reason));
         }
         let (tx, rx) = oneshot::channel();
+        let expires_at = undo
+            .as_ref()
+            .map(|_| Instant::now() + self.timing.call_timeout);
         let job = Job::Call {
             call,
             reply: Some(tx),
             undo,
+            expires_at,
         };
         if self.tx.send(job).is_err() {
             return Err(LinkError::Down("the shared limiter stopped".to_string()));
@@ -204,6 +226,7 @@ impl Link {
                 call,
                 reply: None,
                 undo: None,
+                expires_at: None,
             });
         }
     }
@@ -230,6 +253,10 @@ impl Link {
 }
 
 /// How to open a connection: to one server, or to a cluster.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per limiter, built once; boxing would only add an indirection"
+)]
 enum Client {
     Single(redis::Client),
     Cluster(ClusterClient),
@@ -425,7 +452,12 @@ impl Worker {
                 }
                 let _ = done.send(());
             }
-            Job::Call { call, reply, undo } => {
+            Job::Call {
+                mut call,
+                reply,
+                undo,
+                expires_at,
+            } => {
                 let down = self.lock().down.clone();
                 if let Some(reason) = down {
                     if let Some(reply) = reply {
@@ -436,6 +468,15 @@ impl Worker {
                 // A reservation whose caller already went local must not take a slot.
                 if reply.as_ref().is_some_and(oneshot::Sender::is_closed) {
                     return;
+                }
+                // A reservation expires when its caller stops waiting: Redis frozen past our
+                // timeout must not run it later (`script.lua`, 'reserve'). Without a clock
+                // anchor yet (the first call after a connection) it cannot be dated; the undo
+                // below covers what can still be answered.
+                if let (Some(at), Some(anchor)) = (expires_at, self.anchor)
+                    && let Some(last) = call.args.last_mut()
+                {
+                    *last = anchor.redis_us_at(at).to_string();
                 }
                 let before = Instant::now();
                 let result = self.invoke(&call).await;
@@ -676,5 +717,7 @@ mod tests {
         };
         assert_eq!(a.at(1_500_000), local + Duration::from_millis(500));
         assert_eq!(a.at(500_000), local - Duration::from_millis(500));
+        assert_eq!(a.redis_us_at(local + Duration::from_millis(50)), 1_050_000);
+        assert_eq!(a.redis_us_at(local - Duration::from_millis(50)), 950_000);
     }
 }

@@ -112,10 +112,18 @@ local function refresh_ttl(bs)
 end
 
 if op == 'reserve' then
-  -- ARGV 3-8: demand (requests, input, output), max_ahead_ms, may_await_probe (0/1), probe_ms.
+  -- ARGV 3-9: demand (requests, input, output), max_ahead_ms, may_await_probe (0/1), probe_ms,
+  -- expires_us (0 = never).
   -- All or nothing: either every known dimension's TAT advances by its demand (the caller
   -- gets a start time that satisfies all of them, and the blocked-until), or, when that start
   -- is more than max_ahead_ms away, nothing changes ('too_far').
+  -- A reservation run after `expires_us` (Redis's clock) changes nothing ('expired'): its
+  -- caller stopped waiting and paces locally, and a frozen server that wakes up and runs the
+  -- queued call would otherwise hand a slot to nobody.
+  local expires = tonumber(ARGV[9]) or 0
+  if expires > 0 and now_us > expires then
+    return { 'expired', 0, 0, 0, now_us, {} }
+  end
   local n = { tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]) }
   local max_ahead = tonumber(ARGV[6])
   local may_probe = ARGV[7] == '1'

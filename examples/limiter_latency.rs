@@ -1,0 +1,123 @@
+//! How long the shared limiter keeps a request waiting before it is sent when there is quota
+//! to spare: the latency of `reserve` through Redis, beside the in-process pacer's.
+//!
+//! ```sh
+//! cargo run --release --example limiter_latency -- redis://127.0.0.1:6379/0 [N] [TASKS]
+//! ```
+//!
+//! Each of TASKS concurrent tasks (default 4) runs N/TASKS (default N = 4000) cycles of what
+//! the driver does around one request on a quota far from its limit: reserve, then report the
+//! headers, commit and settle (which are queued, not awaited, as in the driver). Prints the
+//! p50, p99 and max of `reserve` for both limiters and the difference, which is what the
+//! shared limiter adds. docs/shared-limiter.md, "Measured".
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a measuring tool may stop by panicking"
+)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backchat::api::Usage;
+use backchat::limiter::{
+    Demand, Limiter, LimiterHealth, LocalLimiter, RedisLimiter, RedisLimiterConfig, Reservation,
+};
+use backchat::quota::{BucketQuota, ModelClass, QuotaSnapshot};
+use backchat::secret::ApiKey;
+use tokio::time::Instant;
+
+fn quota() -> QuotaSnapshot {
+    let now = Instant::now();
+    let full = |limit| {
+        Some(BucketQuota {
+            limit: Some(limit),
+            remaining: Some(limit),
+            reset: Some(now),
+        })
+    };
+    let mut q = QuotaSnapshot::empty(now);
+    q.requests = full(1_000_000);
+    q.input_tokens = full(1_000_000_000);
+    q.output_tokens = full(1_000_000_000);
+    q
+}
+
+async fn measure(limiter: Arc<dyn Limiter>, cycles: usize, tasks: usize) -> Vec<Duration> {
+    let class = ModelClass::of("claude-sonnet-4-5");
+    limiter.observe(&class, &quota());
+    limiter.flush().await;
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let limiter = Arc::clone(&limiter);
+        handles.push(tokio::spawn(async move {
+            let mut took = Vec::with_capacity(cycles);
+            for _ in 0..cycles {
+                let demand = Demand {
+                    requests: 1.0,
+                    input_tokens: 3000.0,
+                    output_tokens: 500.0,
+                    class,
+                };
+                let asked = Instant::now();
+                let grant = match limiter.reserve(demand, false).await {
+                    Reservation::Granted(g) => g,
+                    Reservation::AwaitFirstHeaders { .. } => panic!("limits are known"),
+                };
+                took.push(asked.elapsed());
+                limiter.observe(&class, &quota());
+                limiter.commit(&grant);
+                limiter.settle(
+                    &grant,
+                    &Usage {
+                        input_tokens: 3000,
+                        output_tokens: 400,
+                        ..Usage::default()
+                    },
+                );
+            }
+            took
+        }));
+    }
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("a task"));
+    }
+    all.sort();
+    all
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let url = args
+        .next()
+        .expect("usage: limiter_latency REDIS_URL [N] [TASKS]");
+    let n: usize = args.next().map_or(4000, |s| s.parse().expect("N"));
+    let tasks: usize = args.next().map_or(4, |s| s.parse().expect("TASKS"));
+    let key = ApiKey::new(format!("sk-latency-{}", std::process::id()));
+    let shared = RedisLimiter::connect(RedisLimiterConfig::new(url), key.as_ref()).await;
+    assert_eq!(shared.health(), LimiterHealth::Shared, "Redis must answer");
+    let shared = measure(Arc::new(shared), n / tasks, tasks).await;
+    let local = measure(Arc::new(LocalLimiter::new()), n / tasks, tasks).await;
+    for (name, d) in [("redis", &shared), ("local", &local)] {
+        println!(
+            "{name}: reserve p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} reservations)",
+            pct(d, 0.5),
+            pct(d, 0.99),
+            pct(d, 1.0),
+            d.len()
+        );
+    }
+    println!(
+        "added by the shared limiter: p50 {:.3} ms, p99 {:.3} ms",
+        pct(&shared, 0.5) - pct(&local, 0.5),
+        pct(&shared, 0.99) - pct(&local, 0.99)
+    );
+}
