@@ -20,6 +20,7 @@ pub mod logging;
 pub mod mock;
 pub mod quota;
 pub mod retry;
+pub mod sanitize;
 pub mod secret;
 pub mod tokens;
 pub mod tui;
