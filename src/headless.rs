@@ -41,7 +41,13 @@ pub struct PrintOptions {
     pub sanitize_out: bool,
     /// Neutralise them in the human lines (stderr is a terminal).
     pub sanitize_err: bool,
+    /// The transport's header timeout: announced on stderr when an attempt has had no
+    /// answer for [`ANNOUNCE_SLOW_ANSWER`].
+    pub header_timeout: Option<std::time::Duration>,
 }
+
+/// How long an attempt may go unanswered before stderr says what the wait is bounded by.
+pub const ANNOUNCE_SLOW_ANSWER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Run `backchat -p`: read the prompt (`-` means stdin), open the session, start the backend,
 /// stream one turn, and append it to the session.
@@ -133,6 +139,7 @@ pub async fn run(
         PrintOptions {
             sanitize_out: stdout.is_terminal() && !config.raw,
             sanitize_err: stderr.is_terminal(),
+            header_timeout: (!backend.is_mock()).then_some(config.header_timeout),
         }
     };
     let outcome = print_turn_with(
@@ -314,9 +321,32 @@ where
         let _ = err.flush();
         outcome(EXIT_FAILED, printed, false)
     };
+    // When the last event was `Sending` (an attempt in flight), and whether the slow answer
+    // was announced already.
+    let mut sending_since: Option<tokio::time::Instant> = None;
     loop {
+        let announce_at = sending_since
+            .filter(|_| opts.header_timeout.is_some())
+            .map(|t| t + ANNOUNCE_SLOW_ANSWER);
         let next = tokio::select! {
             ev = turn.next() => ev,
+            () = async {
+                match announce_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                sending_since = None;
+                if let Some(limit) = opts.header_timeout {
+                    let _ = writeln!(
+                        err,
+                        "no answer from the server yet after {}; waiting up to {} for it to start (--header-timeout)",
+                        human_duration(ANNOUNCE_SLOW_ANSWER),
+                        human_duration(limit)
+                    );
+                }
+                continue;
+            }
             () = &mut cancel => {
                 let _ = end_line(out, &printed);
                 let _ = writeln!(err, "cancelled");
@@ -329,6 +359,7 @@ where
             let _ = writeln!(err, "interrupted: the turn ended without a result");
             return outcome(EXIT_INTERRUPTED, &printed, true);
         };
+        sending_since = matches!(event, TurnEvent::Sending { .. }).then(tokio::time::Instant::now);
         if let Some(w) = events.as_deref_mut()
             && let Err(e) = write_event(w, &event)
         {
@@ -579,5 +610,74 @@ mod tests {
         )
         .await;
         assert_eq!(o.exit_code, EXIT_CANCELLED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_is_announced_with_its_bound() {
+        let turn = futures::stream::iter(vec![TurnEvent::Sending {
+            attempt: 1,
+            max_attempts: 3,
+        }])
+        .chain(futures::stream::pending());
+        let mut err = Vec::new();
+        let o = print_turn_with(
+            turn,
+            &mut Vec::new(),
+            &mut err,
+            None,
+            tokio::time::sleep(Duration::from_secs(6)),
+            PrintOptions {
+                header_timeout: Some(Duration::from_secs(60)),
+                ..PrintOptions::default()
+            },
+        )
+        .await;
+        assert_eq!(o.exit_code, EXIT_CANCELLED);
+        let err = String::from_utf8_lossy(&err);
+        assert!(
+            err.contains("no answer from the server yet after 5.0s; waiting up to 1m00s"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reply_text_is_neutralised_for_a_terminal_only() {
+        let events = || {
+            futures::stream::iter(vec![
+                TurnEvent::TextDelta {
+                    text: "a\u{1b}]52;c;eA==\u{7}b".into(),
+                },
+                TurnEvent::Finished {
+                    stop_reason: None,
+                    usage: Usage::default(),
+                },
+            ])
+        };
+        let mut out = Vec::new();
+        let o = print_turn_with(
+            events(),
+            &mut out,
+            &mut Vec::new(),
+            None,
+            std::future::pending(),
+            PrintOptions {
+                sanitize_out: true,
+                ..PrintOptions::default()
+            },
+        )
+        .await;
+        assert_eq!(o.stripped, 2);
+        assert!(!out.contains(&0x1b));
+        let mut out = Vec::new();
+        let o = print_turn(
+            events(),
+            &mut out,
+            &mut Vec::new(),
+            None,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(o.stripped, 0);
+        assert_eq!(out, b"a\x1b]52;c;eA==\x07b\n");
     }
 }

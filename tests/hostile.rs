@@ -490,3 +490,50 @@ fn osc52_in_a_reply_never_reaches_a_terminal() {
     let (out, _) = run_p(&server, &[]);
     assert_eq!(text(&out.stdout), format!("{OSC52}\n"));
 }
+
+/// A transport whose server never answers.
+struct Hung;
+
+impl backchat::api::Transport for Hung {
+    fn send(
+        &self,
+        _request: &backchat::api::MessagesRequest,
+        _attempt: u32,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<backchat::api::TransportResponse, backchat::api::TransportError>,
+    > {
+        Box::pin(futures::future::pending())
+    }
+
+    fn describe(&self) -> String {
+        "hung".into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_deadline_bounds_an_attempt_in_flight_on_a_paused_clock() {
+    use backchat::retry::{Driver, FailureKind, RetryConfig, TurnEvent};
+    use futures::StreamExt;
+    let driver = Driver::new(Arc::new(Hung)).with_config(RetryConfig {
+        deadline: Duration::from_secs(10),
+        ..RetryConfig::default()
+    });
+    let t0 = tokio::time::Instant::now();
+    let events: Vec<TurnEvent> = driver
+        .run(backchat::api::MessagesRequest::new("m", 10, vec![]))
+        .collect()
+        .await;
+    assert_eq!(tokio::time::Instant::now() - t0, Duration::from_secs(10));
+    match events.last() {
+        Some(TurnEvent::Failed(f)) => {
+            assert_eq!(f.kind, FailureKind::DeadlineExceeded);
+            assert!(
+                f.message.contains("deadline (10.0s) passed"),
+                "{}",
+                f.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
