@@ -537,3 +537,82 @@ async fn the_deadline_bounds_an_attempt_in_flight_on_a_paused_clock() {
         other => panic!("{other:?}"),
     }
 }
+
+/// One raw request to the mock; the status line of its answer.
+async fn raw_request(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-api-key: sk-ant-mock-1234567890\r\nanthropic-version: 2023-06-01\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).await.expect("read");
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_mock_survives_slowloris_clients() {
+    use backchat::mock::{MockConfig, MockServer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = MockServer::start(MockConfig {
+        max_connections: 2,
+        header_read_timeout: Duration::from_millis(500),
+        ..MockConfig::default()
+    })
+    .await
+    .expect("mock");
+    let addr = server.addr();
+    // Two clients take every slot and send their headers a byte at a time.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"POST /v1/mes").await.expect("write");
+        slow.push(s);
+    }
+    // A third client is still served once the slow ones are cut off.
+    let t = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(10), raw_request(addr))
+        .await
+        .expect("served");
+    assert!(status.starts_with("HTTP/1.1 "), "{status}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    for mut s in slow {
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the slow client was disconnected");
+    }
+}
+
+#[tokio::test]
+async fn mock_stats_are_bounded() {
+    use backchat::mock::{MockConfig, MockServer};
+    let server = MockServer::start(MockConfig {
+        keep_request_records: false,
+        ..MockConfig::default()
+    })
+    .await
+    .expect("mock");
+    let url = format!("{}/v1/messages", server.base_url());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let _ = client
+            .post(&url)
+            .header("x-api-key", "sk-ant-mock-1234567890")
+            .header("anthropic-version", "2023-06-01")
+            .body("{}")
+            .send()
+            .await
+            .expect("send");
+    }
+    let stats = server.control().stats();
+    assert_eq!(stats.messages_requests, 3);
+    assert!(stats.requests.is_empty(), "no per-request records");
+}

@@ -232,6 +232,15 @@ pub struct MockConfig {
     pub require_anthropic_version: bool,
     /// A line that says what the scenario is for (shown at start-up).
     pub description: Option<String>,
+    /// Most connections open at once; further clients wait until one closes.
+    pub max_connections: usize,
+    /// Time allowed for a connection's first request headers to arrive (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Keep a record of each request (`MockStats::requests`, a ring of the last
+    /// [`super::stats::MAX_RECORDS`]). The counters are always kept. On for in-process
+    /// servers (tests read the records); the standalone mock keeps them only with
+    /// `--admin-endpoint`, the one way to read them.
+    pub keep_request_records: bool,
 }
 
 impl Default for MockConfig {
@@ -252,6 +261,9 @@ impl Default for MockConfig {
             first_token_latency: Duration::from_millis(200),
             require_anthropic_version: true,
             description: None,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            keep_request_records: true,
         }
     }
 }

@@ -21,6 +21,7 @@
 
 mod args;
 mod config;
+mod conn;
 mod faults;
 mod generate;
 mod http;
