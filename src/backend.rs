@@ -115,7 +115,10 @@ impl Backend {
             }
             (true, None) => Some(Arc::new(LocalLimiter::new())),
         };
-        let transport = HttpTransport::new(HttpTransportConfig::new(base_url, key))?;
+        let transport = HttpTransport::new(HttpTransportConfig {
+            header_timeout: config.header_timeout,
+            ..HttpTransportConfig::new(base_url, key)
+        })?;
         let driver = Driver::new(Arc::new(transport))
             .with_config(config.retry.clone())
             .with_limiter(limiter);

@@ -14,8 +14,8 @@ use crate::chat::{
 };
 use crate::clock::human_duration;
 use crate::exit::{
-    CANCELLED as EXIT_CANCELLED, INTERRUPTED as EXIT_INTERRUPTED, OK as EXIT_OK,
-    USAGE as EXIT_USAGE,
+    CANCELLED as EXIT_CANCELLED, FAILED as EXIT_FAILED, INTERRUPTED as EXIT_INTERRUPTED,
+    OK as EXIT_OK, USAGE as EXIT_USAGE,
 };
 use crate::retry::{DelaySource, TurnEvent, WaitCause};
 
@@ -24,11 +24,30 @@ use crate::retry::{DelaySource, TurnEvent, WaitCause};
 pub struct Outcome {
     /// The exit code.
     pub exit_code: i32,
-    /// The reply text printed (complete or partial).
-    pub text: String,
+    /// Bytes of reply text printed (complete or partial). The text itself is kept once, in
+    /// the session's turn, not here as well.
+    pub printed: usize,
     /// True when the turn ended `Interrupted`.
     pub interrupted: bool,
+    /// Bytes of server text neutralised for the terminal (see [`crate::sanitize`]).
+    pub stripped: usize,
 }
+
+/// How [`print_turn_with`] treats its outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrintOptions {
+    /// Neutralise control characters and escape sequences in the reply (stdout is a
+    /// terminal and `--raw` is off).
+    pub sanitize_out: bool,
+    /// Neutralise them in the human lines (stderr is a terminal).
+    pub sanitize_err: bool,
+    /// The transport's header timeout: announced on stderr when an attempt has had no
+    /// answer for [`ANNOUNCE_SLOW_ANSWER`].
+    pub header_timeout: Option<std::time::Duration>,
+}
+
+/// How long an attempt may go unanswered before stderr says what the wait is bounded by.
+pub const ANNOUNCE_SLOW_ANSWER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Run `backchat -p`: read the prompt (`-` means stdin), open the session, start the backend,
 /// stream one turn, and append it to the session.
@@ -120,14 +139,44 @@ pub async fn run(
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let outcome = print_turn(
+    let opts = {
+        use std::io::IsTerminal;
+        PrintOptions {
+            sanitize_out: stdout.is_terminal() && !config.raw,
+            sanitize_err: stderr.is_terminal(),
+            header_timeout: (!backend.is_mock()).then_some(config.header_timeout),
+        }
+    };
+    let outcome = print_turn_with(
         events,
         &mut stdout,
         &mut stderr,
         events_file.as_mut().map(|w| &mut **w as &mut dyn Write),
         cancel,
+        opts,
     )
     .await;
+    if outcome.stripped > 0 {
+        tracing::info!(
+            stripped_bytes = outcome.stripped,
+            "terminal control characters neutralised"
+        );
+        if let Some(w) = events_file.as_mut() {
+            let line = serde_json::json!({
+                "event": "sanitized",
+                "stripped_bytes": outcome.stripped,
+                "ts": crate::clock::rfc3339_millis(crate::clock::wall_now()),
+            });
+            let _ = writeln!(w, "{line}").and_then(|()| w.flush());
+        }
+        say(
+            &mut stderr,
+            &format!(
+                "{} bytes of terminal control characters in the server's text were neutralised (--raw prints them as sent)",
+                outcome.stripped
+            ),
+        );
+    }
     crate::chat::end_unfinished(&mut turn, outcome.exit_code == EXIT_CANCELLED);
     if let Some(session) = session.as_mut() {
         match session.append_turn(&turn) {
@@ -154,8 +203,12 @@ pub async fn run(
 }
 
 /// A line on stderr, `backchat: …`, with any secret redacted.
+/// On a terminal, server text in the message is neutralised (see [`crate::sanitize`]).
 fn say(err: &mut dyn Write, message: &str) {
-    let _ = writeln!(err, "backchat: {}", crate::secret::redact(message));
+    use std::io::IsTerminal;
+    let message = crate::secret::redact(message);
+    let (message, _) = crate::sanitize::for_terminal(&message, std::io::stderr().is_terminal());
+    let _ = writeln!(err, "backchat: {message}");
 }
 
 enum SessionOpenError {
@@ -216,12 +269,44 @@ fn read_prompt(arg: &str) -> Result<String, String> {
 
 /// Consume a turn's events: text to `out` (flushed per delta), human lines to `err`, JSON
 /// Lines to `events`. Stops at the terminal event, or when `cancel` resolves (exit 130).
+/// Bytes pass unchanged; see [`print_turn_with`].
 pub async fn print_turn<S, C>(
+    turn: S,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    events: Option<&mut dyn Write>,
+    cancel: C,
+) -> Outcome
+where
+    S: Stream<Item = TurnEvent>,
+    C: std::future::Future<Output = ()>,
+{
+    print_turn_with(turn, out, err, events, cancel, PrintOptions::default()).await
+}
+
+/// Tracks the reply printed so far without keeping it: whether a newline is owed at the end.
+#[derive(Default)]
+struct Printed {
+    bytes: usize,
+    ends_with_newline: bool,
+    stripped: usize,
+}
+
+/// A write that failed: the turn ends with this message and exit code 1.
+fn write_failed(what: &str, e: &std::io::Error) -> String {
+    format!("cannot write {what}: {e}; the turn was stopped")
+}
+
+/// [`print_turn`] with options. A failed write to `out` or `events` ends the turn at once
+/// (dropping `turn` cancels it) with a message on `err` and exit code 1; a failed write to
+/// `err` ends it with exit code 1 too, as there is nowhere left to say so.
+pub async fn print_turn_with<S, C>(
     turn: S,
     out: &mut dyn Write,
     err: &mut dyn Write,
     mut events: Option<&mut dyn Write>,
     cancel: C,
+    opts: PrintOptions,
 ) -> Outcome
 where
     S: Stream<Item = TurnEvent>,
@@ -229,76 +314,110 @@ where
 {
     let mut turn = std::pin::pin!(turn);
     let mut cancel = std::pin::pin!(cancel);
-    let mut text = String::new();
+    let mut printed = Printed::default();
+    let outcome = |code: i32, printed: &Printed, interrupted: bool| Outcome {
+        exit_code: code,
+        printed: printed.bytes,
+        interrupted,
+        stripped: printed.stripped,
+    };
+    let failed = |err: &mut dyn Write, printed: &Printed, message: String| {
+        let _ = writeln!(err, "backchat: {message}");
+        let _ = err.flush();
+        outcome(EXIT_FAILED, printed, false)
+    };
+    // When the last event was `Sending` (an attempt in flight), and whether the slow answer
+    // was announced already.
+    let mut sending_since: Option<tokio::time::Instant> = None;
     loop {
+        let announce_at = sending_since
+            .filter(|_| opts.header_timeout.is_some())
+            .map(|t| t + ANNOUNCE_SLOW_ANSWER);
         let next = tokio::select! {
             ev = turn.next() => ev,
+            () = async {
+                match announce_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                sending_since = None;
+                if let Some(limit) = opts.header_timeout {
+                    let _ = writeln!(
+                        err,
+                        "no answer from the server yet after {}; waiting up to {} for it to start (--header-timeout)",
+                        human_duration(ANNOUNCE_SLOW_ANSWER),
+                        human_duration(limit)
+                    );
+                }
+                continue;
+            }
             () = &mut cancel => {
-                end_line(out, &text);
+                let _ = end_line(out, &printed);
                 let _ = writeln!(err, "cancelled");
-                return Outcome { exit_code: EXIT_CANCELLED, text, interrupted: false };
+                return outcome(EXIT_CANCELLED, &printed, false);
             }
         };
         let Some(event) = next else {
             // A driver always ends with a terminal event; treat a silent end as a break.
-            end_line(out, &text);
+            let _ = end_line(out, &printed);
             let _ = writeln!(err, "interrupted: the turn ended without a result");
-            return Outcome {
-                exit_code: EXIT_INTERRUPTED,
-                text,
-                interrupted: true,
-            };
+            return outcome(EXIT_INTERRUPTED, &printed, true);
         };
-        if let Some(w) = events.as_deref_mut() {
-            write_event(w, &event);
+        sending_since = matches!(event, TurnEvent::Sending { .. }).then(tokio::time::Instant::now);
+        if let Some(w) = events.as_deref_mut()
+            && let Err(e) = write_event(w, &event)
+        {
+            return failed(err, &printed, write_failed("the events file", &e));
         }
         if let Some(line) = human_line(&event) {
-            let _ = writeln!(err, "{}", crate::secret::redact(&line));
+            let line = crate::secret::redact(&line);
+            let (line, n) = crate::sanitize::for_terminal(&line, opts.sanitize_err);
+            printed.stripped += n;
+            if writeln!(err, "{line}").and_then(|()| err.flush()).is_err() {
+                return outcome(EXIT_FAILED, &printed, false);
+            }
         }
         match event {
             TurnEvent::TextDelta { text: t } => {
-                let _ = out.write_all(t.as_bytes());
-                let _ = out.flush();
-                text.push_str(&t);
+                let (t, n) = crate::sanitize::for_terminal(&t, opts.sanitize_out);
+                printed.stripped += n;
+                if let Err(e) = out.write_all(t.as_bytes()).and_then(|()| out.flush()) {
+                    return failed(err, &printed, write_failed("the reply to stdout", &e));
+                }
+                if !t.is_empty() {
+                    printed.bytes += t.len();
+                    printed.ends_with_newline = t.ends_with('\n');
+                }
             }
             TurnEvent::Finished { .. } => {
-                end_line(out, &text);
-                return Outcome {
-                    exit_code: EXIT_OK,
-                    text,
-                    interrupted: false,
-                };
+                if let Err(e) = end_line(out, &printed) {
+                    return failed(err, &printed, write_failed("the reply to stdout", &e));
+                }
+                return outcome(EXIT_OK, &printed, false);
             }
             TurnEvent::Interrupted { .. } => {
-                end_line(out, &text);
-                return Outcome {
-                    exit_code: EXIT_INTERRUPTED,
-                    text,
-                    interrupted: true,
-                };
+                let _ = end_line(out, &printed);
+                return outcome(EXIT_INTERRUPTED, &printed, true);
             }
             TurnEvent::Failed(f) => {
-                return Outcome {
-                    exit_code: f.kind.exit_code(),
-                    text,
-                    interrupted: false,
-                };
+                return outcome(f.kind.exit_code(), &printed, false);
             }
             _ => {}
         }
     }
 }
 
-fn end_line(out: &mut dyn Write, text: &str) {
-    if !text.is_empty() && !text.ends_with('\n') {
-        let _ = out.write_all(b"\n");
+fn end_line(out: &mut dyn Write, printed: &Printed) -> std::io::Result<()> {
+    if printed.bytes > 0 && !printed.ends_with_newline {
+        out.write_all(b"\n")?;
     }
-    let _ = out.flush();
+    out.flush()
 }
 
 /// One JSON line: the event's fields plus `ts`, the wall-clock time it was written. Any
 /// registered secret is redacted (a misbehaving proxy could echo the key in an error).
-pub fn write_event(w: &mut dyn Write, event: &TurnEvent) {
+pub fn write_event(w: &mut dyn Write, event: &TurnEvent) -> std::io::Result<()> {
     let mut value = match serde_json::to_value(event) {
         Ok(v) => v,
         Err(e) => serde_json::json!({"event": "unserializable", "error": e.to_string()}),
@@ -309,8 +428,8 @@ pub fn write_event(w: &mut dyn Write, event: &TurnEvent) {
             serde_json::Value::String(crate::clock::rfc3339_millis(crate::clock::wall_now())),
         );
     }
-    let _ = writeln!(w, "{}", crate::secret::redact(&value.to_string()));
-    let _ = w.flush();
+    writeln!(w, "{}", crate::secret::redact(&value.to_string()))?;
+    w.flush()
 }
 
 /// The one human line for an event, if it is notable.
@@ -496,5 +615,74 @@ mod tests {
         )
         .await;
         assert_eq!(o.exit_code, EXIT_CANCELLED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_answer_is_announced_with_its_bound() {
+        let turn = futures::stream::iter(vec![TurnEvent::Sending {
+            attempt: 1,
+            max_attempts: 3,
+        }])
+        .chain(futures::stream::pending());
+        let mut err = Vec::new();
+        let o = print_turn_with(
+            turn,
+            &mut Vec::new(),
+            &mut err,
+            None,
+            tokio::time::sleep(Duration::from_secs(6)),
+            PrintOptions {
+                header_timeout: Some(Duration::from_secs(60)),
+                ..PrintOptions::default()
+            },
+        )
+        .await;
+        assert_eq!(o.exit_code, EXIT_CANCELLED);
+        let err = String::from_utf8_lossy(&err);
+        assert!(
+            err.contains("no answer from the server yet after 5.0s; waiting up to 1m00s"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn reply_text_is_neutralised_for_a_terminal_only() {
+        let events = || {
+            futures::stream::iter(vec![
+                TurnEvent::TextDelta {
+                    text: "a\u{1b}]52;c;eA==\u{7}b".into(),
+                },
+                TurnEvent::Finished {
+                    stop_reason: None,
+                    usage: Usage::default(),
+                },
+            ])
+        };
+        let mut out = Vec::new();
+        let o = print_turn_with(
+            events(),
+            &mut out,
+            &mut Vec::new(),
+            None,
+            std::future::pending(),
+            PrintOptions {
+                sanitize_out: true,
+                ..PrintOptions::default()
+            },
+        )
+        .await;
+        assert_eq!(o.stripped, 2);
+        assert!(!out.contains(&0x1b));
+        let mut out = Vec::new();
+        let o = print_turn(
+            events(),
+            &mut out,
+            &mut Vec::new(),
+            None,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(o.stripped, 0);
+        assert_eq!(out, b"a\x1b]52;c;eA==\x07b\n");
     }
 }

@@ -21,6 +21,7 @@ pub mod mock;
 pub mod proxy;
 pub mod quota;
 pub mod retry;
+pub mod sanitize;
 pub mod secret;
 pub mod tokens;
 pub mod tui;

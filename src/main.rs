@@ -163,7 +163,7 @@ fn start_logging(config: &Config) {
             version = env!("CARGO_PKG_VERSION"),
             log = %path.display(),
             model = config.model.as_str(),
-            base_url = config.base_url.as_deref().unwrap_or("-"),
+            base_url = %backchat::api::client::redact_url_password(config.base_url.as_deref().unwrap_or("-")),
             key = %config.api_key.as_ref().map_or_else(|| "none".to_string(), backchat::secret::ApiKey::redacted),
             key_source = %config.api_key_source.as_ref().map_or_else(String::new, std::string::ToString::to_string),
             "backchat started"

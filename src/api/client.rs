@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 
-use super::error::TransportError;
+use super::error::{StreamFailure, TransportError};
 use super::sse::{StreamLimits, decode_stream_with};
 use super::transport::{ResponseBody, Transport, TransportResponse};
 use super::types::{ANTHROPIC_VERSION, MessagesRequest};
@@ -14,6 +14,9 @@ use crate::secret::ApiKey;
 
 /// The public API's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+
+/// How long a request waits for its response headers unless told otherwise.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Settings of the HTTP transport.
 #[derive(Clone, Debug)]
@@ -35,13 +38,16 @@ pub struct HttpTransportConfig {
 }
 
 impl HttpTransportConfig {
-    /// Defaults for a base URL: connect 10 s, headers 10 min (the SDKs' figure), idle 90 s.
+    /// Defaults for a base URL: connect 10 s, headers 60 s, idle 90 s. The SDKs allow ten
+    /// minutes for the headers, but they also serve non-streaming requests, which answer only
+    /// when the whole reply is ready; a streamed reply starts within seconds, and a person
+    /// should not wait ten minutes to learn that a server hangs.
     pub fn new(base_url: impl Into<String>, api_key: Option<ApiKey>) -> Self {
         HttpTransportConfig {
             base_url: base_url.into(),
             api_key,
             connect_timeout: Duration::from_secs(10),
-            header_timeout: Duration::from_mins(10),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: Duration::from_secs(90),
             pool_idle_timeout: Some(Duration::from_secs(90)),
         }
@@ -78,10 +84,33 @@ impl HttpTransport {
         })
     }
 
-    /// The URL requests are sent to.
+    /// The URL requests are sent to (it may carry a password: show
+    /// [`Transport::describe`] instead).
     pub fn messages_url(&self) -> &str {
         &self.messages_url
     }
+}
+
+/// `url` with the password of its userinfo (`http://user:pw@host`) replaced by `***`, for
+/// anything a person or a log may read. The URL still works as sent; only its display is
+/// redacted. Borrows when there is no password.
+pub fn redact_url_password(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(scheme_end) = url.find("://") else {
+        return url.into();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.into();
+    };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else {
+        return url.into();
+    };
+    let start = scheme_end + 3 + colon + 1;
+    let end = scheme_end + 3 + at;
+    format!("{}***{}", &url[..start], &url[end..]).into()
 }
 
 /// `base` + `path`, whatever slashes `base` ends with.
@@ -105,6 +134,14 @@ impl Transport for HttpTransport {
         Box::pin(async move {
             let body =
                 body.map_err(|e| TransportError::Other(format!("cannot encode the request: {e}")))?;
+            let size = body.len();
+            if size > MAX_REQUEST_BYTES {
+                return Ok(too_large(format!(
+                    "The request is {} MB, over the API's {} MB limit; it was not sent.",
+                    size / 1_000_000,
+                    MAX_REQUEST_BYTES / 1_000_000
+                )));
+            }
             let mut builder = client
                 .post(&url)
                 .header("anthropic-version", ANTHROPIC_VERSION)
@@ -117,8 +154,19 @@ impl Transport for HttpTransport {
             let response = match tokio::time::timeout(header_timeout, builder.send()).await {
                 Err(_) => {
                     return Err(TransportError::Timeout(format!(
-                        "{}s",
+                        "{}s (--header-timeout)",
                         header_timeout.as_secs()
+                    )));
+                }
+                Ok(Err(e)) if size >= LARGE_REQUEST_BYTES && closed_while_sending(&e) => {
+                    // A server that refuses a large body answers 413 and closes without
+                    // reading it; the client then sees a broken pipe or a reset instead of the
+                    // 413, depending on timing. Retrying would resend the whole body each time.
+                    return Ok(too_large(format!(
+                        "The server closed the connection while the {} MB request was being sent \
+                         ({}); taken as 413 request_too_large, not retried.",
+                        size / 1_000_000,
+                        root_cause(&e)
                     )));
                 }
                 Ok(Err(e)) => return Err(classify(e)),
@@ -126,6 +174,31 @@ impl Transport for HttpTransport {
             };
             let status = response.status().as_u16();
             let headers = response.headers().clone();
+            let content_type = super::error::header_str(&headers, "content-type");
+            if (200..300).contains(&status)
+                && let Some(ct) = content_type.filter(|ct| !ct.contains("event-stream"))
+            {
+                // A captive portal or a misrouted proxy answers 200 with a web page: say so,
+                // instead of "the stream could not be read".
+                let body = read_capped(response, idle_timeout)
+                    .await
+                    .unwrap_or_default();
+                let text = String::from_utf8_lossy(&body[..body.len().min(4096)]);
+                let message = format!(
+                    "the server answered {status} with content-type `{}`, not an event stream; \
+                     is the base URL right? The body begins: {}",
+                    crate::util::clip(&ct, 80),
+                    crate::util::clip(text.trim(), 200)
+                );
+                let events =
+                    futures::stream::once(async move { Err(StreamFailure::Decode(message)) })
+                        .boxed();
+                return Ok(TransportResponse {
+                    status,
+                    headers,
+                    body: ResponseBody::Events(events),
+                });
+            }
             if (200..300).contains(&status) {
                 let bytes = response.bytes_stream();
                 let events = decode_stream_with(bytes, idle_timeout, limits).boxed();
@@ -146,7 +219,7 @@ impl Transport for HttpTransport {
     }
 
     fn describe(&self) -> String {
-        self.messages_url.clone()
+        redact_url_password(&self.messages_url).into_owned()
     }
 }
 
@@ -168,6 +241,44 @@ async fn read_capped(response: reqwest::Response, idle: Duration) -> Result<Byte
         }
     }
     Ok(out.freeze())
+}
+
+/// The API's largest request body (docs/protocol.md): a larger one is answered 413 without
+/// being read, so it is not sent at all.
+pub const MAX_REQUEST_BYTES: usize = 32_000_000;
+
+/// From this size on, a connection closed while the body is being sent is taken as a 413.
+pub const LARGE_REQUEST_BYTES: usize = 1 << 20;
+
+/// A 413 `request_too_large` made here, its message saying why.
+fn too_large(message: String) -> TransportResponse {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": "request_too_large", "message": message},
+    });
+    TransportResponse {
+        status: 413,
+        headers: http::HeaderMap::new(),
+        body: ResponseBody::Bytes(Bytes::from(body.to_string())),
+    }
+}
+
+/// True when the connection broke while the request was being written (a broken pipe or a
+/// reset), as when a server answers 413 early and closes.
+fn closed_while_sending(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            )
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn classify(e: reqwest::Error) -> TransportError {
@@ -222,6 +333,20 @@ mod tests {
             join_url("https://api.anthropic.com", "/v1/messages"),
             "https://api.anthropic.com/v1/messages"
         );
+    }
+
+    #[test]
+    fn a_url_password_is_redacted() {
+        assert_eq!(
+            redact_url_password("http://u:pw@host:8080/p?q=a@b"),
+            "http://u:***@host:8080/p?q=a@b"
+        );
+        assert_eq!(redact_url_password("https://u@host/"), "https://u@host/");
+        assert_eq!(
+            redact_url_password("https://host/a:b@c"),
+            "https://host/a:b@c"
+        );
+        assert_eq!(redact_url_password("not a url"), "not a url");
     }
 
     #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use eventsource_stream::Eventsource;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -226,7 +226,7 @@ impl<S> Lines<S> {
     /// of a CRLF and would wait for the next line.
     fn take_line(&mut self) -> Option<Bytes> {
         let rest = &self.buf[self.scanned..];
-        let Some(pos) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+        let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) else {
             self.scanned = self.buf.len();
             return None;
         };
@@ -387,9 +387,18 @@ where
             return None;
         }
         loop {
-            let Ok(next) = tokio::time::timeout(idle_timeout, st.frames.next()).await else {
-                st.done = true;
-                return Some((Err(StreamFailure::IdleTimeout(idle_timeout)), st));
+            // Arm the idle timer only when no frame is ready: a timer per event cost more
+            // than decoding the event.
+            let next = match st.frames.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    let Ok(next) = tokio::time::timeout(idle_timeout, st.frames.next()).await
+                    else {
+                        st.done = true;
+                        return Some((Err(StreamFailure::IdleTimeout(idle_timeout)), st));
+                    };
+                    next
+                }
             };
             match next {
                 None => return None,

@@ -290,6 +290,19 @@ pub fn decode(bytes: &[u8]) -> Decoded {
             "turn" => match serde_json::from_value::<TurnRecord>(value) {
                 Ok(r) => {
                     repaired_utf8(&mut out);
+                    if r.v > FORMAT_VERSION {
+                        // Read as far as this version understands, and say so: fields a newer
+                        // backchat added are ignored.
+                        out.issues.push(LoadIssue {
+                            line,
+                            skipped: false,
+                            reason: format!(
+                                "a turn of format v{} (this backchat reads v{FORMAT_VERSION}); \
+                                 read without the fields it does not know",
+                                r.v
+                            ),
+                        });
+                    }
                     let n = if r.n == 0 {
                         out.turns.last().map_or(1, |(n, _)| n + 1)
                     } else {
@@ -326,6 +339,22 @@ pub fn decode(bytes: &[u8]) -> Decoded {
                 format!("unknown record type {other:?} (written by a newer backchat?)"),
             ),
         }
+    }
+    // A file with nothing readable at all (a binary file, an image renamed .jsonl) is one
+    // problem, not one per line.
+    if out.header.is_none() && out.turns.is_empty() && out.issues.len() > 1 {
+        let first = out.issues[0].clone();
+        let count = out.issues.len();
+        out.issues = vec![LoadIssue {
+            line: first.line,
+            skipped: true,
+            reason: format!(
+                "this is not a session file: none of its {count} lines could be read \
+                 (the first, line {}: {})",
+                first.line, first.reason
+            ),
+        }];
+        return out;
     }
     for (line, n, edit) in superseded {
         // If two turns share a number (two writers raced), the later one is meant.
@@ -468,7 +497,71 @@ mod tests {
         let line =
             r#"{"v":7,"type":"turn","n":1,"user":"u","reply":"r","end":"complete","mood":"happy"}"#;
         let d = decode(format!("{line}\n").as_bytes());
-        assert_eq!(d.issues, vec![]);
         assert_eq!(d.turns[0].1.assistant, "r");
+        // Read, with a notice: a newer format may carry meaning this one drops.
+        assert_eq!(d.issues.len(), 1);
+        assert!(!d.issues[0].skipped);
+        assert!(d.issues[0].reason.contains("format v7"), "{:?}", d.issues);
+    }
+
+    #[test]
+    fn a_binary_file_is_one_issue_not_one_per_line() {
+        let mut bytes = Vec::new();
+        for i in 0..500u32 {
+            bytes.extend_from_slice(&[0, 0xff, 0xfe, (i % 251) as u8, b'\n']);
+        }
+        let d = decode(&bytes);
+        assert_eq!(d.issues.len(), 1, "{:?}", &d.issues[..3]);
+        assert!(d.issues[0].reason.contains("not a session file"));
+        assert!(d.turns.is_empty());
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        const GOOD: &str = r#"{"v":1,"type":"turn","n":1,"user":"u","reply":"r","end":"complete"}"#;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+            /// Never panics; a corrupt line costs that line only, and is reported.
+            #[test]
+            fn a_corrupt_line_costs_that_line_only(
+                junk in proptest::collection::vec(any::<u8>(), 0..200),
+                before in 0usize..4,
+                after in 0usize..4,
+            ) {
+                let junk: Vec<u8> = junk.into_iter().map(|b| if b == b'\n' { b' ' } else { b }).collect();
+                let mut bytes = Vec::new();
+                for _ in 0..before {
+                    bytes.extend_from_slice(GOOD.as_bytes());
+                    bytes.push(b'\n');
+                }
+                bytes.extend_from_slice(&junk);
+                bytes.push(b'\n');
+                for _ in 0..after {
+                    bytes.extend_from_slice(GOOD.as_bytes());
+                    bytes.push(b'\n');
+                }
+                let d = decode(&bytes);
+                let junk_line = before + 1;
+                let junk_turns = usize::from(d.turns.len() > before + after);
+                prop_assert_eq!(d.turns.len(), before + after + junk_turns);
+                for i in &d.issues {
+                    prop_assert_eq!(i.line, junk_line, "{:?}", d.issues);
+                }
+                let blank = junk.iter().all(u8::is_ascii_whitespace);
+                if !blank && junk_turns == 0 && serde_json::from_slice::<Value>(&junk).map_or(true, |v| v.get("type").and_then(Value::as_str) != Some("header")) {
+                    prop_assert!(!d.issues.is_empty(), "a skipped line is reported");
+                }
+            }
+
+            /// Any bytes at all: no panic.
+            #[test]
+            fn any_bytes_decode_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+                let _ = decode(&bytes);
+            }
+        }
     }
 }

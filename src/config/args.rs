@@ -43,6 +43,22 @@ pub struct ConnectionArgs {
     /// API base URL (may carry a path prefix). Env: ANTHROPIC_BASE_URL.
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
+
+    /// Time allowed for the server to start answering a request (e.g. `60s`, default 60s).
+    #[arg(long, value_name = "DURATION", value_parser = crate::clock::parse_duration)]
+    pub header_timeout: Option<Duration>,
+}
+
+/// `--raw`: how server text reaches a terminal.
+#[derive(Args, Debug, Clone, Default, PartialEq, Eq)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// Print the reply's bytes as sent even on a terminal. By default, control characters
+    /// and escape sequences (which could set the title, write the clipboard or clear the
+    /// screen) are neutralised when stdout is a terminal; a pipe or a file always gets the
+    /// bytes as sent.
+    #[arg(long)]
+    pub raw: bool,
 }
 
 /// How a turn waits: retries, their limits, and pacing (local or shared through Redis).
@@ -116,7 +132,7 @@ pub struct SettingsArgs {
     /// `--model`, `--system`, `--max-tokens`, `--thinking`, `--cache`, `--cache-ttl`.
     #[command(flatten)]
     pub conversation: ConversationArgs,
-    /// `--base-url`.
+    /// `--base-url`, `--header-timeout`.
     #[command(flatten)]
     pub connection: ConnectionArgs,
     /// `--max-retries`, `--max-wait`, `--deadline`, `--no-pacing`, `--shared-limiter`.
@@ -125,6 +141,9 @@ pub struct SettingsArgs {
     /// `--config`, `--log-level`.
     #[command(flatten)]
     pub files: FilesArgs,
+    /// `--raw`.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 impl SettingsArgs {

@@ -132,6 +132,10 @@ pub struct Config {
     pub base_url: Option<String>,
     /// The key (never printed).
     pub api_key: Option<ApiKey>,
+    /// Time allowed until a response's headers arrive (`--header-timeout`).
+    pub header_timeout: Duration,
+    /// Print reply bytes as sent even on a terminal (`--raw`).
+    pub raw: bool,
     /// Retry settings.
     pub retry: RetryConfig,
     /// Pace from the rate-limit headers.
@@ -175,6 +179,8 @@ impl Default for Config {
             cache_ttl: CacheTtl::default(),
             base_url: None,
             api_key: None,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            raw: false,
             retry: RetryConfig::default(),
             pacing: true,
             shared_limiter: None,
@@ -292,6 +298,7 @@ impl Config {
             connection,
             retry: retry_args,
             files,
+            output,
         } = args;
         let location = ConfigLocation::find(&files.config_file, env, &paths);
         let file = match &location {
@@ -482,8 +489,26 @@ impl Config {
             token_rate: r.file_only("mock.token_rate", &fv.mock_token_rate),
         };
 
+        let header_timeout = match connection.header_timeout {
+            Some(d) if d.is_zero() => {
+                return Err(ConfigError::Flag {
+                    flag: "--header-timeout",
+                    message: "must be longer than zero".into(),
+                });
+            }
+            Some(d) => {
+                r.sources
+                    .insert("header_timeout", Source::Flag("--header-timeout"));
+                d
+            }
+            None => DEFAULT_HEADER_TIMEOUT,
+        };
+
         let mut warnings = Vec::new();
         let (api_key, api_key_source) = resolve_key(env, &fv, &mut warnings)?;
+        if let (Some(k), Some(source)) = (&api_key, &api_key_source) {
+            key::check_header_safe(k).map_err(|message| key_error(source, &fv, message))?;
+        }
 
         Ok(Config {
             model,
@@ -494,6 +519,8 @@ impl Config {
             cache_ttl,
             base_url,
             api_key,
+            header_timeout,
+            raw: output.raw,
             retry,
             pacing,
             shared_limiter,
@@ -527,6 +554,33 @@ impl Config {
     /// came from.
     pub fn show(&self) -> String {
         show::render(self)
+    }
+}
+
+/// How long a request may wait for its response headers by default (the transport's own
+/// default: a streamed reply starts within seconds).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = crate::api::client::DEFAULT_HEADER_TIMEOUT;
+
+/// A configuration error about the key, placed where the key came from.
+fn key_error(source: &Source, fv: &FileValues, message: String) -> ConfigError {
+    match source {
+        Source::Env(var) => ConfigError::Env { var, message },
+        Source::Command { line, .. } => ConfigError::File {
+            path: fv.path.clone(),
+            line: *line,
+            key: Some("api_key_cmd".into()),
+            message,
+        },
+        Source::File { line, .. } => ConfigError::File {
+            path: fv.path.clone(),
+            line: *line,
+            key: Some("api_key".into()),
+            message,
+        },
+        _ => ConfigError::Env {
+            var: "ANTHROPIC_API_KEY",
+            message,
+        },
     }
 }
 

@@ -39,7 +39,12 @@ pub(super) fn render(c: &Config) -> String {
     );
     row("cache", "cache", Some(quoted(c.cache.as_str())));
     row("cache_ttl", "cache_ttl", Some(quoted(c.cache_ttl.as_str())));
-    row("base_url", "base_url", opt(&c.base_url));
+    // A password in the URL is never shown.
+    let base_url = c
+        .base_url
+        .as_deref()
+        .map(|u| crate::api::client::redact_url_password(u).into_owned());
+    row("base_url", "base_url", opt(&base_url));
     // The redacted form is not a valid key, so it is left unquoted: pasting this output into a
     // config file must not look like it carries a key.
     row(

@@ -171,6 +171,8 @@ impl MockArgs {
         if let Some(n) = self.max_body_bytes {
             c.max_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
         }
+        // Records are readable only through the admin endpoint: without it, keep counters only.
+        c.keep_request_records = self.admin_endpoint;
         if self.admin_endpoint {
             c.admin_endpoint = true;
         }

@@ -234,6 +234,15 @@ pub struct MockConfig {
     pub description: Option<String>,
     /// Probability that a request finds its key's prompt cache evicted (a forced miss).
     pub cache_evict: f64,
+    /// Most connections open at once; further clients wait until one closes.
+    pub max_connections: usize,
+    /// Time allowed for a connection's first request headers to arrive (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Keep a record of each request (`MockStats::requests`, a ring of the last
+    /// [`super::stats::MAX_RECORDS`]). The counters are always kept. On for in-process
+    /// servers (tests read the records); the standalone mock keeps them only with
+    /// `--admin-endpoint`, the one way to read them.
+    pub keep_request_records: bool,
 }
 
 impl Default for MockConfig {
@@ -255,6 +264,9 @@ impl Default for MockConfig {
             require_anthropic_version: true,
             description: None,
             cache_evict: 0.0,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            keep_request_records: true,
         }
     }
 }

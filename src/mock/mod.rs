@@ -23,6 +23,7 @@
 mod args;
 pub(crate) mod cache;
 mod config;
+mod conn;
 mod faults;
 mod generate;
 mod http;

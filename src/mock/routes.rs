@@ -85,13 +85,15 @@ pub(super) async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) ->
     let record = if route == Route::Messages {
         let mut st = shared.lock();
         st.stats.messages_requests += 1;
-        st.stats.requests.push(RequestRecord {
-            at: arrived,
-            status: 0,
-            input_tokens: 0,
-            stream: false,
-        });
-        Some(st.stats.requests.len() - 1)
+        let keep = shared.config.keep_request_records;
+        Some(keep.then(|| {
+            st.stats.record(RequestRecord {
+                at: arrived,
+                status: 0,
+                input_tokens: 0,
+                stream: false,
+            })
+        }))
     } else {
         shared.lock().stats.other_requests += 1;
         None
@@ -101,10 +103,10 @@ pub(super) async fn dispatch(State(shared): State<Arc<Shared>>, req: Request) ->
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("request-id", v);
     }
-    if let Some(index) = record {
+    if let Some(seq) = record {
         let status = response.status().as_u16();
         let mut st = shared.lock();
-        if let Some(r) = st.stats.requests.get_mut(index) {
+        if let Some(r) = seq.and_then(|seq| st.stats.record_mut(seq)) {
             r.status = status;
             r.input_tokens = seen.input_tokens;
             r.stream = seen.stream;

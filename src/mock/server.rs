@@ -155,16 +155,14 @@ impl MockServer {
         let app = Router::new()
             .fallback(dispatch)
             .with_state(Arc::clone(&shared));
+        let guard = Arc::clone(&shared);
         let task = tokio::spawn(async move {
             let mut rx = rx;
-            // Small SSE frames must leave at once: with Nagle's algorithm a frame can wait for
-            // the peer's delayed ACK, and on a paused test clock that idle moment makes tokio
-            // jump to the next timer.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!("cannot set TCP_NODELAY: {e}");
-                }
-            });
+            let listener = super::conn::Guarded::new(
+                listener,
+                guard.config.max_connections,
+                guard.config.header_read_timeout,
+            );
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { wait_for_shutdown(&mut rx).await })
                 .await;

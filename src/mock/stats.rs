@@ -1,6 +1,6 @@
 //! What the mock saw, for tests ("exactly one request", "zero 429s") and the admin endpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
 use tokio::time::Instant;
@@ -42,13 +42,61 @@ pub struct MockStats {
     pub cache_write_tokens: u64,
     /// Requests to the other endpoints (models, count_tokens, unknown paths).
     pub other_requests: u64,
-    /// Every `POST /v1/messages`, in arrival order.
-    pub requests: Vec<RequestRecord>,
+    /// The last [`MAX_RECORDS`] `POST /v1/messages`, in arrival order (only when the
+    /// config keeps records).
+    pub requests: VecDeque<RequestRecord>,
+    /// Records dropped from the front of `requests` to keep it bounded.
+    pub records_dropped: u64,
 }
 
+/// Most request records kept; older ones are dropped (the counters keep counting).
+pub const MAX_RECORDS: usize = 10_000;
+
 impl MockStats {
+    /// Keep `r`, dropping the oldest record past [`MAX_RECORDS`]; returns its sequence
+    /// number for [`MockStats::record_mut`].
+    pub(crate) fn record(&mut self, r: RequestRecord) -> u64 {
+        if self.requests.len() >= MAX_RECORDS {
+            self.requests.pop_front();
+            self.records_dropped += 1;
+        }
+        self.requests.push_back(r);
+        self.records_dropped + self.requests.len() as u64 - 1
+    }
+
+    /// The record with sequence number `seq`, if it is still kept.
+    pub(crate) fn record_mut(&mut self, seq: u64) -> Option<&mut RequestRecord> {
+        let i = seq.checked_sub(self.records_dropped)?;
+        self.requests.get_mut(usize::try_from(i).ok()?)
+    }
+
     /// How many messages requests got `status`.
     pub fn count(&self, status: u16) -> u64 {
         self.by_status.get(&status).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_a_ring() {
+        let mut s = MockStats::default();
+        let r = |status| RequestRecord {
+            at: Instant::now(),
+            status,
+            input_tokens: 0,
+            stream: false,
+        };
+        let first = s.record(r(1));
+        for _ in 0..MAX_RECORDS + 5 {
+            s.record(r(2));
+        }
+        assert_eq!(s.requests.len(), MAX_RECORDS);
+        assert_eq!(s.records_dropped, 6);
+        assert!(s.record_mut(first).is_none(), "dropped");
+        let last = s.record(r(3));
+        assert_eq!(s.record_mut(last).map(|r| r.status), Some(3));
     }
 }

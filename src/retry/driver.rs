@@ -125,7 +125,25 @@ impl Driver {
                 attempt,
                 max_attempts,
             });
-            let sent = self.transport.send(&request, attempt).await;
+            // The deadline bounds the attempt in flight too: a server that never answers
+            // must not hold the turn past it (the header timeout may be longer).
+            let Ok(sent) =
+                tokio::time::timeout_at(deadline, self.transport.send(&request, attempt)).await
+            else {
+                drop(ticket.take());
+                tx.emit(TurnEvent::Failed(TurnFailure {
+                    kind: FailureKind::DeadlineExceeded,
+                    message: format!(
+                        "The turn's deadline ({}) passed while waiting for the server to answer attempt {attempt}.",
+                        human_duration(self.config.deadline)
+                    ),
+                    api: None,
+                    transport: None,
+                    resets_at: None,
+                    attempts: attempt,
+                }));
+                return;
+            };
             let now = Instant::now();
 
             // Classify the attempt; a 2xx leaves the loop for the stream.

@@ -341,6 +341,7 @@ impl Runner<'_> {
                         let mut logger = crate::logging::TurnLogger::new();
                         while let Some(event) = stream.next().await {
                             logger.observe(&event);
+                            let event = redact_event(event);
                             if tx.send(Msg::Turn { id, event }).is_err() {
                                 return;
                             }
@@ -603,5 +604,99 @@ mod tests {
         assert_eq!(conversation.turns.len(), 1);
         assert!(conversation.turns[0].superseded);
         assert!(conversation.turns[0].superseded_by_edit);
+    }
+}
+
+/// `event` with every registered secret redacted from the text a server supplied (error
+/// messages, request ids, the model name): a server may echo the key back in a 401 or 400,
+/// and the screen, like every other surface, must not show it. Reply text is left alone.
+fn redact_event(event: crate::retry::TurnEvent) -> crate::retry::TurnEvent {
+    use crate::retry::TurnEvent;
+    use crate::secret::redact;
+    fn api(mut a: crate::api::ApiError) -> crate::api::ApiError {
+        a.message = redact(&a.message);
+        a.error_type = redact(&a.error_type);
+        a.request_id = a.request_id.map(|r| redact(&r));
+        a
+    }
+    match event {
+        TurnEvent::Failed(mut f) => {
+            f.message = redact(&f.message);
+            f.api = f.api.map(api);
+            TurnEvent::Failed(f)
+        }
+        TurnEvent::RetryScheduled {
+            attempt,
+            max_attempts,
+            delay,
+            until,
+            cause,
+            status,
+            error_type,
+            source,
+            message,
+            request_id,
+        } => TurnEvent::RetryScheduled {
+            attempt,
+            max_attempts,
+            delay,
+            until,
+            cause,
+            status,
+            error_type: error_type.map(|t| redact(&t)),
+            source,
+            message: redact(&message),
+            request_id: request_id.map(|r| redact(&r)),
+        },
+        TurnEvent::Started { request_id, model } => TurnEvent::Started {
+            request_id: request_id.map(|r| redact(&r)),
+            model: redact(&model),
+        },
+        TurnEvent::Interrupted {
+            error,
+            partial_kept,
+        } => {
+            use crate::api::StreamFailure as F;
+            let error = match error {
+                F::Server(a) => F::Server(api(a)),
+                F::Disconnected(m) => F::Disconnected(redact(&m)),
+                F::Decode(m) => F::Decode(redact(&m)),
+                other => other,
+            };
+            TurnEvent::Interrupted {
+                error,
+                partial_kept,
+            }
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_event;
+    use crate::retry::{FailureKind, TurnEvent, TurnFailure};
+    use crate::secret::{ApiKey, register_secret};
+
+    #[test]
+    fn a_key_echoed_by_the_server_never_reaches_the_screen() {
+        let key = ApiKey::new("sk-ant-tui-echo-SECRET-1234").expect("key");
+        register_secret(&key);
+        let api = crate::api::ApiError::from_response(
+            401,
+            http::HeaderMap::new(),
+            br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key sk-ant-tui-echo-SECRET-1234"}}"#,
+        );
+        let ev = TurnEvent::Failed(TurnFailure {
+            kind: FailureKind::Authentication,
+            message: format!("401: {}", api.message),
+            api: Some(api),
+            transport: None,
+            resets_at: None,
+            attempts: 1,
+        });
+        let shown = format!("{:?}", redact_event(ev));
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("[REDACTED]"), "{shown}");
     }
 }
