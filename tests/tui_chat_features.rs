@@ -177,3 +177,57 @@ fn edit_waits_for_the_reply_in_flight() {
     let notice = h.app.notice.clone().expect("a notice");
     assert!(notice.text.contains("Esc cancels it"), "{notice:?}");
 }
+
+const TWO_BLOCKS: &str = "Two ways:\n\n```rust\nfn a() {}\n```\n\nor in Python:\n\n```python\ndef b():\n    pass\n```\n\nEither works.";
+
+#[test]
+fn copy_takes_the_reply_its_last_code_block_or_the_nth() {
+    let mut h = Harness::new(60, 24);
+    let (id, _, _) = only(&h.submit("show me"));
+    reply(&mut h, id, TWO_BLOCKS);
+    assert_eq!(
+        h.submit("/copy"),
+        vec![Effect::CopyToClipboard(TWO_BLOCKS.into())]
+    );
+    assert_eq!(
+        h.submit("/copy code"),
+        vec![Effect::CopyToClipboard("def b():\n    pass".into())]
+    );
+    assert_eq!(
+        h.submit("/copy code 1"),
+        vec![Effect::CopyToClipboard("fn a() {}".into())]
+    );
+    assert!(h.submit("/copy code 3").is_empty());
+    let notice = h.app.notice.clone().expect("a notice").text;
+    assert_eq!(
+        notice,
+        "no code block [3]: the last reply has 2 code blocks"
+    );
+    // The numbers the commands use are on screen.
+    let screen = h.screen();
+    assert!(screen.contains("```rust [1]"), "{screen}");
+    assert!(screen.contains("```python [2]"), "{screen}");
+    assert_snapshot!("code_blocks_numbered", screen);
+}
+
+#[test]
+fn a_streaming_reply_numbers_its_blocks_the_same_way() {
+    let mut h = Harness::new(60, 24);
+    let (id, _, _) = only(&h.submit("show me"));
+    h.turn(
+        id,
+        TurnEvent::Started {
+            request_id: None,
+            model: "m".into(),
+        },
+    );
+    // Fed in small pieces: blocks in finished chunks and in the tail count alike.
+    for piece in TWO_BLOCKS.as_bytes().chunks(7) {
+        let text = String::from_utf8(piece.to_vec()).expect("ascii");
+        h.turn(id, TurnEvent::TextDelta { text });
+        let _ = h.draw();
+    }
+    let screen = h.screen();
+    assert!(screen.contains("```rust [1]"), "{screen}");
+    assert!(screen.contains("```python [2]"), "{screen}");
+}

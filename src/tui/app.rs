@@ -10,10 +10,11 @@ use std::time::Duration;
 use crossterm::event::{KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
 use tokio::time::Instant;
 
-use super::commands::{self, Command};
+use super::commands::{self, Command, CopyTarget};
 use super::composer::Composer;
 use super::keymap::{self, Action, KeyContext};
 use super::live::{self, LiveTurn, Phase};
+use super::markdown;
 use super::msg::{Effect, Msg, NoticeKind, TurnId};
 use super::theme::Theme;
 use super::timeline::Timeline;
@@ -535,28 +536,7 @@ impl App {
                 let prompt = prompt.unwrap_or_else(|| BURST_PROMPT.to_string());
                 return self.burst(n, &prompt, now);
             }
-            Command::Copy => {
-                let last = self
-                    .conversation
-                    .turns
-                    .iter()
-                    .rev()
-                    .find(|t| !t.assistant.trim().is_empty())
-                    .map(|t| t.assistant.clone());
-                match last {
-                    Some(text) => {
-                        self.notice(
-                            NoticeKind::Info,
-                            format!(
-                                "copied the last reply ({} chars) via OSC 52 (if your terminal allows it)",
-                                text.chars().count()
-                            ),
-                        );
-                        return vec![Effect::CopyToClipboard(text)];
-                    }
-                    None => self.notice(NoticeKind::Info, "no reply to copy yet"),
-                }
-            }
+            Command::Copy(target) => return self.copy(target),
             Command::Invalid(msg) => self.notice(NoticeKind::Error, msg),
             Command::Unknown(name) => self.notice(
                 NoticeKind::Error,
@@ -564,6 +544,54 @@ impl App {
             ),
         }
         Vec::new()
+    }
+
+    /// `/copy`: the last reply, its last code block or its N-th one, to the clipboard.
+    fn copy(&mut self, target: CopyTarget) -> Vec<Effect> {
+        let Some(last) = self
+            .conversation
+            .turns
+            .iter()
+            .rev()
+            .find(|t| !t.superseded && !t.assistant.trim().is_empty())
+            .map(|t| t.assistant.clone())
+        else {
+            self.notice(NoticeKind::Info, "no reply to copy yet");
+            return Vec::new();
+        };
+        let (text, what) = match target {
+            CopyTarget::Reply => (last, "the last reply".to_string()),
+            CopyTarget::LastCode | CopyTarget::Code(_) => {
+                let blocks = markdown::code_blocks(&last);
+                let n = match target {
+                    CopyTarget::Code(n) => n,
+                    _ => blocks.len(),
+                };
+                match blocks.get(n.wrapping_sub(1)) {
+                    Some(code) => (code.clone(), format!("code block [{n}]")),
+                    None if blocks.is_empty() => {
+                        self.notice(NoticeKind::Info, "the last reply has no code block");
+                        return Vec::new();
+                    }
+                    None => {
+                        let count = blocks.len();
+                        let noun = if count == 1 { "block" } else { "blocks" };
+                        self.notice(
+                            NoticeKind::Error,
+                            format!("no code block [{n}]: the last reply has {count} code {noun}"),
+                        );
+                        return Vec::new();
+                    }
+                }
+            }
+        };
+        let lines = text.lines().count().max(1);
+        let noun = if lines == 1 { "line" } else { "lines" };
+        self.notice(
+            NoticeKind::Info,
+            format!("copied {what} ({lines} {noun}) via OSC 52 (if your terminal allows it)"),
+        );
+        vec![Effect::CopyToClipboard(text)]
     }
 
     fn scroll_by(&mut self, delta: isize) {

@@ -124,6 +124,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "send N prompts at once (max 50) to watch pacing and 429s",
     ),
     ("/copy", "copy the last reply to the clipboard (OSC 52)"),
+    (
+        "/copy code [N]",
+        "copy the last code block, or the one marked [N]",
+    ),
     ("/help", "this help"),
     ("/quit", "leave"),
 ];
