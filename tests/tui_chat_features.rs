@@ -75,6 +75,35 @@ fn screen_with_cursor(h: &Harness) -> String {
     backchat::tui::harness::buffer_text(&buf)
 }
 
+/// The screen with a marker row under each row that has search highlights: `^` under the
+/// current match (reversed), `~` under the others (yellow background).
+fn screen_with_highlights(h: &Harness) -> String {
+    let (buf, _) = h.draw();
+    let text = backchat::tui::harness::buffer_text(&buf);
+    let mut out = String::new();
+    for (y, line) in text.lines().enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        let marks: String = (0..buf.area.width)
+            .map(|x| {
+                let cell = &buf[(x, y as u16)];
+                if cell.modifier.contains(ratatui::style::Modifier::REVERSED) {
+                    '^'
+                } else if cell.bg == ratatui::style::Color::Yellow {
+                    '~'
+                } else {
+                    ' '
+                }
+            })
+            .collect();
+        if marks.trim().chars().any(|c| c == '^' || c == '~') && y + 3 < text.lines().count() {
+            out.push_str(marks.trim_end());
+            out.push('\n');
+        }
+    }
+    out
+}
+
 #[test]
 fn ctrl_z_suspends_and_keeps_the_mouse_as_it_was() {
     let mut h = Harness::new(80, 24);
@@ -230,4 +259,94 @@ fn a_streaming_reply_numbers_its_blocks_the_same_way() {
     let screen = h.screen();
     assert!(screen.contains("```rust [1]"), "{screen}");
     assert!(screen.contains("```python [2]"), "{screen}");
+}
+
+/// Three finished turns that mention "bucket" four times and "token" three times.
+fn bucket_talk(h: &mut Harness) {
+    for (q, a) in [
+        (
+            "What is a token bucket?",
+            "A bucket that fills with tokens.",
+        ),
+        ("And a leaky one?", "Nothing about it here."),
+        ("Which bucket wins?", "The token bucket, for bursts."),
+    ] {
+        let (id, _, _) = only(&h.submit(q));
+        reply(h, id, a);
+    }
+}
+
+#[test]
+fn find_highlights_matches_and_jumps_with_a_position() {
+    let mut h = Harness::new(60, 24);
+    bucket_talk(&mut h);
+    let _ = h.draw();
+    assert!(h.submit("/find BUCKET").is_empty());
+    let s = h.app.search.clone().expect("search is open");
+    assert_eq!(s.hits.len(), 4, "{s:?}");
+    assert_eq!(s.position(), "4/4", "starts at the newest match");
+    assert_snapshot!("search_with_highlights", screen_with_highlights(&h));
+    // The current match is reversed, the others marked.
+    let (buf, _) = h.draw();
+    let styled = |m: ratatui::style::Modifier| {
+        buf.content()
+            .iter()
+            .filter(|c| c.modifier.contains(m))
+            .count()
+    };
+    assert_eq!(
+        styled(ratatui::style::Modifier::REVERSED),
+        "bucket".len(),
+        "one current match"
+    );
+    h.press(KeyCode::Char('n'));
+    assert_eq!(h.app.search.as_ref().unwrap().position(), "1/4", "wraps");
+    h.press(KeyCode::Char('n'));
+    assert_eq!(h.app.search.as_ref().unwrap().position(), "2/4");
+    h.key(KeyCode::Enter, KeyModifiers::SHIFT);
+    assert_eq!(h.app.search.as_ref().unwrap().position(), "1/4");
+    h.press(KeyCode::Char('N'));
+    assert_eq!(h.app.search.as_ref().unwrap().position(), "4/4");
+    h.press(KeyCode::Enter);
+    assert_eq!(h.app.search.as_ref().unwrap().position(), "1/4");
+    h.press(KeyCode::Esc);
+    assert!(h.app.search.is_none());
+    assert!(!h.screen().contains("find:"));
+}
+
+#[test]
+fn ctrl_f_searches_as_you_type() {
+    let mut h = Harness::new(60, 24);
+    bucket_talk(&mut h);
+    let _ = h.draw();
+    h.key(KeyCode::Char('f'), KeyModifiers::CONTROL);
+    for c in "token".chars() {
+        h.press(KeyCode::Char(c));
+    }
+    let s = h.app.search.clone().expect("open");
+    assert!(s.editing);
+    assert_eq!(s.position(), "3/3");
+    assert!(
+        h.app.composer.is_empty(),
+        "the query is not typed into the composer"
+    );
+    let (buf, cursor) = h.draw();
+    let rule = backchat::tui::harness::find(&buf, "find: token").expect("the search line");
+    assert_eq!(
+        cursor.map(|p| (p.x, p.y)),
+        Some((rule.0 + "find: token".len() as u16, rule.1))
+    );
+    // Enter keeps the match shown, n then moves on.
+    h.press(KeyCode::Enter);
+    assert_eq!(h.app.search.as_ref().unwrap().position(), "3/3");
+    h.press(KeyCode::Char('n'));
+    assert_eq!(h.app.search.as_ref().unwrap().position(), "1/3");
+    h.press(KeyCode::Char('/'));
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Backspace);
+    h.press(KeyCode::Backspace);
+    assert_eq!(h.app.search.as_ref().unwrap().query, "t");
+    h.press(KeyCode::Char('x'));
+    assert_eq!(h.app.search.as_ref().unwrap().position(), "0/0");
 }

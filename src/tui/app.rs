@@ -16,6 +16,7 @@ use super::keymap::{self, Action, KeyContext};
 use super::live::{self, LiveTurn, Phase};
 use super::markdown;
 use super::msg::{Effect, Msg, NoticeKind, TurnId};
+use super::search::{self, Search};
 use super::theme::Theme;
 use super::timeline::Timeline;
 use super::transcript::TranscriptCache;
@@ -152,6 +153,8 @@ pub struct App {
     retry_target: Option<usize>,
     /// The turn whose prompt is being edited (`/edit`): sending replaces it.
     pub editing: Option<usize>,
+    /// Transcript search, when open (Ctrl+F, `/find`).
+    pub search: Option<Search>,
     /// Wrapped lines per turn and width (filled while rendering).
     pub transcript: RefCell<TranscriptCache>,
     /// The last frame's transcript size.
@@ -193,6 +196,7 @@ impl App {
             ctrl_c_at: None,
             retry_target: None,
             editing: None,
+            search: None,
             transcript: RefCell::new(TranscriptCache::new(theme)),
             metrics: Cell::new(ViewMetrics::default()),
         }
@@ -517,6 +521,17 @@ impl App {
             Command::Rename(name) => return vec![Effect::RenameSession(name)],
             Command::Retry => return self.retry(now),
             Command::Edit => self.edit_last(),
+            Command::Find(None) => {
+                let _ = self.on_action(Action::SearchOpen, now);
+            }
+            Command::Find(Some(query)) => {
+                self.help_open = false;
+                self.search = Some(Search {
+                    query,
+                    ..Search::default()
+                });
+                self.search_jump(false);
+            }
             Command::Help => {
                 self.help_open = true;
                 self.help_scroll = 0;
@@ -594,6 +609,60 @@ impl App {
         vec![Effect::CopyToClipboard(text)]
     }
 
+    /// Bring the search's matches up to date with the transcript as last drawn.
+    fn refresh_search(&mut self) {
+        let width = self.transcript.try_borrow().map_or(0, |c| c.width());
+        if width > 0 {
+            self.sync_transcript(width);
+        }
+        let Some(s) = &mut self.search else { return };
+        let Ok(cache) = self.transcript.try_borrow() else {
+            return;
+        };
+        let key = (cache.total_rows(), width, self.epoch);
+        if s.computed_for == Some(key) {
+            return;
+        }
+        let rows = (0..cache.total_rows()).map(|r| match cache.row(r) {
+            Some(super::transcript::Row::Line(l)) => Some(l.to_string()),
+            _ => None,
+        });
+        let old = s.current.and_then(|i| s.hits.get(i).copied());
+        s.hits = search::find_all(rows, &s.query);
+        // Stay on the same match if it is still there.
+        s.current = old.and_then(|h| s.hits.iter().position(|x| *x == h));
+        s.computed_for = Some(key);
+    }
+
+    /// Move to the next match (`up`: the previous one), wrapping; from no match yet, to the
+    /// last one (the newest text, nearest the bottom). Scrolls it into view.
+    fn search_jump(&mut self, up: bool) {
+        self.refresh_search();
+        let Some(s) = &mut self.search else { return };
+        let n = s.hits.len();
+        if n == 0 {
+            s.current = None;
+            return;
+        }
+        let next = match s.current {
+            None => n - 1,
+            Some(i) if up => (i + n - 1) % n,
+            Some(i) => (i + 1) % n,
+        };
+        s.current = Some(next);
+        let row = s.hits[next].row;
+        let m = self.metrics.get();
+        if m.total_rows > m.height {
+            let max = m.total_rows - m.height;
+            let top = row.saturating_sub(m.height / 3).min(max);
+            self.scroll = if top >= max {
+                Scroll::Bottom
+            } else {
+                Scroll::At(top)
+            };
+        }
+    }
+
     fn scroll_by(&mut self, delta: isize) {
         let m = self.metrics.get();
         if m.total_rows <= m.height {
@@ -631,6 +700,43 @@ impl App {
                 self.notice = None;
             }
             Action::EditLast => self.edit_last(),
+            Action::SearchOpen => {
+                let s = self.search.get_or_insert_with(Search::default);
+                s.editing = true;
+                self.notice = None;
+            }
+            Action::SearchType(c) => {
+                if let Some(s) = &mut self.search {
+                    s.query.push(c);
+                    s.computed_for = None;
+                    s.current = None;
+                }
+                self.search_jump(false);
+            }
+            Action::SearchBackspace => {
+                if let Some(s) = &mut self.search {
+                    s.query.pop();
+                    s.computed_for = None;
+                    s.current = None;
+                }
+                self.search_jump(false);
+            }
+            Action::SearchNext | Action::SearchPrev => {
+                let up = action == Action::SearchPrev;
+                let confirm = action == Action::SearchNext
+                    && self
+                        .search
+                        .as_ref()
+                        .is_some_and(|s| s.editing && s.current.is_some());
+                if let Some(s) = &mut self.search {
+                    s.editing = false;
+                }
+                // Enter after typing keeps the match already shown; later ones jump.
+                if !confirm {
+                    self.search_jump(up);
+                }
+            }
+            Action::SearchClose => self.search = None,
             Action::Interrupt => {
                 let armed = self.ctrl_c_at.take();
                 let quits = armed.is_some_and(|at| {
@@ -759,6 +865,7 @@ impl App {
             composer_empty: self.composer.is_empty(),
             picker_open: self.picker.is_some(),
             recalling: self.composer.is_recalling(),
+            search: self.search.as_ref().map(|s| s.editing),
         };
         match keymap::action_for(&key, ctx) {
             Some(a) => self.on_action(a, now),

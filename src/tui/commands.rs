@@ -27,6 +27,8 @@ pub enum Command {
     Retry,
     /// `/edit`: load the last prompt to edit and resend.
     Edit,
+    /// `/find TEXT`: search the transcript (`None`: open the search line to type it).
+    Find(Option<String>),
     /// `/help`.
     Help,
     /// `/quit`.
@@ -72,6 +74,7 @@ pub fn parse(line: &str) -> Command {
         "clear" | "new" => Command::Clear,
         "retry" => Command::Retry,
         "edit" => Command::Edit,
+        "find" | "search" => Command::Find(arg),
         "help" | "?" => Command::Help,
         "quit" | "exit" | "q" => Command::Quit,
         "copy" => {

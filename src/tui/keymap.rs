@@ -49,6 +49,18 @@ pub enum Action {
     PickerClose,
     /// Help: scroll by this many lines (negative: up).
     HelpScroll(isize),
+    /// Open the search line (Ctrl+F), or go back to typing its query.
+    SearchOpen,
+    /// Type into the search query.
+    SearchType(char),
+    /// Delete the query's last character.
+    SearchBackspace,
+    /// Jump to the next match (down, wrapping).
+    SearchNext,
+    /// Jump to the previous match (up, wrapping).
+    SearchPrev,
+    /// Leave search (Esc).
+    SearchClose,
     /// Load the last prompt to edit and resend it (`/edit`; Ctrl+E on a recalled prompt).
     EditLast,
     /// Ctrl+Z: give the terminal back and stop, as a shell job does; restore on `fg`.
@@ -66,6 +78,8 @@ pub struct KeyContext {
     pub picker_open: bool,
     /// The composer shows a recalled prompt, unedited (Ctrl+E then edits the last turn).
     pub recalling: bool,
+    /// Search is open: `Some(true)` while its query is being typed.
+    pub search: Option<bool>,
 }
 
 /// The bindings shown in help: (keys, what they do).
@@ -100,6 +114,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("F2", "release the mouse to select text / take it back"),
     ("F3, Ctrl+Q", "quota panel and timeline"),
     ("Ctrl+O", "expand / collapse thinking"),
+    ("Ctrl+F", "search the transcript (n / N jump, Esc leaves)"),
     ("Ctrl+L", "repaint the screen"),
     ("Ctrl+Z", "suspend to the shell (fg to come back)"),
 ];
@@ -128,6 +143,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "/copy code [N]",
         "copy the last code block, or the one marked [N]",
     ),
+    ("/find TEXT", "search the transcript (n/N jump, Esc leaves)"),
     ("/help", "this help"),
     ("/quit", "leave"),
 ];
@@ -166,6 +182,25 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
             _ => None,
         };
     }
+    if let Some(editing) = ctx.search {
+        return match key.code {
+            KeyCode::Char('c') if ctrl => Some(Action::Interrupt),
+            KeyCode::Esc => Some(Action::SearchClose),
+            KeyCode::Enter if shift || alt => Some(Action::SearchPrev),
+            KeyCode::Enter => Some(Action::SearchNext),
+            KeyCode::PageUp => Some(Action::PageUp),
+            KeyCode::PageDown => Some(Action::PageDown),
+            KeyCode::Up if !editing || shift => Some(Action::LineUp),
+            KeyCode::Down if !editing || shift => Some(Action::LineDown),
+            KeyCode::Backspace if editing => Some(Action::SearchBackspace),
+            KeyCode::Char('f') if ctrl => Some(Action::SearchOpen),
+            KeyCode::Char(c) if editing && !ctrl && !alt => Some(Action::SearchType(c)),
+            KeyCode::Char('n') if !ctrl && !alt => Some(Action::SearchNext),
+            KeyCode::Char('N') if !ctrl && !alt => Some(Action::SearchPrev),
+            KeyCode::Char('/') => Some(Action::SearchOpen),
+            _ => None,
+        };
+    }
     let edit = |op| Some(Action::Edit(op));
     match key.code {
         KeyCode::Esc => Some(Action::Cancel),
@@ -175,6 +210,7 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
         KeyCode::Char('o') if ctrl => Some(Action::ToggleThinking),
         KeyCode::Char('l') if ctrl => Some(Action::Redraw),
         KeyCode::Char('z') if ctrl => Some(Action::Suspend),
+        KeyCode::Char('f') if ctrl => Some(Action::SearchOpen),
         KeyCode::Char('j') if ctrl => edit(EditOp::Newline),
         KeyCode::Char('u') if ctrl => edit(EditOp::DeleteToStart),
         KeyCode::Char('w') if ctrl => edit(EditOp::DeleteWordBack),

@@ -152,6 +152,11 @@ impl TranscriptCache {
         self.stats
     }
 
+    /// The width of the last sync (0 before the first).
+    pub fn width(&self) -> u16 {
+        self.width
+    }
+
     /// Rows in the whole transcript at the last synced width.
     pub fn total_rows(&self) -> usize {
         self.offsets.last().copied().unwrap_or(0)
