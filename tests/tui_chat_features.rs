@@ -350,3 +350,99 @@ fn ctrl_f_searches_as_you_type() {
     h.press(KeyCode::Char('x'));
     assert_eq!(h.app.search.as_ref().unwrap().position(), "0/0");
 }
+
+fn model(id: &str, name: &str, date: &str) -> backchat::api::ModelInfo {
+    backchat::api::ModelInfo {
+        id: id.into(),
+        display_name: name.into(),
+        created_at: format!("{date}T00:00:00Z"),
+    }
+}
+
+fn some_models() -> Vec<backchat::api::ModelInfo> {
+    vec![
+        model("claude-opus-5-5", "Claude Opus 5.5", "2026-10-14"),
+        model("claude-sonnet-5-5", "Claude Sonnet 5.5", "2026-10-14"),
+        model("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-02-17"),
+        model("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-15"),
+    ]
+}
+
+#[test]
+fn model_without_a_name_fetches_the_list_once_and_opens_a_picker() {
+    let mut h = Harness::new(80, 20);
+    assert_eq!(h.submit("/model"), vec![Effect::ListModels]);
+    assert!(h.screen().contains("fetching the model list"));
+    h.send(backchat::tui::Msg::Models(Ok(some_models())));
+    let p = h.app.model_picker.clone().expect("the picker opens");
+    assert_eq!(p.selected, 2, "on the model in use");
+    assert_snapshot!("model_picker", h.screen());
+    h.press(KeyCode::Up);
+    h.press(KeyCode::Enter);
+    assert_eq!(h.app.config.model, "claude-sonnet-5-5");
+    assert!(h.app.model_picker.is_none());
+    // The status bar shows the display name.
+    let screen = h.screen();
+    assert!(screen.contains("Claude Sonnet 5.5"), "{screen}");
+    // Cached for the session: no second fetch.
+    assert!(h.submit("/model").is_empty());
+    assert!(h.app.model_picker.is_some());
+    h.press(KeyCode::Esc);
+    assert!(h.app.model_picker.is_none());
+}
+
+#[test]
+fn model_names_complete_on_tab() {
+    let mut h = Harness::new(80, 20);
+    h.type_str("/model claude-h");
+    // Not fetched yet: Tab fetches, and completes when the list arrives.
+    assert_eq!(h.press(KeyCode::Tab), vec![Effect::ListModels]);
+    h.send(backchat::tui::Msg::Models(Ok(some_models())));
+    assert_eq!(h.app.composer.text(), "/model claude-haiku-4-5");
+    h.app.composer.set_text("/model claude-s");
+    h.press(KeyCode::Tab);
+    assert_eq!(h.app.composer.text(), "/model claude-sonnet-");
+    let notice = h.app.notice.clone().expect("the candidates").text;
+    assert_eq!(notice, "claude-sonnet-5-5  claude-sonnet-4-6");
+    // Elsewhere Tab is a tab.
+    h.app.composer.set_text("x");
+    h.press(KeyCode::Tab);
+    assert_eq!(h.app.composer.text(), "x   ", "a tab, expanded to its stop");
+}
+
+#[test]
+fn a_failed_model_list_says_why_and_keeps_the_model() {
+    let mut h = Harness::new(80, 20);
+    h.submit("/model");
+    h.send(backchat::tui::Msg::Models(Err(
+        "401 authentication_error: invalid x-api-key".into(),
+    )));
+    assert!(h.app.model_picker.is_none());
+    let notice = h.app.notice.clone().expect("a notice").text;
+    assert!(
+        notice.starts_with("cannot list the models: 401"),
+        "{notice}"
+    );
+    assert_eq!(h.app.config.model, backchat::config::DEFAULT_MODEL);
+}
+
+#[tokio::test]
+async fn the_model_list_comes_from_the_mock_and_holds_the_default_model() {
+    let server = backchat::mock::MockServer::start(backchat::mock::MockConfig::default())
+        .await
+        .expect("mock");
+    let http = backchat::api::HttpTransport::new(backchat::api::HttpTransportConfig::new(
+        server.base_url(),
+        backchat::secret::ApiKey::new("sk-test"),
+    ))
+    .expect("client");
+    let models = http.list_models().await.expect("listed");
+    assert!(models.len() >= 5, "{models:?}");
+    assert!(models.iter().all(|m| !m.display_name.is_empty()));
+    assert!(
+        models
+            .iter()
+            .any(|m| m.id == backchat::config::DEFAULT_MODEL),
+        "the default model is a current one"
+    );
+}

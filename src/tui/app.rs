@@ -102,6 +102,27 @@ pub struct Picker {
     pub selected: usize,
 }
 
+/// The model picker (`/model` with no name).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelPicker {
+    /// The models, newest first.
+    pub items: Vec<crate::api::ModelInfo>,
+    /// The highlighted one.
+    pub selected: usize,
+}
+
+/// What to do with the model list when it arrives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModelsWanted {
+    /// Nothing asked for it.
+    #[default]
+    Nothing,
+    /// `/model`: open the picker.
+    Picker,
+    /// Tab after `/model `: complete the name.
+    Complete,
+}
+
 /// The whole state of the TUI.
 pub struct App {
     /// Model, system prompt, limits (no key: the app never needs it).
@@ -155,6 +176,12 @@ pub struct App {
     pub editing: Option<usize>,
     /// Transcript search, when open (Ctrl+F, `/find`).
     pub search: Option<Search>,
+    /// `GET /v1/models`, fetched once per session when first needed.
+    pub models: Option<Vec<crate::api::ModelInfo>>,
+    /// The model picker, when open.
+    pub model_picker: Option<ModelPicker>,
+    /// A model list was asked for and what it is for.
+    pub models_wanted: ModelsWanted,
     /// Wrapped lines per turn and width (filled while rendering).
     pub transcript: RefCell<TranscriptCache>,
     /// The last frame's transcript size.
@@ -197,6 +224,9 @@ impl App {
             retry_target: None,
             editing: None,
             search: None,
+            models: None,
+            model_picker: None,
+            models_wanted: ModelsWanted::Nothing,
             transcript: RefCell::new(TranscriptCache::new(theme)),
             metrics: Cell::new(ViewMetrics::default()),
         }
@@ -412,6 +442,113 @@ impl App {
         ]
     }
 
+    /// The model as the status bar shows it: its display name when the model list gave one,
+    /// otherwise its id.
+    pub fn model_label(&self) -> String {
+        self.models
+            .as_ref()
+            .and_then(|ms| ms.iter().find(|m| m.id == self.config.model))
+            .filter(|m| !m.display_name.trim().is_empty())
+            .map_or_else(|| self.config.model.clone(), |m| m.display_name.clone())
+    }
+
+    /// `/model`: the picker, from the cached list or after fetching it.
+    fn open_model_picker(&mut self) -> Vec<Effect> {
+        match &self.models {
+            Some(items) if !items.is_empty() => {
+                let selected = items
+                    .iter()
+                    .position(|m| m.id == self.config.model)
+                    .unwrap_or(0);
+                self.help_open = false;
+                self.model_picker = Some(ModelPicker {
+                    items: items.clone(),
+                    selected,
+                });
+                Vec::new()
+            }
+            _ => self.fetch_models(ModelsWanted::Picker),
+        }
+    }
+
+    fn fetch_models(&mut self, wanted: ModelsWanted) -> Vec<Effect> {
+        let already = self.models_wanted != ModelsWanted::Nothing;
+        self.models_wanted = wanted;
+        self.notice(NoticeKind::Info, "fetching the model list…");
+        if already {
+            Vec::new()
+        } else {
+            vec![Effect::ListModels]
+        }
+    }
+
+    fn on_models(&mut self, result: Result<Vec<crate::api::ModelInfo>, String>) {
+        let wanted = std::mem::take(&mut self.models_wanted);
+        match result {
+            Ok(items) => {
+                self.models = Some(items);
+                self.notice = None;
+                match wanted {
+                    ModelsWanted::Picker => {
+                        let _ = self.open_model_picker();
+                    }
+                    ModelsWanted::Complete => {
+                        let _ = self.complete();
+                    }
+                    ModelsWanted::Nothing => {}
+                }
+            }
+            Err(e) => self.notice(
+                NoticeKind::Error,
+                format!(
+                    "cannot list the models: {e} — /model NAME still works (now: {})",
+                    self.config.model
+                ),
+            ),
+        }
+    }
+
+    /// Tab: complete `/model NAME` from the model list; anywhere else, a tab.
+    fn complete(&mut self) -> Vec<Effect> {
+        let text = self.composer.text();
+        let Some(prefix) = text.strip_prefix("/model ").map(str::trim_start) else {
+            self.composer.apply(super::composer::EditOp::Insert('\t'));
+            return Vec::new();
+        };
+        if prefix.contains(char::is_whitespace) {
+            return Vec::new();
+        }
+        let Some(models) = &self.models else {
+            return self.fetch_models(ModelsWanted::Complete);
+        };
+        let matches: Vec<&str> = models
+            .iter()
+            .map(|m| m.id.as_str())
+            .filter(|id| id.starts_with(prefix))
+            .collect();
+        match matches.as_slice() {
+            [] => self.notice(NoticeKind::Info, format!("no model starts with {prefix:?}")),
+            [one] => {
+                self.composer.set_text(&format!("/model {one}"));
+                self.notice = None;
+            }
+            many => {
+                let common = common_prefix(many);
+                if common.len() > prefix.len() {
+                    self.composer.set_text(&format!("/model {common}"));
+                }
+                let shown: Vec<&str> = many.iter().take(6).copied().collect();
+                let more = if many.len() > shown.len() {
+                    format!(" (+{} more)", many.len() - shown.len())
+                } else {
+                    String::new()
+                };
+                self.notice(NoticeKind::Info, format!("{}{more}", shown.join("  ")));
+            }
+        }
+        Vec::new()
+    }
+
     /// `/edit`: the last turn's prompt goes into the composer; sending replaces that turn.
     fn edit_last(&mut self) {
         if self.is_busy() {
@@ -490,13 +627,7 @@ impl App {
                 self.notice(NoticeKind::Info, format!("model: {m} (from the next turn)"));
                 self.config.model = m;
             }
-            Command::Model(None) => {
-                let m = self.config.model.clone();
-                self.notice(
-                    NoticeKind::Info,
-                    format!("model: {m} — /model NAME to change"),
-                );
-            }
+            Command::Model(None) => return self.open_model_picker(),
             Command::System(Some(s)) => {
                 self.notice(NoticeKind::Info, "system prompt set (from the next turn)");
                 self.config.system = Some(s);
@@ -785,6 +916,26 @@ impl App {
             Action::Top => self.scroll = Scroll::At(0),
             Action::Bottom => self.scroll = Scroll::Bottom,
             Action::Edit(op) => self.composer.apply(op),
+            Action::PickerMove(delta) if self.model_picker.is_some() => {
+                if let Some(p) = &mut self.model_picker {
+                    let last = p.items.len().saturating_sub(1);
+                    p.selected = p.selected.saturating_add_signed(delta).min(last);
+                }
+            }
+            Action::PickerClose if self.model_picker.is_some() => self.model_picker = None,
+            Action::PickerOpen if self.model_picker.is_some() => {
+                if let Some(p) = self.model_picker.take()
+                    && let Some(m) = p.items.get(p.selected)
+                {
+                    self.config.model.clone_from(&m.id);
+                    let label = self.model_label();
+                    self.notice(
+                        NoticeKind::Info,
+                        format!("model: {label} (from the next turn)"),
+                    );
+                }
+            }
+            Action::Complete => return self.complete(),
             Action::PickerMove(delta) => {
                 if let Some(p) = &mut self.picker {
                     let last = p.items.len().saturating_sub(1);
@@ -863,7 +1014,7 @@ impl App {
         let ctx = KeyContext {
             help_open: self.help_open,
             composer_empty: self.composer.is_empty(),
-            picker_open: self.picker.is_some(),
+            picker_open: self.picker.is_some() || self.model_picker.is_some(),
             recalling: self.composer.is_recalling(),
             search: self.search.as_ref().map(|s| s.editing),
         };
@@ -970,6 +1121,24 @@ impl App {
     }
 }
 
+/// The longest prefix all of `items` share.
+fn common_prefix(items: &[&str]) -> String {
+    let Some(first) = items.first() else {
+        return String::new();
+    };
+    let mut end = first.len();
+    for other in &items[1..] {
+        end = first
+            .char_indices()
+            .zip(other.chars())
+            .take_while(|((_, a), b)| a == b)
+            .last()
+            .map_or(0, |((i, a), _)| i + a.len_utf8())
+            .min(end);
+    }
+    first[..end].to_string()
+}
+
 /// "1 turn", "3 turns".
 fn turns_word(n: usize) -> String {
     if n == 1 {
@@ -1024,6 +1193,10 @@ fn dispatch(app: &mut App, msg: Msg, now: Instant) -> Vec<Effect> {
         }
         Msg::SessionList(items) => {
             app.on_session_list(items);
+            Vec::new()
+        }
+        Msg::Models(result) => {
+            app.on_models(result);
             Vec::new()
         }
         Msg::SessionRenamed(name) => {

@@ -205,7 +205,7 @@ pub async fn run(
             return crate::exit::USAGE;
         }
     };
-    let result = main_loop(&mut guard.terminal, &mut app, &backend.driver, sessions).await;
+    let result = main_loop(&mut guard.terminal, &mut app, &backend, sessions).await;
     drop(guard);
     // Let a shared limiter write what it still holds (bounded: Redis may be gone).
     if let Some(limiter) = backend.driver.limiter() {
@@ -320,6 +320,7 @@ impl Sessions {
 
 struct Runner<'a> {
     driver: &'a Driver,
+    http: crate::api::HttpTransport,
     tx: mpsc::UnboundedSender<Msg>,
     tasks: HashMap<TurnId, JoinHandle<()>>,
     sessions: Sessions,
@@ -371,6 +372,13 @@ impl Runner<'_> {
                     if let Err(text) = self.sessions.supersede(turn_index, true) {
                         self.notify(NoticeKind::Error, text);
                     }
+                }
+                Effect::ListModels => {
+                    let http = self.http.clone();
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(Msg::Models(http.list_models().await));
+                    });
                 }
                 Effect::ListSessions => match self.sessions.store.list() {
                     Ok(items) => {
@@ -459,12 +467,14 @@ fn draw(
 async fn main_loop(
     terminal: &mut Terminal<CrosstermBackend<Stdout>>,
     app: &mut App,
-    driver: &Driver,
+    backend: &Backend,
     sessions: Sessions,
 ) -> io::Result<()> {
+    let driver = &backend.driver;
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let mut runner = Runner {
         driver,
+        http: backend.http.clone(),
         tx,
         tasks: HashMap::new(),
         sessions,

@@ -49,6 +49,8 @@ pub enum Action {
     PickerClose,
     /// Help: scroll by this many lines (negative: up).
     HelpScroll(isize),
+    /// Tab: complete a command's argument (`/model NAME`), else insert a tab.
+    Complete,
     /// Open the search line (Ctrl+F), or go back to typing its query.
     SearchOpen,
     /// Type into the search query.
@@ -121,7 +123,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
 
 /// The slash commands shown in help: (command, what it does).
 pub const COMMANDS: &[(&str, &str)] = &[
-    ("/model NAME", "use another model for the next turns"),
+    (
+        "/model [NAME]",
+        "pick a model (Tab completes NAME) for the next turns",
+    ),
     ("/system TEXT", "set the system prompt (no text: clear it)"),
     (
         "/clear, /new",
@@ -243,7 +248,7 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
         KeyCode::Backspace if ctrl || alt => edit(EditOp::DeleteWordBack),
         KeyCode::Backspace => edit(EditOp::Backspace),
         KeyCode::Delete => edit(EditOp::Delete),
-        KeyCode::Tab => edit(EditOp::Insert('\t')),
+        KeyCode::Tab => Some(Action::Complete),
         KeyCode::Char(c) if !ctrl && !alt => edit(EditOp::Insert(c)),
         // AltGr arrives as Ctrl+Alt on some platforms: it types a character.
         KeyCode::Char(c) if ctrl && alt => edit(EditOp::Insert(c)),

@@ -3,6 +3,7 @@
 
 pub mod composer;
 pub mod help;
+pub mod model_picker;
 pub mod picker;
 pub mod quota_panel;
 pub mod status_bar;
@@ -211,6 +212,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) -> Option<P
     }
     if let Some(p) = &app.picker {
         picker::render(app, p, area, buf, crate::clock::wall_at(now));
+        return None;
+    }
+    if let Some(p) = &app.model_picker {
+        model_picker::render(app, p, area, buf);
         return None;
     }
     cursor
