@@ -8,7 +8,7 @@
     reason = "a test may fail by panicking"
 )]
 
-use backchat::api::{Message, MessagesRequest, Usage};
+use backchat::api::{Message, MessagesRequest, StreamFailure, Usage};
 use backchat::retry::TurnEvent;
 use backchat::tui::harness::Harness;
 use backchat::tui::{Effect, TurnId};
@@ -444,5 +444,83 @@ async fn the_model_list_comes_from_the_mock_and_holds_the_default_model() {
             .iter()
             .any(|m| m.id == backchat::config::DEFAULT_MODEL),
         "the default model is a current one"
+    );
+}
+/// Stream `text` as run `id`'s reply, then break the stream.
+fn reply_broken(h: &mut Harness, id: TurnId, text: &str) -> Vec<Effect> {
+    h.turn(
+        id,
+        TurnEvent::Started {
+            request_id: None,
+            model: "m".into(),
+        },
+    );
+    h.turn(id, TurnEvent::TextDelta { text: text.into() });
+    h.turn(
+        id,
+        TurnEvent::Interrupted {
+            error: StreamFailure::EndedEarly,
+            partial_kept: true,
+        },
+    )
+}
+
+#[test]
+fn ctrl_r_on_a_broken_reply_offers_retry_or_continue() {
+    let mut h = Harness::new(72, 20);
+    let (id, _, _) = only(&h.submit("Tell me a story."));
+    reply_broken(&mut h, id, "Once upon a time there was a ");
+    let screen = h.screen();
+    assert!(screen.contains("Ctrl+R to retry or continue"), "{screen}");
+    assert!(h.key(KeyCode::Char('r'), KeyModifiers::CONTROL).is_empty());
+    assert_eq!(h.app.resume_choice, Some(0));
+    assert_snapshot!("resume_choice", h.screen());
+    // Esc: neither.
+    h.press(KeyCode::Esc);
+    assert_eq!(h.app.resume_choice, None);
+    // c: continue. The default model takes no prefill: the request asks to continue.
+    h.key(KeyCode::Char('r'), KeyModifiers::CONTROL);
+    let fx = h.press(KeyCode::Char('c'));
+    assert_eq!(fx[0], Effect::Superseded { turn_index: 0 });
+    let (id, index, request) = only(&fx);
+    assert_eq!(index, 1);
+    assert_eq!(
+        transcript_of(&request),
+        vec![
+            "User: Tell me a story.".to_string(),
+            "Assistant: Once upon a time there was a".to_string(),
+            format!("User: {}", backchat::chat::resume::CONTINUE_PROMPT),
+        ]
+    );
+    assert_eq!(
+        h.app.conversation.turns[1].assistant,
+        "Once upon a time there was a"
+    );
+    reply(&mut h, id, " dragon.");
+    assert_eq!(
+        h.app.conversation.turns[1].assistant, "Once upon a time there was a dragon.",
+        "the continuation joins the partial text"
+    );
+    assert_snapshot!("resume_continued", h.screen());
+}
+
+#[test]
+fn r_in_the_choice_retries_from_scratch_and_an_old_model_prefills() {
+    let mut h = Harness::new(72, 20);
+    h.submit("/model claude-sonnet-4-5");
+    let (id, _, _) = only(&h.submit("Tell me a story."));
+    reply_broken(&mut h, id, "Once upon");
+    h.key(KeyCode::Char('r'), KeyModifiers::CONTROL);
+    let fx = h.press(KeyCode::Char('r'));
+    let (_, _, request) = only(&fx);
+    assert_eq!(transcript_of(&request), vec!["User: Tell me a story."]);
+    assert!(h.app.conversation.turns[1].assistant.is_empty());
+    // Break that one too, and continue it: a prefill this time.
+    let id = started(&fx)[0].0;
+    reply_broken(&mut h, id, "Long ago ");
+    let (_, _, request) = only(&h.submit("/continue"));
+    assert_eq!(
+        transcript_of(&request),
+        vec!["User: Tell me a story.", "Assistant: Long ago"]
     );
 }

@@ -182,6 +182,8 @@ pub struct App {
     pub model_picker: Option<ModelPicker>,
     /// A model list was asked for and what it is for.
     pub models_wanted: ModelsWanted,
+    /// Ctrl+R on a broken reply: the turn, while the person picks retry or continue.
+    pub resume_choice: Option<usize>,
     /// Wrapped lines per turn and width (filled while rendering).
     pub transcript: RefCell<TranscriptCache>,
     /// The last frame's transcript size.
@@ -227,6 +229,7 @@ impl App {
             models: None,
             model_picker: None,
             models_wanted: ModelsWanted::Nothing,
+            resume_choice: None,
             transcript: RefCell::new(TranscriptCache::new(theme)),
             metrics: Cell::new(ViewMetrics::default()),
         }
@@ -256,6 +259,8 @@ impl App {
     pub fn load(&mut self, turns: Vec<Turn>) {
         let _ = self.cancel_all(self.started_at);
         self.editing = None;
+        self.resume_choice = None;
+        self.search = None;
         self.labels = (1..=turns.len() as u64).collect();
         self.next_id = self.next_id.max(turns.len() as u64 + 1);
         self.conversation.turns = turns;
@@ -420,6 +425,47 @@ impl App {
             effects.push(self.ended(l.turn_index));
         }
         effects
+    }
+
+    /// Continue the broken reply of the retry target from its partial text: the old turn is
+    /// superseded, and a new one starts with that text as its reply, so the continuation
+    /// streams onto it (`chat::resume`).
+    fn continue_reply(&mut self, now: Instant) -> Vec<Effect> {
+        let Some(index) = self.retry_target.filter(|i| {
+            self.conversation
+                .turns
+                .get(*i)
+                .is_some_and(chat::resume::can_resume)
+        }) else {
+            self.notice(NoticeKind::Info, "no broken reply to continue");
+            return Vec::new();
+        };
+        let (request, mode) = self.conversation.continue_request(index, &self.config);
+        let turn =
+            chat::resume::continuation_turn(&self.conversation.turns[index], &self.config.model);
+        self.conversation.turns[index].superseded = true;
+        let how = match mode {
+            chat::resume::ResumeMode::Prefill => "continuing from the partial reply (prefill)",
+            chat::resume::ResumeMode::Ask => {
+                "continuing from the partial reply (asked to continue)"
+            }
+        };
+        self.notice(NoticeKind::Info, how);
+        let turn_index = self.conversation.turns.len();
+        self.conversation.turns.push(turn);
+        let id = self.new_id();
+        self.labels.push(id.0);
+        self.live.push(LiveTurn::new(id, turn_index, now));
+        self.timeline.begin(id, now);
+        self.scroll = Scroll::Bottom;
+        vec![
+            Effect::Superseded { turn_index: index },
+            Effect::StartTurn {
+                id,
+                turn_index,
+                request,
+            },
+        ]
     }
 
     fn retry(&mut self, now: Instant) -> Vec<Effect> {
@@ -652,6 +698,7 @@ impl App {
             Command::Rename(name) => return vec![Effect::RenameSession(name)],
             Command::Retry => return self.retry(now),
             Command::Edit => self.edit_last(),
+            Command::Continue => return self.continue_reply(now),
             Command::Find(None) => {
                 let _ = self.on_action(Action::SearchOpen, now);
             }
@@ -883,7 +930,30 @@ impl App {
                 self.notice(NoticeKind::Warn, "press Ctrl+C again to quit");
                 return effects;
             }
-            Action::Retry => return self.retry(now),
+            Action::Retry => {
+                // A reply that broke off with text: ask whether to pay for all of it again.
+                if let Some(i) = self.retry_target
+                    && self
+                        .conversation
+                        .turns
+                        .get(i)
+                        .is_some_and(chat::resume::can_resume)
+                {
+                    self.resume_choice = Some(i);
+                    self.notice = None;
+                    return Vec::new();
+                }
+                return self.retry(now);
+            }
+            Action::ResumeRetry => {
+                self.resume_choice = None;
+                return self.retry(now);
+            }
+            Action::ResumeContinue => {
+                self.resume_choice = None;
+                return self.continue_reply(now);
+            }
+            Action::ResumeClose => self.resume_choice = None,
             Action::Help => {
                 self.help_open = true;
                 self.help_scroll = 0;
@@ -1017,6 +1087,7 @@ impl App {
             picker_open: self.picker.is_some() || self.model_picker.is_some(),
             recalling: self.composer.is_recalling(),
             search: self.search.as_ref().map(|s| s.editing),
+            resume_choice: self.resume_choice.is_some(),
         };
         match keymap::action_for(&key, ctx) {
             Some(a) => self.on_action(a, now),

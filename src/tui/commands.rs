@@ -25,6 +25,8 @@ pub enum Command {
     Clear,
     /// `/retry`.
     Retry,
+    /// `/continue`: continue the last broken reply from its partial text.
+    Continue,
     /// `/edit`: load the last prompt to edit and resend.
     Edit,
     /// `/find TEXT`: search the transcript (`None`: open the search line to type it).
@@ -74,6 +76,7 @@ pub fn parse(line: &str) -> Command {
         "clear" | "new" => Command::Clear,
         "retry" => Command::Retry,
         "edit" => Command::Edit,
+        "continue" => Command::Continue,
         "find" | "search" => Command::Find(arg),
         "help" | "?" => Command::Help,
         "quit" | "exit" | "q" => Command::Quit,

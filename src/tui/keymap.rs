@@ -49,6 +49,12 @@ pub enum Action {
     PickerClose,
     /// Help: scroll by this many lines (negative: up).
     HelpScroll(isize),
+    /// The resume choice: retry the broken turn from scratch.
+    ResumeRetry,
+    /// The resume choice: continue from the partial reply.
+    ResumeContinue,
+    /// Close the resume choice.
+    ResumeClose,
     /// Tab: complete a command's argument (`/model NAME`), else insert a tab.
     Complete,
     /// Open the search line (Ctrl+F), or go back to typing its query.
@@ -82,6 +88,8 @@ pub struct KeyContext {
     pub recalling: bool,
     /// Search is open: `Some(true)` while its query is being typed.
     pub search: Option<bool>,
+    /// Ctrl+R on a broken reply asks: retry or continue.
+    pub resume_choice: bool,
 }
 
 /// The bindings shown in help: (keys, what they do).
@@ -93,7 +101,7 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "cancel the turn or wait in flight (keeps the partial reply)",
     ),
     ("Ctrl+C", "cancel; press again to quit"),
-    ("Ctrl+R", "retry the last failed or interrupted turn"),
+    ("Ctrl+R", "retry the last failed turn, or continue a broken reply"),
     (
         "Up, then Ctrl+E",
         "edit the last prompt (from an empty composer)",
@@ -135,6 +143,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/sessions", "pick a saved session to resume"),
     ("/rename NAME", "rename this session"),
     ("/retry", "retry the last failed or interrupted turn"),
+    (
+        "/continue",
+        "continue the last broken reply from its partial text",
+    ),
     (
         "/edit",
         "edit the last prompt; sending replaces the last turn",
@@ -184,6 +196,15 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
             KeyCode::PageDown => Some(Action::PickerMove(10)),
             KeyCode::Home => Some(Action::PickerMove(isize::MIN)),
             KeyCode::End => Some(Action::PickerMove(isize::MAX)),
+            _ => None,
+        };
+    }
+    if ctx.resume_choice {
+        return match key.code {
+            KeyCode::Char('c') if ctrl => Some(Action::Interrupt),
+            KeyCode::Char('r' | 'R') if !ctrl => Some(Action::ResumeRetry),
+            KeyCode::Char('c' | 'C') | KeyCode::Enter => Some(Action::ResumeContinue),
+            KeyCode::Esc => Some(Action::ResumeClose),
             _ => None,
         };
     }

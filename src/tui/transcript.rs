@@ -454,7 +454,14 @@ fn footer(turn: &Turn, fp: Fingerprint, theme: Theme) -> Vec<StyledLine> {
             prefix: vec![Span::raw(INDENT)],
             spans: vec![
                 Span::styled("Ctrl+R", theme.warn()),
-                Span::styled(" to retry", dim),
+                Span::styled(
+                    if crate::chat::resume::can_resume(turn) {
+                        " to retry or continue"
+                    } else {
+                        " to retry"
+                    },
+                    dim,
+                ),
             ],
             mode: WrapMode::Word,
         });

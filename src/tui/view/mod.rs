@@ -103,6 +103,26 @@ fn render_rule(app: &App, area: Rect, buf: &mut Buffer) {
             );
         }
     }
+    if let Some(i) = app.resume_choice {
+        let label = app.labels.get(i).copied().unwrap_or(i as u64 + 1);
+        let kept = app
+            .conversation
+            .turns
+            .get(i)
+            .map_or(0, |t| t.assistant.trim_end().chars().count());
+        let line = Line::from(vec![
+            Span::styled("─ ", theme.dim()),
+            Span::styled(format!("#{label} broke off: "), theme.warn()),
+            Span::styled("c", theme.badge()),
+            Span::raw(format!(" continue its {kept} chars · ")),
+            Span::styled("r", theme.badge()),
+            Span::raw(" retry from scratch · "),
+            Span::styled("Esc", theme.badge()),
+            Span::raw(" "),
+        ]);
+        buf.set_line(area.x, area.y, &line, area.width);
+        return;
+    }
     if let Some(s) = &app.search {
         let hint = if s.editing {
             "Enter: go · Esc: close"
