@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(short = 'p', long = "print", value_name = "PROMPT", num_args = 0..=1, default_missing_value = "-")]
     pub print: Option<String>,
 
+    /// With -p: continue the last reply of the session that broke off mid-stream, from its
+    /// partial text, instead of asking again (the latest session unless --session names one).
+    #[arg(long, requires = "print", conflicts_with = "no_session")]
+    pub continue_reply: bool,
+
     /// With -p: write every turn event as JSON Lines to FILE (`-` for stderr).
     #[arg(long, value_name = "FILE", requires = "print")]
     pub events: Option<String>,

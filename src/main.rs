@@ -67,8 +67,11 @@ async fn chat(cli: Cli) -> i32 {
         Err(code) => return code,
     };
     start(&config);
-    let session =
-        SessionChoice::from_flags(cli.session.session.as_deref(), cli.session.continue_last);
+    // Continuing a broken reply continues the latest session unless one is named.
+    let session = SessionChoice::from_flags(
+        cli.session.session.as_deref(),
+        cli.session.continue_last || cli.continue_reply,
+    );
     let mock = if cli.demo {
         Some(backchat::mock::MockConfig::tight_demo())
     } else if cli.mock {
@@ -79,8 +82,17 @@ async fn chat(cli: Cli) -> i32 {
     match &cli.print {
         Some(prompt) => {
             let session = (!cli.session.no_session).then_some(session);
+            let input = if cli.continue_reply {
+                if prompt != "-" {
+                    eprintln!("backchat: --continue-reply takes no prompt");
+                    return backchat::exit::USAGE;
+                }
+                backchat::headless::Input::ContinueReply
+            } else {
+                backchat::headless::Input::Prompt(prompt)
+            };
             backchat::headless::run(
-                prompt,
+                input,
                 cli.events.as_deref(),
                 &config,
                 mock,

@@ -85,3 +85,63 @@ fn two_unnamed_sessions_started_together_get_different_files() {
         );
     }
 }
+
+/// A session `name` whose only turn broke off after `keep` bytes of the mock's reply to
+/// `prompt`; returns the whole reply.
+fn broken_session(home: &Home, name: &str, prompt: &str, keep: usize) -> String {
+    let whole = backchat::mock::choose_reply(None, prompt).text.to_string();
+    let mut cut = keep.min(whole.len() - 1);
+    while !whole.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut turn = backchat::chat::Turn::new(prompt, "claude-sonnet-4-6");
+    turn.assistant = whole[..cut].to_string();
+    turn.state = backchat::chat::ReplyState::Interrupted {
+        reason: "the connection dropped mid-reply".into(),
+    };
+    let store = backchat::chat::SessionStore::new(home.sessions_dir());
+    let mut s = store.create(name).expect("a new session");
+    s.append_turn(&turn).expect("saved");
+    whole
+}
+
+#[test]
+fn continue_reply_finishes_the_broken_reply_in_both_ways() {
+    for (model, name) in [
+        ("claude-sonnet-4-6", "ask"),
+        ("claude-sonnet-4-5", "prefill"),
+    ] {
+        let home = Home::new();
+        let whole = broken_session(&home, name, "Tell me about token buckets.", 60);
+        let out = home.run(
+            &[
+                "-p",
+                "--continue-reply",
+                "--session",
+                name,
+                "--model",
+                model,
+            ],
+            &[],
+        );
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(0), "{model}: {stderr}");
+        assert_eq!(
+            stdout.trim_end(),
+            whole.trim_end(),
+            "{model}: the whole reply"
+        );
+        let mut s = backchat::chat::SessionStore::new(home.sessions_dir())
+            .open_existing(name)
+            .expect("saved");
+        let (conv, report) = s.load().expect("loads");
+        assert!(report.is_clean());
+        assert_eq!(conv.turns.len(), 2);
+        assert!(conv.turns[0].superseded, "the broken turn is superseded");
+        assert_eq!(conv.turns[1].assistant.trim_end(), whole.trim_end());
+        // Nothing left to continue.
+        let out = home.run(&["-p", "--continue-reply", "--session", name], &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", texts(&out).1);
+        assert!(texts(&out).1.contains("not a reply that broke off"));
+    }
+}

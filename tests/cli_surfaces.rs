@@ -21,7 +21,13 @@ use clap::Parser;
 use sessions_common::{Answer, FakeApi, Home, texts};
 
 /// The chat's own flags (`-p` is `--print`).
-const CHAT: [&str; 4] = ["--print", "--events", "--demo", "--mock"];
+const CHAT: [&str; 5] = [
+    "--print",
+    "--continue-reply",
+    "--events",
+    "--demo",
+    "--mock",
+];
 const SESSION: [&str; 3] = ["--session", "--continue", "--no-session"];
 const CONVERSATION: [&str; 4] = ["--model", "--system", "--max-tokens", "--thinking"];
 const CONNECTION: [&str; 1] = ["--base-url"];

@@ -101,7 +101,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "cancel the turn or wait in flight (keeps the partial reply)",
     ),
     ("Ctrl+C", "cancel; press again to quit"),
-    ("Ctrl+R", "retry the last failed turn, or continue a broken reply"),
+    (
+        "Ctrl+R",
+        "retry the last failed turn, or continue a broken reply",
+    ),
     (
         "Up, then Ctrl+E",
         "edit the last prompt (from an empty composer)",
