@@ -119,40 +119,36 @@ pub async fn run(
     }
     // The turn this run replaces, when it continues a broken reply.
     let mut replaces: Option<usize> = None;
-    let (request, mut turn) = match prompt {
-        Some(prompt) => {
-            conversation
-                .turns
-                .push(Turn::new(prompt, config.model.clone()));
-            let index = conversation.turns.len() - 1;
-            let request = conversation.request_for(index, config, None);
-            (request, conversation.turns[index].clone())
-        }
-        None => {
-            let last = conversation.turns.iter().rposition(|t| !t.superseded);
-            let Some(index) =
-                last.filter(|i| crate::chat::resume::can_resume(&conversation.turns[*i]))
-            else {
-                let name = session.as_ref().map_or("-", |s| s.name());
-                say(
-                    &mut stderr,
-                    &format!(
-                        "--continue-reply: the last turn of session {name} is not a reply that broke off"
-                    ),
-                );
-                return EXIT_USAGE;
-            };
-            let (request, mode) = conversation.continue_request(index, config);
-            tracing::info!(?mode, turn = index, "continuing a broken reply");
-            let turn =
-                crate::chat::resume::continuation_turn(&conversation.turns[index], &config.model);
-            // The reply on stdout is the whole of it: the part kept, then the rest.
-            let mut stdout = std::io::stdout();
-            let _ = write!(stdout, "{}", turn.assistant);
-            let _ = stdout.flush();
-            replaces = Some(index);
-            (request, turn)
-        }
+    let (request, mut turn) = if let Some(prompt) = prompt {
+        conversation
+            .turns
+            .push(Turn::new(prompt, config.model.clone()));
+        let index = conversation.turns.len() - 1;
+        let request = conversation.request_for(index, config, None);
+        (request, conversation.turns[index].clone())
+    } else {
+        let last = conversation.turns.iter().rposition(|t| !t.superseded);
+        let Some(index) = last.filter(|i| crate::chat::resume::can_resume(&conversation.turns[*i]))
+        else {
+            let name = session.as_ref().map_or("-", |s| s.name());
+            say(
+                &mut stderr,
+                &format!(
+                    "--continue-reply: the last turn of session {name} is not a reply that broke off"
+                ),
+            );
+            return EXIT_USAGE;
+        };
+        let (request, mode) = conversation.continue_request(index, config);
+        tracing::info!(?mode, turn = index, "continuing a broken reply");
+        let turn =
+            crate::chat::resume::continuation_turn(&conversation.turns[index], &config.model);
+        // The reply on stdout is the whole of it: the part kept, then the rest.
+        let mut stdout = std::io::stdout();
+        let _ = write!(stdout, "{}", turn.assistant);
+        let _ = stdout.flush();
+        replaces = Some(index);
+        (request, turn)
     };
     let mut logger = crate::logging::TurnLogger::new();
     let events = backend.driver.run(request).inspect(|event| {
