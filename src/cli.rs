@@ -8,7 +8,8 @@
 //!   settings group ([`SettingsArgs`]); these flags are refused next to a subcommand;
 //! - `mock`: [`MockArgs`] alone (it reads neither the config file nor a log level);
 //! - `loadtest`: [`LoadtestArgs`], which carry its own target flags and the files group;
-//! - `config path`: `--config` ([`ConfigFileArgs`]); `config show`: every settings group.
+//! - `config path`: `--config` ([`ConfigFileArgs`]); `config show`: every settings group;
+//! - `export`: [`ExportArgs`] (the session and `-o`).
 //!
 //! Every subcommand's arguments are boxed (`Command::X(Box<XArgs>)`) so that the enum stays
 //! small whatever a surface's flags weigh.
@@ -92,6 +93,20 @@ pub enum Command {
     Loadtest(Box<LoadtestArgs>),
     /// Show where the config file is, or the effective configuration.
     Config(Box<ConfigArgs>),
+    /// Write a saved session as Markdown (front matter, thinking folded in <details>).
+    Export(Box<ExportArgs>),
+}
+
+/// `backchat export SESSION [-o FILE]`
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ExportArgs {
+    /// The session's name (as `/sessions` lists it).
+    #[arg(value_name = "SESSION")]
+    pub session: String,
+
+    /// Write to FILE instead of stdout (an existing file is replaced).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<String>,
 }
 
 /// `backchat config …`

@@ -3,7 +3,7 @@
 use clap::Parser;
 
 use backchat::chat::SessionChoice;
-use backchat::cli::{Cli, Command, ConfigAction};
+use backchat::cli::{Cli, Command, ConfigAction, ExportArgs};
 use backchat::config::{Config, ConfigFileArgs, SettingsArgs};
 
 fn main() {
@@ -56,7 +56,50 @@ async fn run(cli: Cli) -> i32 {
             start(&config);
             backchat::loadtest::run(*args, config.api_key.clone()).await
         }
+        Some(Command::Export(args)) => export(&args),
         None => chat(cli).await,
+    }
+}
+
+/// `backchat export SESSION [-o FILE]`: the session as Markdown, to stdout or FILE. The
+/// sessions directory comes from the environment and the config file, as for a chat.
+fn export(args: &ExportArgs) -> i32 {
+    let config = match resolve(&SettingsArgs::default()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let opened = backchat::chat::SessionStore::from_paths(&config.paths)
+        .and_then(|store| store.open_existing(&args.session))
+        .and_then(|mut s| s.load());
+    let (conversation, report) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("backchat: {}", backchat::secret::redact(&e.to_string()));
+            return backchat::exit::USAGE;
+        }
+    };
+    for line in report.lines(&args.session) {
+        eprintln!("backchat: {line}");
+    }
+    let meta = backchat::chat::export::ExportMeta {
+        session: args.session.clone(),
+        date: report
+            .header
+            .as_ref()
+            .map(|h| h.created.clone())
+            .filter(|d| !d.is_empty()),
+    };
+    let text = backchat::chat::export::to_markdown(&conversation, &meta);
+    let written = match &args.output {
+        Some(path) if path != "-" => std::fs::write(path, text.as_bytes()),
+        _ => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()),
+    };
+    match written {
+        Ok(()) => backchat::exit::OK,
+        Err(e) => {
+            eprintln!("backchat: cannot write the export: {e}");
+            backchat::exit::FAILED
+        }
     }
 }
 

@@ -145,3 +145,44 @@ fn continue_reply_finishes_the_broken_reply_in_both_ways() {
         assert!(texts(&out).1.contains("not a reply that broke off"));
     }
 }
+
+#[test]
+fn export_writes_a_session_as_markdown() {
+    let home = Home::new();
+    let mut turn = backchat::chat::Turn::new("What is GCRA?", "claude-sonnet-4-6");
+    turn.thinking = "A short answer will do.".into();
+    turn.assistant = "A rate limiter.".into();
+    turn.state = backchat::chat::ReplyState::Complete {
+        stop_reason: Some("end_turn".into()),
+    };
+    let store = backchat::chat::SessionStore::new(home.sessions_dir());
+    store
+        .create("notes")
+        .expect("new")
+        .append_turn(&turn)
+        .expect("saved");
+
+    let out = home.run(&["export", "notes"], &[]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("---\nsession: notes\nmodel: claude-sonnet-4-6\ndate: 20"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("<details>\n<summary>Thinking</summary>\n\nA short answer will do."));
+    assert!(stdout.ends_with("## Claude (claude-sonnet-4-6)\n\n<details>\n<summary>Thinking</summary>\n\nA short answer will do.\n\n</details>\n\nA rate limiter.\n"), "{stdout}");
+
+    let file = home.root().join("notes.md");
+    let out = home.run(
+        &["export", "notes", "-o", file.to_str().expect("utf-8")],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+    assert_eq!(std::fs::read_to_string(&file).expect("written"), stdout);
+
+    let out = home.run(&["export", "nope"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    // Only its own flags.
+    let out = home.run(&["export", "notes", "--model", "x"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}

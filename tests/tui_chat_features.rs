@@ -524,3 +524,39 @@ fn r_in_the_choice_retries_from_scratch_and_an_old_model_prefills() {
         vec!["User: Tell me a story.", "Assistant: Long ago"]
     );
 }
+
+#[test]
+fn export_writes_the_conversation_as_markdown() {
+    let mut h = Harness::new(60, 20);
+    let (id, _, _) = only(&h.submit("show me"));
+    reply(&mut h, id, TWO_BLOCKS);
+    let (id, _, _) = only(&h.submit("and then?"));
+    reply_broken(&mut h, id, "Then we");
+    let fx = h.submit("/export");
+    let [
+        Effect::WriteFile {
+            path,
+            text,
+            overwrite,
+        },
+    ] = &fx[..]
+    else {
+        panic!("{fx:?}");
+    };
+    assert_eq!(
+        path, "conversation.md",
+        "named after the session (none here)"
+    );
+    assert!(!overwrite, "a default name never replaces a file");
+    // The date is the export's: cut it out of the snapshot.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("date: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_snapshot!("export_markdown", text);
+    let fx = h.submit("/export out.md");
+    assert!(
+        matches!(&fx[..], [Effect::WriteFile { path, overwrite: true, .. }] if path == "out.md")
+    );
+}

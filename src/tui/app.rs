@@ -699,6 +699,24 @@ impl App {
             Command::Retry => return self.retry(now),
             Command::Edit => self.edit_last(),
             Command::Continue => return self.continue_reply(now),
+            Command::Export(path) => {
+                let session = self
+                    .session_name
+                    .clone()
+                    .unwrap_or_else(|| "conversation".to_string());
+                let meta = chat::export::ExportMeta {
+                    session: session.clone(),
+                    date: Some(crate::clock::rfc3339_seconds(crate::clock::wall_at(now))),
+                };
+                let text = chat::export::to_markdown(&self.conversation, &meta);
+                let overwrite = path.is_some();
+                let path = path.unwrap_or_else(|| format!("{session}.md"));
+                return vec![Effect::WriteFile {
+                    path,
+                    text,
+                    overwrite,
+                }];
+            }
             Command::Find(None) => {
                 let _ = self.on_action(Action::SearchOpen, now);
             }

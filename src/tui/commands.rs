@@ -25,6 +25,8 @@ pub enum Command {
     Clear,
     /// `/retry`.
     Retry,
+    /// `/export [FILE]`: the conversation as Markdown (`None`: `<session>.md`).
+    Export(Option<String>),
     /// `/continue`: continue the last broken reply from its partial text.
     Continue,
     /// `/edit`: load the last prompt to edit and resend.
@@ -77,6 +79,7 @@ pub fn parse(line: &str) -> Command {
         "retry" => Command::Retry,
         "edit" => Command::Edit,
         "continue" => Command::Continue,
+        "export" => Command::Export(arg),
         "find" | "search" => Command::Find(arg),
         "help" | "?" => Command::Help,
         "quit" | "exit" | "q" => Command::Quit,

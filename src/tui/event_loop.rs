@@ -373,6 +373,32 @@ impl Runner<'_> {
                         self.notify(NoticeKind::Error, text);
                     }
                 }
+                Effect::WriteFile {
+                    path,
+                    text,
+                    overwrite,
+                } => {
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true);
+                    if overwrite {
+                        options.create(true).truncate(true);
+                    } else {
+                        options.create_new(true);
+                    }
+                    let written = options
+                        .open(&path)
+                        .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()));
+                    match written {
+                        Ok(()) => self.notify_ok(format!("exported to {path}")),
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.notify(
+                            NoticeKind::Error,
+                            format!("{path} exists: /export FILE names another (or the same, to replace it)"),
+                        ),
+                        Err(e) => {
+                            self.notify(NoticeKind::Error, format!("cannot write {path}: {e}"));
+                        }
+                    }
+                }
                 Effect::ListModels => {
                     let http = self.http.clone();
                     let tx = self.tx.clone();
@@ -428,6 +454,13 @@ impl Runner<'_> {
             }
         }
         Ok(false)
+    }
+
+    fn notify_ok(&self, text: String) {
+        let _ = self.tx.send(Msg::Notice {
+            kind: NoticeKind::Info,
+            text,
+        });
     }
 
     fn notify(&self, kind: NoticeKind, text: String) {

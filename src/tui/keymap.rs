@@ -163,6 +163,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "/copy code [N]",
         "copy the last code block, or the one marked [N]",
     ),
+    ("/export [FILE]", "write the conversation as Markdown"),
     ("/find TEXT", "search the transcript (n/N jump, Esc leaves)"),
     ("/help", "this help"),
     ("/quit", "leave"),

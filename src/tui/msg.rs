@@ -124,6 +124,16 @@ pub enum Effect {
         /// The turn in the conversation.
         turn_index: usize,
     },
+    /// Write an export (`/export`): `text` to `path`. A default path is never overwritten;
+    /// one the person named is.
+    WriteFile {
+        /// Where.
+        path: String,
+        /// What.
+        text: String,
+        /// The person named the path (an existing file is replaced).
+        overwrite: bool,
+    },
     /// Fetch `GET /v1/models` (answered with [`Msg::Models`]).
     ListModels,
     /// List the saved sessions (answered with [`Msg::SessionList`]).
