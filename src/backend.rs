@@ -39,6 +39,8 @@ pub struct Backend {
     pub target: Target,
     /// The embedded mock, kept alive as long as the backend.
     pub mock: Option<MockServer>,
+    /// The same endpoint and key, for the calls that are not turns (`GET /v1/models`).
+    pub http: HttpTransport,
 }
 
 /// Why a backend could not start.
@@ -119,6 +121,7 @@ impl Backend {
             header_timeout: config.header_timeout,
             ..HttpTransportConfig::new(base_url, key)
         })?;
+        let http = transport.clone();
         let driver = Driver::new(Arc::new(transport))
             .with_config(config.retry.clone())
             .with_limiter(limiter);
@@ -126,6 +129,7 @@ impl Backend {
             driver,
             target,
             mock: server,
+            http,
         })
     }
 

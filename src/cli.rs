@@ -9,7 +9,8 @@
 //! - `mock`: [`MockArgs`] alone (it reads neither the config file nor a log level);
 //! - `loadtest`: [`LoadtestArgs`], which carry its own target flags and the files group;
 //! - `proxy`: [`ProxyArgs`]: its listening flags, the retry and pacing group, the files group;
-//! - `config path`: `--config` ([`ConfigFileArgs`]); `config show`: every settings group.
+//! - `config path`: `--config` ([`ConfigFileArgs`]); `config show`: every settings group;
+//! - `export`: [`ExportArgs`] (the session and `-o`).
 //!
 //! Every subcommand's arguments are boxed (`Command::X(Box<XArgs>)`) so that the enum stays
 //! small whatever a surface's flags weigh.
@@ -39,6 +40,11 @@ pub struct Cli {
     /// argument; `-` or no argument reads it from stdin.
     #[arg(short = 'p', long = "print", value_name = "PROMPT", num_args = 0..=1, default_missing_value = "-")]
     pub print: Option<String>,
+
+    /// With -p: continue the last reply of the session that broke off mid-stream, from its
+    /// partial text, instead of asking again (the latest session unless --session names one).
+    #[arg(long, requires = "print", conflicts_with = "no_session")]
+    pub continue_reply: bool,
 
     /// With -p: write every turn event as JSON Lines to FILE (`-` for stderr).
     #[arg(long, value_name = "FILE", requires = "print")]
@@ -92,6 +98,20 @@ pub enum Command {
     Proxy(Box<ProxyArgs>),
     /// Show where the config file is, or the effective configuration.
     Config(Box<ConfigArgs>),
+    /// Write a saved session as Markdown (front matter, thinking folded in <details>).
+    Export(Box<ExportArgs>),
+}
+
+/// `backchat export SESSION [-o FILE]`
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ExportArgs {
+    /// The session's name (as `/sessions` lists it).
+    #[arg(value_name = "SESSION")]
+    pub session: String,
+
+    /// Write to FILE instead of stdout (an existing file is replaced).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<String>,
 }
 
 /// `backchat config …`

@@ -19,6 +19,15 @@ use crate::exit::{
 };
 use crate::retry::{DelaySource, TurnEvent, WaitCause};
 
+/// What a headless run sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// A prompt (`-` reads it from stdin).
+    Prompt(&'a str),
+    /// `--continue-reply`: continue the session's last reply that broke off mid-stream.
+    ContinueReply,
+}
+
 /// How a headless turn ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Outcome {
@@ -56,19 +65,22 @@ pub const ANNOUNCE_SLOW_ANSWER: std::time::Duration = std::time::Duration::from_
 /// goes to a new session with a generated name, so that `backchat -p --continue` can follow up.
 /// `session_choice` is `None` with `--no-session`: nothing is read or saved.
 pub async fn run(
-    prompt_arg: &str,
+    input: Input<'_>,
     events_path: Option<&str>,
     config: &crate::config::Config,
     mock: Option<crate::mock::MockConfig>,
     session_choice: Option<&SessionChoice>,
 ) -> i32 {
     let mut stderr = std::io::stderr();
-    let prompt = match read_prompt(prompt_arg) {
-        Ok(p) => p,
-        Err(message) => {
-            say(&mut stderr, &message);
-            return EXIT_USAGE;
-        }
+    let prompt = match input {
+        Input::Prompt(arg) => match read_prompt(arg) {
+            Ok(p) => Some(p),
+            Err(message) => {
+                say(&mut stderr, &message);
+                return EXIT_USAGE;
+            }
+        },
+        Input::ContinueReply => None,
     };
     let mut events_file: Option<Box<dyn Write>> = match events_path {
         None => None,
@@ -124,12 +136,39 @@ pub async fn run(
     {
         say(&mut stderr, &format!("warning: {message}"));
     }
-    conversation
-        .turns
-        .push(Turn::new(prompt, config.model.clone()));
-    let index = conversation.turns.len() - 1;
-    let request = conversation.request_for(index, config, None);
-    let mut turn = conversation.turns[index].clone();
+    // The turn this run replaces, when it continues a broken reply.
+    let mut replaces: Option<usize> = None;
+    let (request, mut turn) = if let Some(prompt) = prompt {
+        conversation
+            .turns
+            .push(Turn::new(prompt, config.model.clone()));
+        let index = conversation.turns.len() - 1;
+        let request = conversation.request_for(index, config, None);
+        (request, conversation.turns[index].clone())
+    } else {
+        let last = conversation.turns.iter().rposition(|t| !t.superseded);
+        let Some(index) = last.filter(|i| crate::chat::resume::can_resume(&conversation.turns[*i]))
+        else {
+            let name = session.as_ref().map_or("-", |s| s.name());
+            say(
+                &mut stderr,
+                &format!(
+                    "--continue-reply: the last turn of session {name} is not a reply that broke off"
+                ),
+            );
+            return EXIT_USAGE;
+        };
+        let (request, mode) = conversation.continue_request(index, config);
+        tracing::info!(?mode, turn = index, "continuing a broken reply");
+        let turn =
+            crate::chat::resume::continuation_turn(&conversation.turns[index], &config.model);
+        // The reply on stdout is the whole of it: the part kept, then the rest.
+        let mut stdout = std::io::stdout();
+        let _ = write!(stdout, "{}", turn.assistant);
+        let _ = stdout.flush();
+        replaces = Some(index);
+        (request, turn)
+    };
     let mut logger = crate::logging::TurnLogger::new();
     let events = backend.driver.run(request).inspect(|event| {
         crate::chat::apply_event(&mut turn, event);
@@ -178,6 +217,14 @@ pub async fn run(
         );
     }
     crate::chat::end_unfinished(&mut turn, outcome.exit_code == EXIT_CANCELLED);
+    if let (Some(session), Some(index)) = (session.as_mut(), replaces)
+        && let Err(e) = session.mark_superseded(index)
+    {
+        say(
+            &mut stderr,
+            &format!("warning: the broken turn was not marked superseded: {e}"),
+        );
+    }
     if let Some(session) = session.as_mut() {
         match session.append_turn(&turn) {
             Ok(()) => tracing::debug!(

@@ -3,7 +3,7 @@
 use clap::Parser;
 
 use backchat::chat::SessionChoice;
-use backchat::cli::{Cli, Command, ConfigAction};
+use backchat::cli::{Cli, Command, ConfigAction, ExportArgs};
 use backchat::config::{Config, ConfigFileArgs, SettingsArgs};
 
 fn main() {
@@ -69,7 +69,50 @@ async fn run(cli: Cli) -> i32 {
             start(&config);
             backchat::loadtest::run(*args, config.api_key.clone()).await
         }
+        Some(Command::Export(args)) => export(&args),
         None => chat(cli).await,
+    }
+}
+
+/// `backchat export SESSION [-o FILE]`: the session as Markdown, to stdout or FILE. The
+/// sessions directory comes from the environment and the config file, as for a chat.
+fn export(args: &ExportArgs) -> i32 {
+    let config = match resolve(&SettingsArgs::default()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let opened = backchat::chat::SessionStore::from_paths(&config.paths)
+        .and_then(|store| store.open_existing(&args.session))
+        .and_then(|mut s| s.load());
+    let (conversation, report) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("backchat: {}", backchat::secret::redact(&e.to_string()));
+            return backchat::exit::USAGE;
+        }
+    };
+    for line in report.lines(&args.session) {
+        eprintln!("backchat: {line}");
+    }
+    let meta = backchat::chat::export::ExportMeta {
+        session: args.session.clone(),
+        date: report
+            .header
+            .as_ref()
+            .map(|h| h.created.clone())
+            .filter(|d| !d.is_empty()),
+    };
+    let text = backchat::chat::export::to_markdown(&conversation, &meta);
+    let written = match &args.output {
+        Some(path) if path != "-" => std::fs::write(path, text.as_bytes()),
+        _ => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()),
+    };
+    match written {
+        Ok(()) => backchat::exit::OK,
+        Err(e) => {
+            eprintln!("backchat: cannot write the export: {e}");
+            backchat::exit::FAILED
+        }
     }
 }
 
@@ -80,8 +123,11 @@ async fn chat(cli: Cli) -> i32 {
         Err(code) => return code,
     };
     start(&config);
-    let session =
-        SessionChoice::from_flags(cli.session.session.as_deref(), cli.session.continue_last);
+    // Continuing a broken reply continues the latest session unless one is named.
+    let session = SessionChoice::from_flags(
+        cli.session.session.as_deref(),
+        cli.session.continue_last || cli.continue_reply,
+    );
     let mock = if cli.demo {
         Some(backchat::mock::MockConfig::tight_demo())
     } else if cli.mock {
@@ -92,8 +138,17 @@ async fn chat(cli: Cli) -> i32 {
     match &cli.print {
         Some(prompt) => {
             let session = (!cli.session.no_session).then_some(session);
+            let input = if cli.continue_reply {
+                if prompt != "-" {
+                    eprintln!("backchat: --continue-reply takes no prompt");
+                    return backchat::exit::USAGE;
+                }
+                backchat::headless::Input::ContinueReply
+            } else {
+                backchat::headless::Input::Prompt(prompt)
+            };
             backchat::headless::run(
-                prompt,
+                input,
                 cli.events.as_deref(),
                 &config,
                 mock,

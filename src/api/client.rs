@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use super::error::{StreamFailure, TransportError};
 use super::sse::{StreamLimits, decode_stream_with};
 use super::transport::{ResponseBody, Transport, TransportResponse};
-use super::types::{ANTHROPIC_VERSION, MessagesRequest};
+use super::types::{ANTHROPIC_VERSION, MessagesRequest, ModelInfo};
 use crate::secret::ApiKey;
 
 /// The public API's base URL.
@@ -88,6 +88,63 @@ impl HttpTransport {
     /// [`Transport::describe`] instead).
     pub fn messages_url(&self) -> &str {
         &self.messages_url
+    }
+
+    /// `GET /v1/models`, every page, newest first (docs/protocol.md, *Models*). An error is
+    /// one line for a person: the status and the API's message, or what went wrong on the way.
+    pub async fn list_models(&self) -> Result<Vec<ModelInfo>, String> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            data: Vec<ModelInfo>,
+            #[serde(default)]
+            has_more: bool,
+            #[serde(default)]
+            last_id: Option<String>,
+        }
+        let url = join_url(&self.config.base_url, "/v1/models");
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        // A bound on pages, in case a server keeps saying has_more.
+        for _ in 0..20 {
+            // Model ids are URL-safe ([a-z0-9-.]), so the cursor needs no escaping.
+            let page_url = match &after {
+                Some(a) => format!("{url}?limit=1000&after_id={a}"),
+                None => format!("{url}?limit=1000"),
+            };
+            let mut builder = self
+                .client
+                .get(&page_url)
+                .header("anthropic-version", ANTHROPIC_VERSION);
+            if let Some(key) = &self.config.api_key {
+                builder = builder.header("x-api-key", key.expose());
+            }
+            let response = tokio::time::timeout(self.config.connect_timeout * 3, builder.send())
+                .await
+                .map_err(|_| "the model list timed out".to_string())?
+                .map_err(|e| classify(e).to_string())?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = read_capped(response, self.config.idle_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !status.is_success() {
+                let api = super::ApiError::from_response(status.as_u16(), headers, &body);
+                return Err(crate::secret::redact(&format!(
+                    "{} {}: {}",
+                    status.as_u16(),
+                    api.error_type,
+                    api.message
+                )));
+            }
+            let page: Page = serde_json::from_slice(&body)
+                .map_err(|e| format!("the model list could not be read: {e}"))?;
+            out.extend(page.data);
+            match (page.has_more, page.last_id) {
+                (true, Some(last)) => after = Some(last),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 }
 

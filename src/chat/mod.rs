@@ -2,6 +2,8 @@
 
 pub mod apply;
 pub mod conversation;
+pub mod export;
+pub mod resume;
 pub mod session;
 pub mod session_format;
 

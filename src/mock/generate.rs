@@ -76,10 +76,17 @@ impl Plan {
     ) -> Plan {
         let chunk_seed =
             replies::hash64(format!("{}\u{0}{}", params.last_user_prompt, message_id).as_bytes());
-        let text = match reply_text {
+        let mut text = match reply_text {
             Some(t) => t,
             None => replies::choose_reply(config.seed, &params.last_user_prompt).text,
         };
+        // Continuing a reply it had started: the rest of it, as a model would write it.
+        if let Some(done) = params.continues.as_deref().filter(|d| !d.is_empty())
+            && let Some(rest) = text.strip_prefix(done)
+            && !rest.is_empty()
+        {
+            text = rest;
+        }
         let mut budget = params.max_tokens;
         let mut cut = false;
         let mut blocks = Vec::new();

@@ -29,6 +29,10 @@ pub(crate) struct MessagesParams {
     pub thinking: ThinkingMode,
     pub last_user_prompt: String,
     pub input_tokens: u64,
+    /// The reply already written when this request continues one: a final assistant
+    /// message (prefill), or the assistant message before a user turn asking to continue.
+    /// The mock then sends the rest of its reply, as a model that continues well would.
+    pub continues: Option<String>,
 }
 
 /// Parse the body as JSON, or the API's message for a body that is not.
@@ -71,13 +75,30 @@ pub(crate) fn messages_request(body: &[u8]) -> Result<MessagesParams, String> {
         }
     }
     let thinking = thinking_field(&obj, max_tokens)?;
+    let prefill = messages.last().and_then(|m| {
+        (m.get("role").and_then(Value::as_str) == Some("assistant")).then(|| message_text(m))
+    });
+    if prefill.is_some() && rejects_prefill(&model) {
+        return Err(
+            "This model does not support assistant message prefill. The conversation must end with a user message."
+                .into(),
+        );
+    }
+    let (continues, prompt_messages) = match prefill {
+        Some(text) => (Some(text), messages.len()),
+        None => match asks_to_continue(messages) {
+            Some(text) => (Some(text), messages.len() - 2),
+            None => (None, messages.len()),
+        },
+    };
     Ok(MessagesParams {
         model,
         max_tokens,
         stream,
         thinking,
-        last_user_prompt: last_user_prompt(messages),
+        last_user_prompt: last_user_prompt(&messages[..prompt_messages]),
         input_tokens: count_input_tokens(&obj),
+        continues: continues.map(|t| t.trim_end().to_string()),
     })
 }
 
@@ -240,15 +261,64 @@ fn last_user_prompt(messages: &[Value]) -> String {
         .iter()
         .rev()
         .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .map(|m| match m.get("content") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Array(blocks)) => blocks
-                .iter()
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .collect(),
-            _ => String::new(),
-        })
+        .map(message_text)
         .unwrap_or_default()
+}
+
+/// A message's text blocks, joined.
+fn message_text(m: &Value) -> String {
+    match m.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// Claude 4.6 and later reject an assistant prefill (400). Ids that do not read as
+/// `claude-<family>-<major>[-<minor>]`, and the older `claude-3-…` ones, take it.
+fn rejects_prefill(model: &str) -> bool {
+    let mut parts = model.strip_prefix("claude-").unwrap_or("").split('-');
+    if parts
+        .next()
+        .is_none_or(|family| family.parse::<u32>().is_ok())
+    {
+        return false;
+    }
+    let numbers: Vec<u32> = parts
+        .filter(|p| p.len() <= 2)
+        .map_while(|p| p.parse().ok())
+        .collect();
+    match numbers.as_slice() {
+        [major, ..] if *major >= 5 => true,
+        [4, minor, ..] => *minor >= 6,
+        _ => false,
+    }
+}
+
+/// When the conversation ends `…, assistant A, user "…cut off… continue…"`: A, without the
+/// marker a client may have added to it. The mock reads the request as a model would.
+fn asks_to_continue(messages: &[Value]) -> Option<String> {
+    let [.., before, last] = messages else {
+        return None;
+    };
+    if before.get("role").and_then(Value::as_str) != Some("assistant") {
+        return None;
+    }
+    let ask = message_text(last).to_lowercase();
+    if !(ask.contains("cut off") && ask.contains("continue")) {
+        return None;
+    }
+    let text = message_text(before);
+    let text = text
+        .trim_end()
+        .strip_suffix("[reply interrupted]")
+        .unwrap_or(&text)
+        .trim_end()
+        .to_string();
+    Some(text)
 }
 
 /// Input tokens of a request body (see the module docs). Non-text blocks (images, tool

@@ -10,11 +10,13 @@ use std::time::Duration;
 use crossterm::event::{KeyEvent, KeyEventKind, MouseEvent, MouseEventKind};
 use tokio::time::Instant;
 
-use super::commands::{self, Command};
+use super::commands::{self, Command, CopyTarget};
 use super::composer::Composer;
 use super::keymap::{self, Action, KeyContext};
 use super::live::{self, LiveTurn, Phase};
+use super::markdown;
 use super::msg::{Effect, Msg, NoticeKind, TurnId};
+use super::search::{self, Search};
 use super::theme::Theme;
 use super::timeline::Timeline;
 use super::transcript::TranscriptCache;
@@ -100,6 +102,27 @@ pub struct Picker {
     pub selected: usize,
 }
 
+/// The model picker (`/model` with no name).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelPicker {
+    /// The models, newest first.
+    pub items: Vec<crate::api::ModelInfo>,
+    /// The highlighted one.
+    pub selected: usize,
+}
+
+/// What to do with the model list when it arrives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModelsWanted {
+    /// Nothing asked for it.
+    #[default]
+    Nothing,
+    /// `/model`: open the picker.
+    Picker,
+    /// Tab after `/model `: complete the name.
+    Complete,
+}
+
 /// The whole state of the TUI.
 pub struct App {
     /// Model, system prompt, limits (no key: the app never needs it).
@@ -151,6 +174,16 @@ pub struct App {
     retry_target: Option<usize>,
     /// The turn whose prompt is being edited (`/edit`): sending replaces it.
     pub editing: Option<usize>,
+    /// Transcript search, when open (Ctrl+F, `/find`).
+    pub search: Option<Search>,
+    /// `GET /v1/models`, fetched once per session when first needed.
+    pub models: Option<Vec<crate::api::ModelInfo>>,
+    /// The model picker, when open.
+    pub model_picker: Option<ModelPicker>,
+    /// A model list was asked for and what it is for.
+    pub models_wanted: ModelsWanted,
+    /// Ctrl+R on a broken reply: the turn, while the person picks retry or continue.
+    pub resume_choice: Option<usize>,
     /// Wrapped lines per turn and width (filled while rendering).
     pub transcript: RefCell<TranscriptCache>,
     /// The last frame's transcript size.
@@ -192,6 +225,11 @@ impl App {
             ctrl_c_at: None,
             retry_target: None,
             editing: None,
+            search: None,
+            models: None,
+            model_picker: None,
+            models_wanted: ModelsWanted::Nothing,
+            resume_choice: None,
             transcript: RefCell::new(TranscriptCache::new(theme)),
             metrics: Cell::new(ViewMetrics::default()),
         }
@@ -221,6 +259,8 @@ impl App {
     pub fn load(&mut self, turns: Vec<Turn>) {
         let _ = self.cancel_all(self.started_at);
         self.editing = None;
+        self.resume_choice = None;
+        self.search = None;
         self.labels = (1..=turns.len() as u64).collect();
         self.next_id = self.next_id.max(turns.len() as u64 + 1);
         self.conversation.turns = turns;
@@ -387,6 +427,47 @@ impl App {
         effects
     }
 
+    /// Continue the broken reply of the retry target from its partial text: the old turn is
+    /// superseded, and a new one starts with that text as its reply, so the continuation
+    /// streams onto it (`chat::resume`).
+    fn continue_reply(&mut self, now: Instant) -> Vec<Effect> {
+        let Some(index) = self.retry_target.filter(|i| {
+            self.conversation
+                .turns
+                .get(*i)
+                .is_some_and(chat::resume::can_resume)
+        }) else {
+            self.notice(NoticeKind::Info, "no broken reply to continue");
+            return Vec::new();
+        };
+        let (request, mode) = self.conversation.continue_request(index, &self.config);
+        let turn =
+            chat::resume::continuation_turn(&self.conversation.turns[index], &self.config.model);
+        self.conversation.turns[index].superseded = true;
+        let how = match mode {
+            chat::resume::ResumeMode::Prefill => "continuing from the partial reply (prefill)",
+            chat::resume::ResumeMode::Ask => {
+                "continuing from the partial reply (asked to continue)"
+            }
+        };
+        self.notice(NoticeKind::Info, how);
+        let turn_index = self.conversation.turns.len();
+        self.conversation.turns.push(turn);
+        let id = self.new_id();
+        self.labels.push(id.0);
+        self.live.push(LiveTurn::new(id, turn_index, now));
+        self.timeline.begin(id, now);
+        self.scroll = Scroll::Bottom;
+        vec![
+            Effect::Superseded { turn_index: index },
+            Effect::StartTurn {
+                id,
+                turn_index,
+                request,
+            },
+        ]
+    }
+
     fn retry(&mut self, now: Instant) -> Vec<Effect> {
         let Some(turn) = self
             .retry_target()
@@ -405,6 +486,113 @@ impl App {
             },
             self.start_turn(prompt, now),
         ]
+    }
+
+    /// The model as the status bar shows it: its display name when the model list gave one,
+    /// otherwise its id.
+    pub fn model_label(&self) -> String {
+        self.models
+            .as_ref()
+            .and_then(|ms| ms.iter().find(|m| m.id == self.config.model))
+            .filter(|m| !m.display_name.trim().is_empty())
+            .map_or_else(|| self.config.model.clone(), |m| m.display_name.clone())
+    }
+
+    /// `/model`: the picker, from the cached list or after fetching it.
+    fn open_model_picker(&mut self) -> Vec<Effect> {
+        match &self.models {
+            Some(items) if !items.is_empty() => {
+                let selected = items
+                    .iter()
+                    .position(|m| m.id == self.config.model)
+                    .unwrap_or(0);
+                self.help_open = false;
+                self.model_picker = Some(ModelPicker {
+                    items: items.clone(),
+                    selected,
+                });
+                Vec::new()
+            }
+            _ => self.fetch_models(ModelsWanted::Picker),
+        }
+    }
+
+    fn fetch_models(&mut self, wanted: ModelsWanted) -> Vec<Effect> {
+        let already = self.models_wanted != ModelsWanted::Nothing;
+        self.models_wanted = wanted;
+        self.notice(NoticeKind::Info, "fetching the model list…");
+        if already {
+            Vec::new()
+        } else {
+            vec![Effect::ListModels]
+        }
+    }
+
+    fn on_models(&mut self, result: Result<Vec<crate::api::ModelInfo>, String>) {
+        let wanted = std::mem::take(&mut self.models_wanted);
+        match result {
+            Ok(items) => {
+                self.models = Some(items);
+                self.notice = None;
+                match wanted {
+                    ModelsWanted::Picker => {
+                        let _ = self.open_model_picker();
+                    }
+                    ModelsWanted::Complete => {
+                        let _ = self.complete();
+                    }
+                    ModelsWanted::Nothing => {}
+                }
+            }
+            Err(e) => self.notice(
+                NoticeKind::Error,
+                format!(
+                    "cannot list the models: {e} — /model NAME still works (now: {})",
+                    self.config.model
+                ),
+            ),
+        }
+    }
+
+    /// Tab: complete `/model NAME` from the model list; anywhere else, a tab.
+    fn complete(&mut self) -> Vec<Effect> {
+        let text = self.composer.text();
+        let Some(prefix) = text.strip_prefix("/model ").map(str::trim_start) else {
+            self.composer.apply(super::composer::EditOp::Insert('\t'));
+            return Vec::new();
+        };
+        if prefix.contains(char::is_whitespace) {
+            return Vec::new();
+        }
+        let Some(models) = &self.models else {
+            return self.fetch_models(ModelsWanted::Complete);
+        };
+        let matches: Vec<&str> = models
+            .iter()
+            .map(|m| m.id.as_str())
+            .filter(|id| id.starts_with(prefix))
+            .collect();
+        match matches.as_slice() {
+            [] => self.notice(NoticeKind::Info, format!("no model starts with {prefix:?}")),
+            [one] => {
+                self.composer.set_text(&format!("/model {one}"));
+                self.notice = None;
+            }
+            many => {
+                let common = common_prefix(many);
+                if common.len() > prefix.len() {
+                    self.composer.set_text(&format!("/model {common}"));
+                }
+                let shown: Vec<&str> = many.iter().take(6).copied().collect();
+                let more = if many.len() > shown.len() {
+                    format!(" (+{} more)", many.len() - shown.len())
+                } else {
+                    String::new()
+                };
+                self.notice(NoticeKind::Info, format!("{}{more}", shown.join("  ")));
+            }
+        }
+        Vec::new()
     }
 
     /// `/edit`: the last turn's prompt goes into the composer; sending replaces that turn.
@@ -485,13 +673,7 @@ impl App {
                 self.notice(NoticeKind::Info, format!("model: {m} (from the next turn)"));
                 self.config.model = m;
             }
-            Command::Model(None) => {
-                let m = self.config.model.clone();
-                self.notice(
-                    NoticeKind::Info,
-                    format!("model: {m} — /model NAME to change"),
-                );
-            }
+            Command::Model(None) => return self.open_model_picker(),
             Command::System(Some(s)) => {
                 self.notice(NoticeKind::Info, "system prompt set (from the next turn)");
                 self.config.system = Some(s);
@@ -516,6 +698,36 @@ impl App {
             Command::Rename(name) => return vec![Effect::RenameSession(name)],
             Command::Retry => return self.retry(now),
             Command::Edit => self.edit_last(),
+            Command::Continue => return self.continue_reply(now),
+            Command::Export(path) => {
+                let session = self
+                    .session_name
+                    .clone()
+                    .unwrap_or_else(|| "conversation".to_string());
+                let meta = chat::export::ExportMeta {
+                    session: session.clone(),
+                    date: Some(crate::clock::rfc3339_seconds(crate::clock::wall_at(now))),
+                };
+                let text = chat::export::to_markdown(&self.conversation, &meta);
+                let overwrite = path.is_some();
+                let path = path.unwrap_or_else(|| format!("{session}.md"));
+                return vec![Effect::WriteFile {
+                    path,
+                    text,
+                    overwrite,
+                }];
+            }
+            Command::Find(None) => {
+                let _ = self.on_action(Action::SearchOpen, now);
+            }
+            Command::Find(Some(query)) => {
+                self.help_open = false;
+                self.search = Some(Search {
+                    query,
+                    ..Search::default()
+                });
+                self.search_jump(false);
+            }
             Command::Help => {
                 self.help_open = true;
                 self.help_scroll = 0;
@@ -535,28 +747,7 @@ impl App {
                 let prompt = prompt.unwrap_or_else(|| BURST_PROMPT.to_string());
                 return self.burst(n, &prompt, now);
             }
-            Command::Copy => {
-                let last = self
-                    .conversation
-                    .turns
-                    .iter()
-                    .rev()
-                    .find(|t| !t.assistant.trim().is_empty())
-                    .map(|t| t.assistant.clone());
-                match last {
-                    Some(text) => {
-                        self.notice(
-                            NoticeKind::Info,
-                            format!(
-                                "copied the last reply ({} chars) via OSC 52 (if your terminal allows it)",
-                                text.chars().count()
-                            ),
-                        );
-                        return vec![Effect::CopyToClipboard(text)];
-                    }
-                    None => self.notice(NoticeKind::Info, "no reply to copy yet"),
-                }
-            }
+            Command::Copy(target) => return self.copy(target),
             Command::Invalid(msg) => self.notice(NoticeKind::Error, msg),
             Command::Unknown(name) => self.notice(
                 NoticeKind::Error,
@@ -564,6 +755,108 @@ impl App {
             ),
         }
         Vec::new()
+    }
+
+    /// `/copy`: the last reply, its last code block or its N-th one, to the clipboard.
+    fn copy(&mut self, target: CopyTarget) -> Vec<Effect> {
+        let Some(last) = self
+            .conversation
+            .turns
+            .iter()
+            .rev()
+            .find(|t| !t.superseded && !t.assistant.trim().is_empty())
+            .map(|t| t.assistant.clone())
+        else {
+            self.notice(NoticeKind::Info, "no reply to copy yet");
+            return Vec::new();
+        };
+        let (text, what) = match target {
+            CopyTarget::Reply => (last, "the last reply".to_string()),
+            CopyTarget::LastCode | CopyTarget::Code(_) => {
+                let blocks = markdown::code_blocks(&last);
+                let n = match target {
+                    CopyTarget::Code(n) => n,
+                    _ => blocks.len(),
+                };
+                match blocks.get(n.wrapping_sub(1)) {
+                    Some(code) => (code.clone(), format!("code block [{n}]")),
+                    None if blocks.is_empty() => {
+                        self.notice(NoticeKind::Info, "the last reply has no code block");
+                        return Vec::new();
+                    }
+                    None => {
+                        let count = blocks.len();
+                        let noun = if count == 1 { "block" } else { "blocks" };
+                        self.notice(
+                            NoticeKind::Error,
+                            format!("no code block [{n}]: the last reply has {count} code {noun}"),
+                        );
+                        return Vec::new();
+                    }
+                }
+            }
+        };
+        let lines = text.lines().count().max(1);
+        let noun = if lines == 1 { "line" } else { "lines" };
+        self.notice(
+            NoticeKind::Info,
+            format!("copied {what} ({lines} {noun}) via OSC 52 (if your terminal allows it)"),
+        );
+        vec![Effect::CopyToClipboard(text)]
+    }
+
+    /// Bring the search's matches up to date with the transcript as last drawn.
+    fn refresh_search(&mut self) {
+        let width = self.transcript.try_borrow().map_or(0, |c| c.width());
+        if width > 0 {
+            self.sync_transcript(width);
+        }
+        let Some(s) = &mut self.search else { return };
+        let Ok(cache) = self.transcript.try_borrow() else {
+            return;
+        };
+        let key = (cache.total_rows(), width, self.epoch);
+        if s.computed_for == Some(key) {
+            return;
+        }
+        let rows = (0..cache.total_rows()).map(|r| match cache.row(r) {
+            Some(super::transcript::Row::Line(l)) => Some(l.to_string()),
+            _ => None,
+        });
+        let old = s.current.and_then(|i| s.hits.get(i).copied());
+        s.hits = search::find_all(rows, &s.query);
+        // Stay on the same match if it is still there.
+        s.current = old.and_then(|h| s.hits.iter().position(|x| *x == h));
+        s.computed_for = Some(key);
+    }
+
+    /// Move to the next match (`up`: the previous one), wrapping; from no match yet, to the
+    /// last one (the newest text, nearest the bottom). Scrolls it into view.
+    fn search_jump(&mut self, up: bool) {
+        self.refresh_search();
+        let Some(s) = &mut self.search else { return };
+        let n = s.hits.len();
+        if n == 0 {
+            s.current = None;
+            return;
+        }
+        let next = match s.current {
+            None => n - 1,
+            Some(i) if up => (i + n - 1) % n,
+            Some(i) => (i + 1) % n,
+        };
+        s.current = Some(next);
+        let row = s.hits[next].row;
+        let m = self.metrics.get();
+        if m.total_rows > m.height {
+            let max = m.total_rows - m.height;
+            let top = row.saturating_sub(m.height / 3).min(max);
+            self.scroll = if top >= max {
+                Scroll::Bottom
+            } else {
+                Scroll::At(top)
+            };
+        }
     }
 
     fn scroll_by(&mut self, delta: isize) {
@@ -603,6 +896,43 @@ impl App {
                 self.notice = None;
             }
             Action::EditLast => self.edit_last(),
+            Action::SearchOpen => {
+                let s = self.search.get_or_insert_with(Search::default);
+                s.editing = true;
+                self.notice = None;
+            }
+            Action::SearchType(c) => {
+                if let Some(s) = &mut self.search {
+                    s.query.push(c);
+                    s.computed_for = None;
+                    s.current = None;
+                }
+                self.search_jump(false);
+            }
+            Action::SearchBackspace => {
+                if let Some(s) = &mut self.search {
+                    s.query.pop();
+                    s.computed_for = None;
+                    s.current = None;
+                }
+                self.search_jump(false);
+            }
+            Action::SearchNext | Action::SearchPrev => {
+                let up = action == Action::SearchPrev;
+                let confirm = action == Action::SearchNext
+                    && self
+                        .search
+                        .as_ref()
+                        .is_some_and(|s| s.editing && s.current.is_some());
+                if let Some(s) = &mut self.search {
+                    s.editing = false;
+                }
+                // Enter after typing keeps the match already shown; later ones jump.
+                if !confirm {
+                    self.search_jump(up);
+                }
+            }
+            Action::SearchClose => self.search = None,
             Action::Interrupt => {
                 let armed = self.ctrl_c_at.take();
                 let quits = armed.is_some_and(|at| {
@@ -618,7 +948,30 @@ impl App {
                 self.notice(NoticeKind::Warn, "press Ctrl+C again to quit");
                 return effects;
             }
-            Action::Retry => return self.retry(now),
+            Action::Retry => {
+                // A reply that broke off with text: ask whether to pay for all of it again.
+                if let Some(i) = self.retry_target
+                    && self
+                        .conversation
+                        .turns
+                        .get(i)
+                        .is_some_and(chat::resume::can_resume)
+                {
+                    self.resume_choice = Some(i);
+                    self.notice = None;
+                    return Vec::new();
+                }
+                return self.retry(now);
+            }
+            Action::ResumeRetry => {
+                self.resume_choice = None;
+                return self.retry(now);
+            }
+            Action::ResumeContinue => {
+                self.resume_choice = None;
+                return self.continue_reply(now);
+            }
+            Action::ResumeClose => self.resume_choice = None,
             Action::Help => {
                 self.help_open = true;
                 self.help_scroll = 0;
@@ -651,6 +1004,26 @@ impl App {
             Action::Top => self.scroll = Scroll::At(0),
             Action::Bottom => self.scroll = Scroll::Bottom,
             Action::Edit(op) => self.composer.apply(op),
+            Action::PickerMove(delta) if self.model_picker.is_some() => {
+                if let Some(p) = &mut self.model_picker {
+                    let last = p.items.len().saturating_sub(1);
+                    p.selected = p.selected.saturating_add_signed(delta).min(last);
+                }
+            }
+            Action::PickerClose if self.model_picker.is_some() => self.model_picker = None,
+            Action::PickerOpen if self.model_picker.is_some() => {
+                if let Some(p) = self.model_picker.take()
+                    && let Some(m) = p.items.get(p.selected)
+                {
+                    self.config.model.clone_from(&m.id);
+                    let label = self.model_label();
+                    self.notice(
+                        NoticeKind::Info,
+                        format!("model: {label} (from the next turn)"),
+                    );
+                }
+            }
+            Action::Complete => return self.complete(),
             Action::PickerMove(delta) => {
                 if let Some(p) = &mut self.picker {
                     let last = p.items.len().saturating_sub(1);
@@ -729,8 +1102,10 @@ impl App {
         let ctx = KeyContext {
             help_open: self.help_open,
             composer_empty: self.composer.is_empty(),
-            picker_open: self.picker.is_some(),
+            picker_open: self.picker.is_some() || self.model_picker.is_some(),
             recalling: self.composer.is_recalling(),
+            search: self.search.as_ref().map(|s| s.editing),
+            resume_choice: self.resume_choice.is_some(),
         };
         match keymap::action_for(&key, ctx) {
             Some(a) => self.on_action(a, now),
@@ -835,6 +1210,24 @@ impl App {
     }
 }
 
+/// The longest prefix all of `items` share.
+fn common_prefix(items: &[&str]) -> String {
+    let Some(first) = items.first() else {
+        return String::new();
+    };
+    let mut end = first.len();
+    for other in &items[1..] {
+        end = first
+            .char_indices()
+            .zip(other.chars())
+            .take_while(|((_, a), b)| a == b)
+            .last()
+            .map_or(0, |((i, a), _)| i + a.len_utf8())
+            .min(end);
+    }
+    first[..end].to_string()
+}
+
 /// "1 turn", "3 turns".
 fn turns_word(n: usize) -> String {
     if n == 1 {
@@ -889,6 +1282,10 @@ fn dispatch(app: &mut App, msg: Msg, now: Instant) -> Vec<Effect> {
         }
         Msg::SessionList(items) => {
             app.on_session_list(items);
+            Vec::new()
+        }
+        Msg::Models(result) => {
+            app.on_models(result);
             Vec::new()
         }
         Msg::SessionRenamed(name) => {

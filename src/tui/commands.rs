@@ -3,6 +3,17 @@
 /// Most prompts `/burst` sends at once.
 pub const BURST_MAX: u32 = 50;
 
+/// What `/copy` copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyTarget {
+    /// `/copy`: the last reply.
+    Reply,
+    /// `/copy code`: the last code block of the last reply.
+    LastCode,
+    /// `/copy code N`: the N-th code block of the last reply (1-based, as numbered on screen).
+    Code(usize),
+}
+
 /// A parsed command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -14,8 +25,14 @@ pub enum Command {
     Clear,
     /// `/retry`.
     Retry,
+    /// `/export [FILE]`: the conversation as Markdown (`None`: `<session>.md`).
+    Export(Option<String>),
+    /// `/continue`: continue the last broken reply from its partial text.
+    Continue,
     /// `/edit`: load the last prompt to edit and resend.
     Edit,
+    /// `/find TEXT`: search the transcript (`None`: open the search line to type it).
+    Find(Option<String>),
     /// `/help`.
     Help,
     /// `/quit`.
@@ -29,8 +46,8 @@ pub enum Command {
         /// N was lowered to the maximum.
         capped: bool,
     },
-    /// `/copy`.
-    Copy,
+    /// `/copy`, `/copy code`, `/copy code N`.
+    Copy(CopyTarget),
     /// `/sessions`: pick a saved session.
     Sessions,
     /// `/rename NAME`: rename this session.
@@ -61,9 +78,25 @@ pub fn parse(line: &str) -> Command {
         "clear" | "new" => Command::Clear,
         "retry" => Command::Retry,
         "edit" => Command::Edit,
+        "continue" => Command::Continue,
+        "export" => Command::Export(arg),
+        "find" | "search" => Command::Find(arg),
         "help" | "?" => Command::Help,
         "quit" | "exit" | "q" => Command::Quit,
-        "copy" => Command::Copy,
+        "copy" => {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            match words[..] {
+                [] => Command::Copy(CopyTarget::Reply),
+                ["code"] => Command::Copy(CopyTarget::LastCode),
+                ["code", n] => match n.parse::<usize>() {
+                    Ok(n) if n >= 1 => Command::Copy(CopyTarget::Code(n)),
+                    _ => Command::Invalid(
+                        "usage: /copy code N, N from 1 (the [N] on a code block)".into(),
+                    ),
+                },
+                _ => Command::Invalid("usage: /copy, /copy code or /copy code N".into()),
+            }
+        }
         "sessions" | "resume" => Command::Sessions,
         "rename" => match arg {
             Some(name) => Command::Rename(name),
@@ -122,6 +155,11 @@ mod tests {
         assert!(matches!(parse("/burst -1"), Command::Invalid(_)));
         assert_eq!(parse("/frobnicate"), Command::Unknown("frobnicate".into()));
         assert_eq!(parse("/sessions"), Command::Sessions);
+        assert_eq!(parse("/copy"), Command::Copy(CopyTarget::Reply));
+        assert_eq!(parse("/copy code"), Command::Copy(CopyTarget::LastCode));
+        assert_eq!(parse("/copy code 2"), Command::Copy(CopyTarget::Code(2)));
+        assert!(matches!(parse("/copy code 0"), Command::Invalid(_)));
+        assert!(matches!(parse("/copy all"), Command::Invalid(_)));
         assert_eq!(parse("/new"), Command::Clear);
         assert_eq!(
             parse("/rename my notes"),

@@ -205,7 +205,7 @@ pub async fn run(
             return crate::exit::USAGE;
         }
     };
-    let result = main_loop(&mut guard.terminal, &mut app, &backend.driver, sessions).await;
+    let result = main_loop(&mut guard.terminal, &mut app, &backend, sessions).await;
     drop(guard);
     // Let a shared limiter write what it still holds (bounded: Redis may be gone).
     if let Some(limiter) = backend.driver.limiter() {
@@ -320,6 +320,7 @@ impl Sessions {
 
 struct Runner<'a> {
     driver: &'a Driver,
+    http: crate::api::HttpTransport,
     tx: mpsc::UnboundedSender<Msg>,
     tasks: HashMap<TurnId, JoinHandle<()>>,
     sessions: Sessions,
@@ -373,6 +374,39 @@ impl Runner<'_> {
                         self.notify(NoticeKind::Error, text);
                     }
                 }
+                Effect::WriteFile {
+                    path,
+                    text,
+                    overwrite,
+                } => {
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true);
+                    if overwrite {
+                        options.create(true).truncate(true);
+                    } else {
+                        options.create_new(true);
+                    }
+                    let written = options
+                        .open(&path)
+                        .and_then(|mut f| io::Write::write_all(&mut f, text.as_bytes()));
+                    match written {
+                        Ok(()) => self.notify_ok(format!("exported to {path}")),
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.notify(
+                            NoticeKind::Error,
+                            format!("{path} exists: /export FILE names another (or the same, to replace it)"),
+                        ),
+                        Err(e) => {
+                            self.notify(NoticeKind::Error, format!("cannot write {path}: {e}"));
+                        }
+                    }
+                }
+                Effect::ListModels => {
+                    let http = self.http.clone();
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(Msg::Models(http.list_models().await));
+                    });
+                }
                 Effect::ListSessions => match self.sessions.store.list() {
                     Ok(items) => {
                         let _ = self.tx.send(Msg::SessionList(items));
@@ -423,6 +457,13 @@ impl Runner<'_> {
         Ok(false)
     }
 
+    fn notify_ok(&self, text: String) {
+        let _ = self.tx.send(Msg::Notice {
+            kind: NoticeKind::Info,
+            text,
+        });
+    }
+
     fn notify(&self, kind: NoticeKind, text: String) {
         tracing::warn!("{text}");
         let _ = self.tx.send(Msg::Notice {
@@ -460,12 +501,14 @@ fn draw(
 async fn main_loop(
     terminal: &mut Terminal<CrosstermBackend<Stdout>>,
     app: &mut App,
-    driver: &Driver,
+    backend: &Backend,
     sessions: Sessions,
 ) -> io::Result<()> {
+    let driver = &backend.driver;
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
     let mut runner = Runner {
         driver,
+        http: backend.http.clone(),
         tx,
         tasks: HashMap::new(),
         sessions,

@@ -49,6 +49,26 @@ pub enum Action {
     PickerClose,
     /// Help: scroll by this many lines (negative: up).
     HelpScroll(isize),
+    /// The resume choice: retry the broken turn from scratch.
+    ResumeRetry,
+    /// The resume choice: continue from the partial reply.
+    ResumeContinue,
+    /// Close the resume choice.
+    ResumeClose,
+    /// Tab: complete a command's argument (`/model NAME`), else insert a tab.
+    Complete,
+    /// Open the search line (Ctrl+F), or go back to typing its query.
+    SearchOpen,
+    /// Type into the search query.
+    SearchType(char),
+    /// Delete the query's last character.
+    SearchBackspace,
+    /// Jump to the next match (down, wrapping).
+    SearchNext,
+    /// Jump to the previous match (up, wrapping).
+    SearchPrev,
+    /// Leave search (Esc).
+    SearchClose,
     /// Load the last prompt to edit and resend it (`/edit`; Ctrl+E on a recalled prompt).
     EditLast,
     /// Ctrl+Z: give the terminal back and stop, as a shell job does; restore on `fg`.
@@ -66,6 +86,10 @@ pub struct KeyContext {
     pub picker_open: bool,
     /// The composer shows a recalled prompt, unedited (Ctrl+E then edits the last turn).
     pub recalling: bool,
+    /// Search is open: `Some(true)` while its query is being typed.
+    pub search: Option<bool>,
+    /// Ctrl+R on a broken reply asks: retry or continue.
+    pub resume_choice: bool,
 }
 
 /// The bindings shown in help: (keys, what they do).
@@ -77,7 +101,10 @@ pub const BINDINGS: &[(&str, &str)] = &[
         "cancel the turn or wait in flight (keeps the partial reply)",
     ),
     ("Ctrl+C", "cancel; press again to quit"),
-    ("Ctrl+R", "retry the last failed or interrupted turn"),
+    (
+        "Ctrl+R",
+        "retry the last failed turn, or continue a broken reply",
+    ),
     (
         "Up, then Ctrl+E",
         "edit the last prompt (from an empty composer)",
@@ -100,13 +127,17 @@ pub const BINDINGS: &[(&str, &str)] = &[
     ("F2", "release the mouse to select text / take it back"),
     ("F3, Ctrl+Q", "quota panel and timeline"),
     ("Ctrl+O", "expand / collapse thinking"),
+    ("Ctrl+F", "search the transcript (n / N jump, Esc leaves)"),
     ("Ctrl+L", "repaint the screen"),
     ("Ctrl+Z", "suspend to the shell (fg to come back)"),
 ];
 
 /// The slash commands shown in help: (command, what it does).
 pub const COMMANDS: &[(&str, &str)] = &[
-    ("/model NAME", "use another model for the next turns"),
+    (
+        "/model [NAME]",
+        "pick a model (Tab completes NAME) for the next turns",
+    ),
     ("/system TEXT", "set the system prompt (no text: clear it)"),
     (
         "/clear, /new",
@@ -116,6 +147,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/rename NAME", "rename this session"),
     ("/retry", "retry the last failed or interrupted turn"),
     (
+        "/continue",
+        "continue the last broken reply from its partial text",
+    ),
+    (
         "/edit",
         "edit the last prompt; sending replaces the last turn",
     ),
@@ -124,6 +159,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "send N prompts at once (max 50) to watch pacing and 429s",
     ),
     ("/copy", "copy the last reply to the clipboard (OSC 52)"),
+    (
+        "/copy code [N]",
+        "copy the last code block, or the one marked [N]",
+    ),
+    ("/export [FILE]", "write the conversation as Markdown"),
+    ("/find TEXT", "search the transcript (n/N jump, Esc leaves)"),
     ("/help", "this help"),
     ("/quit", "leave"),
 ];
@@ -162,6 +203,34 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
             _ => None,
         };
     }
+    if ctx.resume_choice {
+        return match key.code {
+            KeyCode::Char('c') if ctrl => Some(Action::Interrupt),
+            KeyCode::Char('r' | 'R') if !ctrl => Some(Action::ResumeRetry),
+            KeyCode::Char('c' | 'C') | KeyCode::Enter => Some(Action::ResumeContinue),
+            KeyCode::Esc => Some(Action::ResumeClose),
+            _ => None,
+        };
+    }
+    if let Some(editing) = ctx.search {
+        return match key.code {
+            KeyCode::Char('c') if ctrl => Some(Action::Interrupt),
+            KeyCode::Esc => Some(Action::SearchClose),
+            KeyCode::Enter if shift || alt => Some(Action::SearchPrev),
+            KeyCode::Enter => Some(Action::SearchNext),
+            KeyCode::PageUp => Some(Action::PageUp),
+            KeyCode::PageDown => Some(Action::PageDown),
+            KeyCode::Up if !editing || shift => Some(Action::LineUp),
+            KeyCode::Down if !editing || shift => Some(Action::LineDown),
+            KeyCode::Backspace if editing => Some(Action::SearchBackspace),
+            KeyCode::Char('f') if ctrl => Some(Action::SearchOpen),
+            KeyCode::Char(c) if editing && !ctrl && !alt => Some(Action::SearchType(c)),
+            KeyCode::Char('n') if !ctrl && !alt => Some(Action::SearchNext),
+            KeyCode::Char('N') if !ctrl && !alt => Some(Action::SearchPrev),
+            KeyCode::Char('/') => Some(Action::SearchOpen),
+            _ => None,
+        };
+    }
     let edit = |op| Some(Action::Edit(op));
     match key.code {
         KeyCode::Esc => Some(Action::Cancel),
@@ -171,6 +240,7 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
         KeyCode::Char('o') if ctrl => Some(Action::ToggleThinking),
         KeyCode::Char('l') if ctrl => Some(Action::Redraw),
         KeyCode::Char('z') if ctrl => Some(Action::Suspend),
+        KeyCode::Char('f') if ctrl => Some(Action::SearchOpen),
         KeyCode::Char('j') if ctrl => edit(EditOp::Newline),
         KeyCode::Char('u') if ctrl => edit(EditOp::DeleteToStart),
         KeyCode::Char('w') if ctrl => edit(EditOp::DeleteWordBack),
@@ -203,7 +273,7 @@ pub fn action_for(key: &KeyEvent, ctx: KeyContext) -> Option<Action> {
         KeyCode::Backspace if ctrl || alt => edit(EditOp::DeleteWordBack),
         KeyCode::Backspace => edit(EditOp::Backspace),
         KeyCode::Delete => edit(EditOp::Delete),
-        KeyCode::Tab => edit(EditOp::Insert('\t')),
+        KeyCode::Tab => Some(Action::Complete),
         KeyCode::Char(c) if !ctrl && !alt => edit(EditOp::Insert(c)),
         // AltGr arrives as Ctrl+Alt on some platforms: it types a character.
         KeyCode::Char(c) if ctrl && alt => edit(EditOp::Insert(c)),

@@ -105,18 +105,68 @@ pub fn boundaries(text: &str, from: usize) -> Vec<usize> {
     out
 }
 
+const OPTIONS: Options = Options::ENABLE_STRIKETHROUGH
+    .union(Options::ENABLE_TABLES)
+    .union(Options::ENABLE_TASKLISTS);
+
 /// Render one chunk of markdown (already sanitized) into `out`, every line indented by
-/// `indent`.
+/// `indent`. Code blocks are numbered from 1 (see [`render_chunk_from`]).
 pub fn render_chunk(text: &str, theme: Theme, indent: &str, out: &mut Vec<StyledLine>) {
-    let options =
-        Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS;
+    let mut codes = 0;
+    render_chunk_from(text, theme, indent, out, &mut codes);
+}
+
+/// [`render_chunk`], numbering code blocks after the `codes` the reply had before this chunk
+/// (and counting this chunk's into it). The number shows on the opening fence, so that
+/// `/copy code N` can name a block.
+pub fn render_chunk_from(
+    text: &str,
+    theme: Theme,
+    indent: &str,
+    out: &mut Vec<StyledLine>,
+    codes: &mut usize,
+) {
     // Neutralised here, chunk by chunk, so that streaming never re-scans the whole reply.
     let clean = sanitize(text, 0);
     let mut r = Renderer::new(theme, indent, out);
-    for event in Parser::new_ext(&clean, options) {
+    r.codes = *codes;
+    for event in Parser::new_ext(&clean, OPTIONS) {
         r.event(event);
     }
     r.flush();
+    *codes = r.codes;
+}
+
+/// The code blocks of a reply, in order, as written (not sanitized: this is what `/copy
+/// code` puts on the clipboard). Parsed chunk by chunk, as the transcript renders it, so the
+/// N-th block here is the one numbered N on screen.
+pub fn code_blocks(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut ends = boundaries(text, 0);
+    ends.push(text.len());
+    for end in ends {
+        let chunk = text.get(start..end).unwrap_or("");
+        start = end;
+        let mut current: Option<String> = None;
+        for event in Parser::new_ext(chunk, OPTIONS) {
+            match event {
+                Event::Start(Tag::CodeBlock(_)) => current = Some(String::new()),
+                Event::Text(t) => {
+                    if let Some(c) = &mut current {
+                        c.push_str(&t);
+                    }
+                }
+                Event::End(TagEnd::CodeBlock) => {
+                    if let Some(c) = current.take() {
+                        out.push(c.strip_suffix('\n').unwrap_or(&c).to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// Render a whole document: the same chunks, joined the same way, as [`MdStream`] does.
@@ -124,7 +174,14 @@ pub fn render_document(text: &str, theme: Theme, indent: &str) -> Vec<StyledLine
     let mut s = MdStream::default();
     s.advance(text, theme, indent);
     let mut lines = s.stable;
-    lines.extend(s_tail(text, s.end, !lines.is_empty(), theme, indent));
+    lines.extend(s_tail(
+        text,
+        s.end,
+        !lines.is_empty(),
+        theme,
+        indent,
+        s.codes,
+    ));
     lines
 }
 
@@ -134,6 +191,7 @@ fn s_tail(
     after_stable: bool,
     theme: Theme,
     indent: &str,
+    codes: usize,
 ) -> Vec<StyledLine> {
     let mut out = Vec::new();
     let tail = text.get(end..).unwrap_or("");
@@ -143,7 +201,8 @@ fn s_tail(
     if after_stable {
         out.push(StyledLine::blank());
     }
-    render_chunk(tail, theme, indent, &mut out);
+    let mut codes = codes;
+    render_chunk_from(tail, theme, indent, &mut out, &mut codes);
     out
 }
 
@@ -154,6 +213,8 @@ pub struct MdStream {
     pub end: usize,
     /// Lines of the finished chunks.
     pub stable: Vec<StyledLine>,
+    /// Code blocks in the finished chunks (the tail's are numbered after them).
+    pub codes: usize,
 }
 
 impl MdStream {
@@ -167,7 +228,7 @@ impl MdStream {
                 if !self.stable.is_empty() {
                     self.stable.push(StyledLine::blank());
                 }
-                render_chunk(chunk, theme, indent, &mut self.stable);
+                render_chunk_from(chunk, theme, indent, &mut self.stable, &mut self.codes);
             }
             self.end = b;
         }
@@ -176,7 +237,14 @@ impl MdStream {
 
     /// The lines of the unfinished tail (including the blank line that separates it).
     pub fn tail(&self, text: &str, theme: Theme, indent: &str) -> Vec<StyledLine> {
-        s_tail(text, self.end, !self.stable.is_empty(), theme, indent)
+        s_tail(
+            text,
+            self.end,
+            !self.stable.is_empty(),
+            theme,
+            indent,
+            self.codes,
+        )
     }
 }
 
@@ -212,6 +280,8 @@ struct Renderer<'a> {
     links: Vec<String>,
     table: Option<Table>,
     need_blank: bool,
+    /// Code blocks rendered so far in this reply (the next one is `codes + 1`).
+    codes: usize,
 }
 
 impl<'a> Renderer<'a> {
@@ -228,6 +298,7 @@ impl<'a> Renderer<'a> {
             links: Vec::new(),
             table: None,
             need_blank: false,
+            codes: 0,
         }
     }
 
@@ -555,8 +626,12 @@ impl<'a> Renderer<'a> {
         };
         let dim = self.theme.dim();
         let body = code.text.strip_suffix('\n').unwrap_or(&code.text);
+        self.codes += 1;
         self.emit(
-            vec![Span::styled(format!("```{}", code.lang), dim)],
+            vec![
+                Span::styled(format!("```{}", code.lang), dim),
+                Span::styled(format!(" [{}]", self.codes), self.theme.code_number()),
+            ],
             WrapMode::Char,
         );
         let highlighted = if self.theme.color && !code.lang.is_empty() {
@@ -658,7 +733,7 @@ mod tests {
                 "",
                 "│ quoted",
                 "",
-                "```rust",
+                "```rust [1]",
                 "fn main() {}",
                 "```",
             ]
@@ -666,6 +741,16 @@ mod tests {
         // The code is highlighted: more than one colour on the line.
         let code = &lines[11];
         assert!(code.spans.iter().any(|s| s.style.fg.is_some()));
+    }
+
+    #[test]
+    fn code_blocks_are_numbered_across_chunks_and_extracted_raw() {
+        let md = "```\na\n```\n\ntext\n\n```sh\nb\x1b[2J\n```\n";
+        let blocks = code_blocks(md);
+        assert_eq!(blocks, vec!["a".to_string(), "b\x1b[2J".to_string()]);
+        let shown = plain(&render_document(md, Theme::default(), ""));
+        assert!(shown.contains(&"``` [1]".to_string()), "{shown:?}");
+        assert!(shown.contains(&"```sh [2]".to_string()), "{shown:?}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod live;
 pub mod markdown;
 pub mod msg;
 pub mod sanitize;
+pub mod search;
 pub mod theme;
 pub mod timeline;
 pub mod transcript;

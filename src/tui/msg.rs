@@ -74,6 +74,8 @@ pub enum Msg {
     SessionList(Vec<SessionInfo>),
     /// The session was renamed.
     SessionRenamed(String),
+    /// The answer to [`Effect::ListModels`]: the models, newest first, or why not.
+    Models(Result<Vec<crate::api::ModelInfo>, String>),
     /// Something the event loop wants the person to know (a failed save, say).
     Notice {
         /// How it reads.
@@ -122,6 +124,18 @@ pub enum Effect {
         /// The turn in the conversation.
         turn_index: usize,
     },
+    /// Write an export (`/export`): `text` to `path`. A default path is never overwritten;
+    /// one the person named is.
+    WriteFile {
+        /// Where.
+        path: String,
+        /// What.
+        text: String,
+        /// The person named the path (an existing file is replaced).
+        overwrite: bool,
+    },
+    /// Fetch `GET /v1/models` (answered with [`Msg::Models`]).
+    ListModels,
     /// List the saved sessions (answered with [`Msg::SessionList`]).
     ListSessions,
     /// Open a saved session (answered with [`Msg::SessionOpened`]).

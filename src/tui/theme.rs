@@ -163,6 +163,27 @@ impl Theme {
         }
     }
 
+    /// The number of a code block in the transcript (`/copy code N`).
+    pub fn code_number(&self) -> Style {
+        self.fg(Style::new().add_modifier(Modifier::BOLD), Color::Cyan)
+    }
+
+    /// A search match in the transcript (reversed, so it shows without colour too).
+    pub fn search_match(&self) -> Style {
+        if self.color {
+            Style::new().fg(Color::Black).bg(Color::Yellow)
+        } else {
+            Style::new().add_modifier(Modifier::UNDERLINED)
+        }
+    }
+
+    /// The search match the view is on.
+    pub fn search_current(&self) -> Style {
+        Style::new()
+            .add_modifier(Modifier::REVERSED)
+            .add_modifier(Modifier::BOLD)
+    }
+
     /// A filled gauge cell, coloured by how much is left.
     pub fn gauge(&self, fraction_left: Option<f64>) -> Style {
         match fraction_left {

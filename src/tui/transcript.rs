@@ -152,6 +152,11 @@ impl TranscriptCache {
         self.stats
     }
 
+    /// The width of the last sync (0 before the first).
+    pub fn width(&self) -> u16 {
+        self.width
+    }
+
     /// Rows in the whole transcript at the last synced width.
     pub fn total_rows(&self) -> usize {
         self.offsets.last().copied().unwrap_or(0)
@@ -449,7 +454,14 @@ fn footer(turn: &Turn, fp: Fingerprint, theme: Theme) -> Vec<StyledLine> {
             prefix: vec![Span::raw(INDENT)],
             spans: vec![
                 Span::styled("Ctrl+R", theme.warn()),
-                Span::styled(" to retry", dim),
+                Span::styled(
+                    if crate::chat::resume::can_resume(turn) {
+                        " to retry or continue"
+                    } else {
+                        " to retry"
+                    },
+                    dim,
+                ),
             ],
             mode: WrapMode::Word,
         });

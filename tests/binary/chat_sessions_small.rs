@@ -77,3 +77,104 @@ fn two_unnamed_sessions_started_together_get_different_files() {
         );
     }
 }
+
+/// A session `name` whose only turn broke off after `keep` bytes of the mock's reply to
+/// `prompt`; returns the whole reply.
+fn broken_session(home: &Home, name: &str, prompt: &str, keep: usize) -> String {
+    let whole = backchat::mock::choose_reply(None, prompt).text.to_string();
+    let mut cut = keep.min(whole.len() - 1);
+    while !whole.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut turn = backchat::chat::Turn::new(prompt, "claude-sonnet-4-6");
+    turn.assistant = whole[..cut].to_string();
+    turn.state = backchat::chat::ReplyState::Interrupted {
+        reason: "the connection dropped mid-reply".into(),
+    };
+    let store = backchat::chat::SessionStore::new(home.sessions_dir());
+    let mut s = store.create(name).expect("a new session");
+    s.append_turn(&turn).expect("saved");
+    whole
+}
+
+#[test]
+fn continue_reply_finishes_the_broken_reply_in_both_ways() {
+    for (model, name) in [
+        ("claude-sonnet-4-6", "ask"),
+        ("claude-sonnet-4-5", "prefill"),
+    ] {
+        let home = Home::new();
+        let whole = broken_session(&home, name, "Tell me about token buckets.", 60);
+        let out = home.run(
+            &[
+                "-p",
+                "--continue-reply",
+                "--session",
+                name,
+                "--model",
+                model,
+            ],
+            &[],
+        );
+        let (stdout, stderr) = texts(&out);
+        assert_eq!(out.status.code(), Some(0), "{model}: {stderr}");
+        assert_eq!(
+            stdout.trim_end(),
+            whole.trim_end(),
+            "{model}: the whole reply"
+        );
+        let mut s = backchat::chat::SessionStore::new(home.sessions_dir())
+            .open_existing(name)
+            .expect("saved");
+        let (conv, report) = s.load().expect("loads");
+        assert!(report.is_clean());
+        assert_eq!(conv.turns.len(), 2);
+        assert!(conv.turns[0].superseded, "the broken turn is superseded");
+        assert_eq!(conv.turns[1].assistant.trim_end(), whole.trim_end());
+        // Nothing left to continue.
+        let out = home.run(&["-p", "--continue-reply", "--session", name], &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", texts(&out).1);
+        assert!(texts(&out).1.contains("not a reply that broke off"));
+    }
+}
+
+#[test]
+fn export_writes_a_session_as_markdown() {
+    let home = Home::new();
+    let mut turn = backchat::chat::Turn::new("What is GCRA?", "claude-sonnet-4-6");
+    turn.thinking = "A short answer will do.".into();
+    turn.assistant = "A rate limiter.".into();
+    turn.state = backchat::chat::ReplyState::Complete {
+        stop_reason: Some("end_turn".into()),
+    };
+    let store = backchat::chat::SessionStore::new(home.sessions_dir());
+    store
+        .create("notes")
+        .expect("new")
+        .append_turn(&turn)
+        .expect("saved");
+
+    let out = home.run(&["export", "notes"], &[]);
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.starts_with("---\nsession: notes\nmodel: claude-sonnet-4-6\ndate: 20"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("<details>\n<summary>Thinking</summary>\n\nA short answer will do."));
+    assert!(stdout.ends_with("## Claude (claude-sonnet-4-6)\n\n<details>\n<summary>Thinking</summary>\n\nA short answer will do.\n\n</details>\n\nA rate limiter.\n"), "{stdout}");
+
+    let file = home.root().join("notes.md");
+    let out = home.run(
+        &["export", "notes", "-o", file.to_str().expect("utf-8")],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
+    assert_eq!(std::fs::read_to_string(&file).expect("written"), stdout);
+
+    let out = home.run(&["export", "nope"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    // Only its own flags.
+    let out = home.run(&["export", "notes", "--model", "x"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -13,7 +13,13 @@ use backchat::mock::{FaultRates, MockConfig, MockServer};
 use clap::Parser;
 
 /// The chat's own flags (`-p` is `--print`).
-const CHAT: [&str; 4] = ["--print", "--events", "--demo", "--mock"];
+const CHAT: [&str; 5] = [
+    "--print",
+    "--continue-reply",
+    "--events",
+    "--demo",
+    "--mock",
+];
 const SESSION: [&str; 3] = ["--session", "--continue", "--no-session"];
 const CONVERSATION: [&str; 6] = [
     "--model",

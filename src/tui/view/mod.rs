@@ -3,6 +3,7 @@
 
 pub mod composer;
 pub mod help;
+pub mod model_picker;
 pub mod picker;
 pub mod quota_panel;
 pub mod status_bar;
@@ -102,6 +103,43 @@ fn render_rule(app: &App, area: Rect, buf: &mut Buffer) {
             );
         }
     }
+    if let Some(i) = app.resume_choice {
+        let label = app.labels.get(i).copied().unwrap_or(i as u64 + 1);
+        let kept = app
+            .conversation
+            .turns
+            .get(i)
+            .map_or(0, |t| t.assistant.trim_end().chars().count());
+        let line = Line::from(vec![
+            Span::styled("─ ", theme.dim()),
+            Span::styled(format!("#{label} broke off: "), theme.warn()),
+            Span::styled("c", theme.badge()),
+            Span::raw(format!(" continue its {kept} chars · ")),
+            Span::styled("r", theme.badge()),
+            Span::raw(" retry from scratch · "),
+            Span::styled("Esc", theme.badge()),
+            Span::raw(" "),
+        ]);
+        buf.set_line(area.x, area.y, &line, area.width);
+        return;
+    }
+    if let Some(s) = &app.search {
+        let hint = if s.editing {
+            "Enter: go · Esc: close"
+        } else {
+            "n/Enter next · N/Shift+Enter previous · Ctrl+F edit · Esc close"
+        };
+        let line = Line::from(vec![
+            Span::styled("─ ", theme.dim()),
+            Span::styled("find: ", theme.user_header()),
+            Span::raw(crate::tui::sanitize::sanitize(&s.query, 0)),
+            Span::raw("  "),
+            Span::styled(s.position(), theme.badge()),
+            Span::styled(format!(" · {hint} "), theme.dim()),
+        ]);
+        buf.set_line(area.x, area.y, &line, area.width);
+        return;
+    }
     let (text, style) = match &app.notice {
         Some(n) => (
             n.text.clone(),
@@ -176,7 +214,17 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) -> Option<P
         quota_panel::render(app, p, buf, now);
     }
     render_rule(app, a.rule, buf);
-    let cursor = composer::render(app, a.composer, buf);
+    let mut cursor = composer::render(app, a.composer, buf);
+    // While the search query is typed, the cursor is at its end on the rule line.
+    if let Some(s) = app.search.as_ref().filter(|s| s.editing) {
+        let w = unicode_width::UnicodeWidthStr::width("─ find: ")
+            + unicode_width::UnicodeWidthStr::width(s.query.as_str());
+        let w = u16::try_from(w).unwrap_or(u16::MAX);
+        cursor = Some(Position::new(
+            a.rule.x + w.min(a.rule.width.saturating_sub(1)),
+            a.rule.y,
+        ));
+    }
     status_bar::render(app, a.status, buf, now);
     if app.help_open {
         help::render(app, area, buf);
@@ -184,6 +232,10 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) -> Option<P
     }
     if let Some(p) = &app.picker {
         picker::render(app, p, area, buf, crate::clock::wall_at(now));
+        return None;
+    }
+    if let Some(p) = &app.model_picker {
+        model_picker::render(app, p, area, buf);
         return None;
     }
     cursor

@@ -186,7 +186,7 @@ pub fn spans(app: &App, width: u16, now: Instant) -> Vec<Span<'static>> {
         Vec::new()
     };
     let model = vec![Span::raw(
-        crate::tui::sanitize::sanitize(&app.config.model, 0).into_owned(),
+        crate::tui::sanitize::sanitize(&app.model_label(), 0).into_owned(),
     )];
     // Where pacing state lives: shared through Redis, or local because Redis is unreachable.
     let (limiter, limiter_short) = match &app.limiter {

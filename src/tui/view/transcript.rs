@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::tui::app::{App, ViewMetrics};
 use crate::tui::live::{self, Urgency};
+use crate::tui::search;
 use crate::tui::transcript::{INDENT, Row};
 
 fn welcome(app: &App) -> Vec<Line<'static>> {
@@ -56,6 +57,31 @@ pub fn live_line(app: &App, index: usize, now: Instant) -> Line<'static> {
     }
 }
 
+/// Mark the search's matches on transcript row `row` (drawn at `area.y`); the current one
+/// stands out.
+fn highlight_matches(app: &App, row: usize, line: &Line<'_>, area: Rect, buf: &mut Buffer) {
+    let Some(s) = &app.search else { return };
+    if s.query.is_empty() {
+        return;
+    }
+    let current = s.current.and_then(|i| s.hits.get(i)).copied();
+    for (nth, (from, to)) in search::find_in_row(&line.to_string(), &s.query)
+        .into_iter()
+        .enumerate()
+    {
+        let style = if current == Some(search::Hit { row, nth }) {
+            app.theme.search_current()
+        } else {
+            app.theme.search_match()
+        };
+        for x in from..to.min(usize::from(area.width)) {
+            if let Some(cell) = buf.cell_mut((area.x + x as u16, area.y)) {
+                cell.set_style(style);
+            }
+        }
+    }
+}
+
 /// Draw the visible part of the transcript.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
     if area.is_empty() {
@@ -86,6 +112,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         match row {
             Row::Line(line) => {
                 buf.set_line(area.x, yy, line, area.width);
+                highlight_matches(app, top + y, line, Rect { y: yy, ..area }, buf);
             }
             Row::Live(i) => {
                 buf.set_line(area.x, yy, &live_line(app, i, now), area.width);
