@@ -452,10 +452,10 @@ mod tests {
         let b = conversation(1, true);
         let w = run(&mut cache, &b, t0).write();
         // Read at 4 min: the entry now lives until 9 min.
-        assert_eq!(run(&mut cache, &b, t0 + Duration::from_secs(240)).read, w);
+        assert_eq!(run(&mut cache, &b, t0 + Duration::from_mins(4)).read, w);
         assert_eq!(run(&mut cache, &b, t0 + Duration::from_secs(530)).read, w);
         // Six minutes of silence: gone.
-        assert_eq!(run(&mut cache, &b, t0 + Duration::from_secs(900)).read, 0);
+        assert_eq!(run(&mut cache, &b, t0 + Duration::from_mins(15)).read, 0);
     }
 
     #[tokio::test(start_paused = true)]
