@@ -238,3 +238,49 @@ async fn the_client_sends_cache_control_and_reads_the_cache_fields() {
     }
     server.shutdown().await;
 }
+
+/// Run a conversation of `turns` turns, each adding `new_tokens` of prompt, through the
+/// driver (pacing on) against a Tier 1 mock; the outcome of each turn.
+async fn long_conversation(mode: CacheMode, turns: usize, new_tokens: usize) -> (Vec<String>, u64) {
+    let server = MockServer::start(support::quick_mock())
+        .await
+        .expect("mock");
+    let driver = support::driver(&server);
+    let mut history: Vec<Message> = Vec::new();
+    let mut outcomes = Vec::new();
+    for turn in 0..turns {
+        // About four bytes per token; a distinct paste each turn.
+        let paste = format!("turn {turn} line. ").repeat(new_tokens * 4 / 14);
+        history.push(Message::text(Role::User, paste));
+        let mut req = MessagesRequest::new("claude-sonnet-4-6", 1024, history.clone());
+        req.system = Some("You review code.".into());
+        req.apply_cache(mode, CacheTtl::FiveMinutes);
+        let events = support::collect(driver.run(req)).await;
+        match support::last(&events) {
+            TurnEvent::Finished { .. } => {
+                outcomes.push("ok".to_string());
+                history.push(Message::text(Role::Assistant, support::text_of(&events)));
+            }
+            TurnEvent::Failed(f) => {
+                outcomes.push(format!("{:?}", f.kind));
+                history.pop();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let rejected = server.control().stats().count(429);
+    server.shutdown().await;
+    (outcomes, rejected)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_150k_conversation_whose_new_part_fits_goes_through_at_tier_1() {
+    // Eight turns of ~20k new tokens each: the last request carries ~160k tokens, five
+    // times the 30k ITPM bucket, but only its new ~20k are charged.
+    let (outcomes, rate_limited) = long_conversation(CacheMode::Auto, 8, 20_000).await;
+    assert_eq!(outcomes, vec!["ok"; 8]);
+    assert_eq!(rate_limited, 0, "the cache prediction paces without a 429");
+    // Without caching the second turn (~40k) can never be accepted.
+    let (outcomes, _) = long_conversation(CacheMode::Off, 2, 20_000).await;
+    assert_eq!(outcomes, vec!["ok", "ExceedsQuota"]);
+}
