@@ -473,6 +473,19 @@ impl Usage {
     }
 }
 
+impl From<&Usage> for crate::cost::Tokens {
+    fn from(u: &Usage) -> Self {
+        let writes = u.cache_writes_by_ttl();
+        crate::cost::Tokens {
+            input: u.input_tokens,
+            cache_write_5m: writes.ephemeral_5m_input_tokens,
+            cache_write_1h: writes.ephemeral_1h_input_tokens,
+            cache_read: u.cache_read(),
+            output: u.output_tokens,
+        }
+    }
+}
+
 /// Usage as `message_delta` carries it: any field may be absent or null.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageDelta {
