@@ -318,9 +318,8 @@ pub fn write_event(w: &mut dyn Write, event: &TurnEvent) {
 /// tokens with no caching), `saved_usd`, `cache_hit_rate` and `price` (`"known"` or
 /// `"unknown"`; with an unknown price the dollar fields are null, never a guess).
 pub fn write_event_priced(w: &mut dyn Write, event: &TurnEvent, model: Option<&str>) {
-    let usage = match event {
-        TurnEvent::Usage(u) | TurnEvent::Finished { usage: u, .. } => u,
-        _ => return write_event(w, event),
+    let (TurnEvent::Usage(usage) | TurnEvent::Finished { usage, .. }) = event else {
+        return write_event(w, event);
     };
     let mut value = match serde_json::to_value(event) {
         Ok(v) => v,
