@@ -187,7 +187,6 @@ mod tests {
         assert_eq!(parse("/frobnicate"), Command::Unknown("frobnicate".into()));
         assert_eq!(parse("/sessions"), Command::Sessions);
         assert_eq!(parse("/new"), Command::Clear);
-        assert_eq!(parse("/rename my notes"),);
         assert_eq!(parse("/cost"), Command::Cost);
         assert_eq!(
             parse("/rename my notes"),
