@@ -27,7 +27,7 @@ pub struct Prices {
 }
 
 /// Token counts of one request, or a sum of them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Tokens {
     /// Uncached input (`input_tokens`).
     pub input: u64,
@@ -133,7 +133,7 @@ pub fn prices_for(model: &str) -> Option<Prices> {
 }
 
 /// A running total: a session's, or a load-test run's.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Tally {
     /// All tokens.
     pub tokens: Tokens,
