@@ -376,6 +376,8 @@ where
     // When the last event was `Sending` (an attempt in flight), and whether the slow answer
     // was announced already.
     let mut sending_since: Option<tokio::time::Instant> = None;
+    // The model that answers (from `Started`): usage events are priced for it.
+    let mut model: Option<String> = None;
     loop {
         let announce_at = sending_since
             .filter(|_| opts.header_timeout.is_some())
@@ -412,8 +414,11 @@ where
             return outcome(EXIT_INTERRUPTED, &printed, true);
         };
         sending_since = matches!(event, TurnEvent::Sending { .. }).then(tokio::time::Instant::now);
+        if let TurnEvent::Started { model: m, .. } = &event {
+            model = Some(m.clone());
+        }
         if let Some(w) = events.as_deref_mut()
-            && let Err(e) = write_event(w, &event)
+            && let Err(e) = write_event_priced(w, &event, model.as_deref())
         {
             return failed(err, &printed, write_failed("the events file", &e));
         }
@@ -477,6 +482,48 @@ pub fn write_event(w: &mut dyn Write, event: &TurnEvent) -> std::io::Result<()> 
     }
     writeln!(w, "{}", crate::secret::redact(&value.to_string()))?;
     w.flush()
+}
+
+/// Like [`write_event`], and a `usage` or `finished` event also gets a `cost` object priced
+/// for `model` (docs/architecture.md, *The TurnEvent seam*): `usd`, `uncached_usd` (the same
+/// tokens with no caching), `saved_usd`, `cache_hit_rate` and `price` (`"known"` or
+/// `"unknown"`; with an unknown price the dollar fields are null, never a guess).
+pub fn write_event_priced(
+    w: &mut dyn Write,
+    event: &TurnEvent,
+    model: Option<&str>,
+) -> std::io::Result<()> {
+    let (TurnEvent::Usage(usage) | TurnEvent::Finished { usage, .. }) = event else {
+        return write_event(w, event);
+    };
+    let mut value = match serde_json::to_value(event) {
+        Ok(v) => v,
+        Err(e) => serde_json::json!({"event": "unserializable", "error": e.to_string()}),
+    };
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("cost".into(), cost_json(usage, model));
+        obj.insert(
+            "ts".into(),
+            serde_json::Value::String(crate::clock::rfc3339_millis(crate::clock::wall_now())),
+        );
+    }
+    writeln!(w, "{}", crate::secret::redact(&value.to_string()))?;
+    w.flush()
+}
+
+fn cost_json(usage: &crate::api::Usage, model: Option<&str>) -> serde_json::Value {
+    let tokens = crate::cost::Tokens::from(usage);
+    let prices = model.and_then(crate::cost::prices_for);
+    let usd = prices.map(|p| p.cost(&tokens));
+    let uncached = prices.map(|p| p.uncached_cost(&tokens));
+    serde_json::json!({
+        "model": model,
+        "price": if prices.is_some() { "known" } else { "unknown" },
+        "usd": usd,
+        "uncached_usd": uncached,
+        "saved_usd": usd.zip(uncached).map(|(a, b)| b - a),
+        "cache_hit_rate": tokens.hit_rate(),
+    })
 }
 
 /// The one human line for an event, if it is notable.

@@ -12,6 +12,7 @@ pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod cost;
 pub mod exit;
 pub mod headless;
 pub mod limiter;

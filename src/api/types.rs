@@ -322,6 +322,41 @@ impl MessagesRequest {
         }
     }
 
+    /// The TTL of the cache entries this request writes, or `None` when it asks for no
+    /// caching (no top-level marker and no block marker).
+    pub fn cache_ttl(&self) -> Option<CacheTtl> {
+        let ttl = |c: &CacheControl| c.ttl.unwrap_or_default();
+        if let Some(c) = &self.cache_control {
+            return Some(ttl(c));
+        }
+        let system = match &self.system {
+            Some(SystemPrompt::Blocks(b)) => b.as_slice(),
+            _ => &[],
+        };
+        system
+            .iter()
+            .chain(self.messages.iter().flat_map(|m| m.content.iter()))
+            .find_map(|b| match b {
+                ContentBlock::Text {
+                    cache_control: Some(c),
+                    ..
+                } => Some(ttl(c)),
+                _ => None,
+            })
+    }
+
+    /// A fingerprint of the conversation this request belongs to: its model, system prompt
+    /// and first message. Two requests of one conversation share it; cache predictions are
+    /// kept under it.
+    pub fn conversation_key(&self) -> u64 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        self.model.hash(&mut h);
+        self.system.as_ref().map(SystemPrompt::text).hash(&mut h);
+        self.messages.first().map(Message::joined_text).hash(&mut h);
+        h.finish()
+    }
+
     /// Our estimate of the input tokens this request will be charged (see [`crate::tokens`]).
     pub fn estimated_input_tokens(&self) -> u64 {
         let mut total = crate::tokens::PER_REQUEST_OVERHEAD;
@@ -345,6 +380,15 @@ fn block_tokens(block: &ContentBlock) -> u64 {
         ContentBlock::Text { text, .. } => crate::tokens::count_text(text),
         ContentBlock::Thinking { thinking, .. } => crate::tokens::count_text(thinking),
     }
+}
+
+/// Model-id prefixes whose cache reads count toward ITPM (older models, per the rate-limits
+/// page). Every other model's reads are free.
+pub const CACHE_READS_COUNT: [&str; 3] = ["claude-3-5-haiku", "claude-3-haiku", "claude-3-opus"];
+
+/// Whether cache reads count toward ITPM on `model`.
+pub fn cache_reads_count(model: &str) -> bool {
+    CACHE_READS_COUNT.iter().any(|p| model.starts_with(p))
 }
 
 /// `usage.cache_creation`: the tokens written to the cache, split by TTL.
@@ -426,6 +470,19 @@ impl Usage {
             ephemeral_5m_input_tokens: self.cache_write(),
             ephemeral_1h_input_tokens: 0,
         })
+    }
+}
+
+impl From<&Usage> for crate::cost::Tokens {
+    fn from(u: &Usage) -> Self {
+        let writes = u.cache_writes_by_ttl();
+        crate::cost::Tokens {
+            input: u.input_tokens,
+            cache_write_5m: writes.ephemeral_5m_input_tokens,
+            cache_write_1h: writes.ephemeral_1h_input_tokens,
+            cache_read: u.cache_read(),
+            output: u.output_tokens,
+        }
     }
 }
 

@@ -13,6 +13,10 @@
 //!   which queues the next caller behind it: FIFO slots instead of a thundering herd at the
 //!   reset instant (docs/retries.md).
 //! - The input estimate and the expected output are corrected from the reported usage.
+//! - Prompt caching: a request that asks for caching is charged its estimated input less the
+//!   prefix it is predicted to read, which is what the previous request of the same
+//!   conversation read or wrote, if that was within the TTL. A wrong prediction shows in the
+//!   reported usage (and, at worst, as a 429), and the next prediction starts from it.
 //! - Until the first headers arrive nothing is known; then one request goes first and the
 //!   others wait (briefly) for what its headers say.
 
@@ -24,8 +28,8 @@ use futures::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Demand, Grant, GrantSource, Limiter, Reservation};
-use crate::api::{MessagesRequest, Usage};
+use super::{CacheHint, Demand, Grant, GrantSource, Limiter, Reservation};
+use crate::api::{MessagesRequest, Usage, cache_reads_count};
 use crate::quota::{
     Bucket, BucketQuota, ModelClass, QuotaSnapshot, TokenBucket, learn_capacity, refill_rate,
 };
@@ -197,6 +201,9 @@ struct State {
     classes: HashMap<ModelClass, ClassModel>,
     /// Grant ids are unique across classes.
     next_id: u64,
+    /// Per conversation ([`MessagesRequest::conversation_key`]): the prefix its last request
+    /// read or wrote, in tokens, and when that cache entry expires.
+    cache_prefixes: HashMap<u64, (f64, Instant)>,
 }
 
 impl State {
@@ -238,6 +245,7 @@ impl LocalLimiter {
                 config,
                 classes: HashMap::new(),
                 next_id: 1,
+                cache_prefixes: HashMap::new(),
             })),
         }
     }
@@ -327,18 +335,39 @@ impl LocalLimiter {
 impl Limiter for LocalLimiter {
     fn estimate(&self, request: &MessagesRequest) -> Demand {
         let class = ModelClass::of(&request.model);
+        let now = Instant::now();
         let mut st = self.lock();
         let model = st.class(&class);
-        let input = (request.estimated_input_tokens() as f64 * model.input_scale).ceil();
+        let total = (request.estimated_input_tokens() as f64 * model.input_scale).ceil();
         let output = model
             .output_estimate
             .min(f64::from(request.max_tokens))
             .ceil();
+        let cache = request.cache_ttl().map(|ttl| {
+            let key = request.conversation_key();
+            let cached = st
+                .cache_prefixes
+                .get(&key)
+                .filter(|(_, expires)| *expires > now)
+                .map_or(0.0, |(tokens, _)| *tokens);
+            CacheHint {
+                key,
+                ttl: ttl.duration(),
+                // Reads are free on current models; on the listed older ones they count.
+                predicted_read: if cache_reads_count(&request.model) {
+                    0.0
+                } else {
+                    cached.min(total)
+                },
+            }
+        });
+        let read = cache.map_or(0.0, |c| c.predicted_read);
         Demand {
             requests: 1.0,
-            input_tokens: input,
+            input_tokens: (total - read).max(0.0),
             output_tokens: output,
             class,
+            cache,
         }
     }
 
@@ -400,14 +429,33 @@ impl Limiter for LocalLimiter {
     fn settle(&self, grant: &Grant, usage: &Usage) {
         let now = Instant::now();
         let mut st = self.lock();
+        if let Some(hint) = grant.demand.cache {
+            // The next request of this conversation reads what this one read or wrote.
+            let prefix = (usage.cache_read() + usage.cache_write()) as f64;
+            if prefix > 0.0 {
+                st.cache_prefixes.insert(hint.key, (prefix, now + hint.ttl));
+            } else {
+                st.cache_prefixes.remove(&hint.key);
+            }
+            st.cache_prefixes.retain(|_, (_, expires)| *expires > now);
+        }
         let model = st.class(&grant.demand.class);
         model.streaming_output = (model.streaming_output - grant.demand.output_tokens).max(0.0);
         let actual_in = usage.rate_limited_input() as f64;
         let actual_out = usage.output_tokens as f64;
         let reserved_in = grant.demand.input_tokens;
         let reserved_out = grant.demand.output_tokens;
-        if actual_in > 0.0 && reserved_in > 0.0 {
-            let ratio = (actual_in / reserved_in * model.input_scale).clamp(0.1, 10.0);
+        // The scale corrects the token estimate, so it compares whole inputs: what was
+        // charged plus what was read against what was reserved plus what was predicted read.
+        let (scale_actual, scale_reserved) = match grant.demand.cache {
+            Some(hint) => (
+                usage.total_input() as f64,
+                reserved_in + hint.predicted_read,
+            ),
+            None => (actual_in, reserved_in),
+        };
+        if scale_actual > 0.0 && scale_reserved > 0.0 {
+            let ratio = (scale_actual / scale_reserved * model.input_scale).clamp(0.1, 10.0);
             model.input_scale = model.input_scale * (1.0 - EWMA_WEIGHT) + ratio * EWMA_WEIGHT;
         }
         if actual_out > 0.0 {
@@ -486,6 +534,7 @@ mod tests {
             input_tokens: input,
             output_tokens: 0.0,
             class: class(),
+            cache: None,
         }
     }
 
@@ -696,6 +745,7 @@ mod tests {
                 input_tokens: 10.0,
                 output_tokens: 500.0,
                 class: class(),
+                cache: None,
             },
         )
         .await;

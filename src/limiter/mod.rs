@@ -16,6 +16,8 @@ pub mod redis;
 pub use self::local::{LocalLimiter, LocalLimiterConfig, PROBE_WAIT};
 pub use self::redis::{RedisLimiter, RedisLimiterConfig};
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
@@ -33,6 +35,22 @@ pub struct Demand {
     pub output_tokens: f64,
     /// The model class the request counts against.
     pub class: ModelClass,
+    /// The prompt-cache prediction behind `input_tokens`, when the request asks for caching.
+    pub cache: Option<CacheHint>,
+}
+
+/// What the pacer assumed about the prompt cache for one request (docs/retries.md, *Prompt
+/// caching and pacing*): `input_tokens` of the [`Demand`] is the estimated total input less
+/// `predicted_read`, because cache reads do not count toward ITPM.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CacheHint {
+    /// Identifies the conversation (model, system prompt and first message), so that the
+    /// prediction is the previous request *of this conversation* on this key.
+    pub key: u64,
+    /// The TTL the request writes with: a prediction older than this is worthless.
+    pub ttl: Duration,
+    /// Tokens expected to be read from the cache (not charged).
+    pub predicted_read: f64,
 }
 
 impl Demand {

@@ -17,6 +17,7 @@
 //! docs/loadtest.md is the user's guide.
 
 mod args;
+pub mod conversation;
 pub mod e2e;
 pub mod metrics;
 pub mod policies;

@@ -30,6 +30,32 @@ pub async fn run(args: LoadtestArgs, api_key: Option<ApiKey>) -> i32 {
             }
         };
     }
+    // The conversation scenarios (E, F) run the engine against the mock's prompt cache.
+    if let Some(scn) = super::conversation::ConversationScenario::built_in(&args.scenario) {
+        let json = args.json;
+        let out = match scn {
+            Ok(scn) => {
+                tokio::task::spawn_blocking(move || super::conversation::run_cli(&scn, json))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+            }
+            Err(e) => {
+                eprintln!("backchat loadtest: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        return match out {
+            Ok(text) => {
+                println!("{}", text.trim_end());
+                0
+            }
+            Err(e) => {
+                eprintln!("backchat loadtest: {e}");
+                EXIT_FAILED
+            }
+        };
+    }
     let setup = match Setup::from_args(&args, api_key) {
         Ok(s) => s,
         Err(e) => {

@@ -16,7 +16,8 @@
 //! new prefix all miss, as on the API. A read refreshes the entry's TTL.
 //!
 //! ITPM is charged as the API charges it: uncached input plus cache writes; cache reads are
-//! free except on the models in [`READS_COUNT`].
+//! free except on the models in [`crate::api::CACHE_READS_COUNT`] (one list, shared with the
+//! pacer).
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -56,9 +57,6 @@ pub const MIN_CACHEABLE: [(&str, u64); 12] = [
 /// The minimum for a model not in [`MIN_CACHEABLE`].
 pub const DEFAULT_MIN_CACHEABLE: u64 = 1024;
 
-/// Model-id prefixes whose cache reads count toward ITPM (older models).
-pub const READS_COUNT: [&str; 3] = ["claude-3-5-haiku", "claude-3-haiku", "claude-3-opus"];
-
 /// The minimum cacheable prefix of `model`.
 pub fn min_cacheable(model: &str) -> u64 {
     MIN_CACHEABLE
@@ -67,9 +65,9 @@ pub fn min_cacheable(model: &str) -> u64 {
         .map_or(DEFAULT_MIN_CACHEABLE, |(_, n)| *n)
 }
 
-/// Whether cache reads count toward ITPM on `model`.
+/// Whether cache reads count toward ITPM on `model` (see [`crate::api::cache_reads_count`]).
 pub fn reads_count(model: &str) -> bool {
-    READS_COUNT.iter().any(|p| model.starts_with(p))
+    crate::api::cache_reads_count(model)
 }
 
 /// A request's input tokens, split the way usage reports them.
@@ -452,10 +450,10 @@ mod tests {
         let b = conversation(1, true);
         let w = run(&mut cache, &b, t0).write();
         // Read at 4 min: the entry now lives until 9 min.
-        assert_eq!(run(&mut cache, &b, t0 + Duration::from_secs(240)).read, w);
+        assert_eq!(run(&mut cache, &b, t0 + Duration::from_mins(4)).read, w);
         assert_eq!(run(&mut cache, &b, t0 + Duration::from_secs(530)).read, w);
         // Six minutes of silence: gone.
-        assert_eq!(run(&mut cache, &b, t0 + Duration::from_secs(900)).read, 0);
+        assert_eq!(run(&mut cache, &b, t0 + Duration::from_mins(15)).read, 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -696,6 +696,15 @@ impl App {
             }
             Command::Sessions => return vec![Effect::ListSessions],
             Command::Rename(name) => return vec![Effect::RenameSession(name)],
+            Command::Cost => {
+                let turns: Vec<(String, crate::cost::Tokens)> = self
+                    .conversation
+                    .turns
+                    .iter()
+                    .filter_map(|t| t.usage.as_ref().map(|u| (t.model.clone(), u.into())))
+                    .collect();
+                self.notice(NoticeKind::Info, commands::cost_report(&turns));
+            }
             Command::Retry => return self.retry(now),
             Command::Edit => self.edit_last(),
             Command::Continue => return self.continue_reply(now),

@@ -1,4 +1,7 @@
-//! Slash commands: parsing only (the app carries them out).
+//! Slash commands: parsing (the app carries them out), and the text of `/cost`.
+
+use crate::cost::{Prices, Tally, Tokens, prices_for, usd_text};
+use crate::tui::view::status_bar::compact;
 
 /// Most prompts `/burst` sends at once.
 pub const BURST_MAX: u32 = 50;
@@ -52,6 +55,8 @@ pub enum Command {
     Sessions,
     /// `/rename NAME`: rename this session.
     Rename(String),
+    /// `/cost`: the session's cost, broken down.
+    Cost,
     /// A command that exists, used wrongly: the message says how.
     Invalid(String),
     /// No such command.
@@ -97,6 +102,7 @@ pub fn parse(line: &str) -> Command {
                 _ => Command::Invalid("usage: /copy, /copy code or /copy code N".into()),
             }
         }
+        "cost" => Command::Cost,
         "sessions" | "resume" => Command::Sessions,
         "rename" => match arg {
             Some(name) => Command::Rename(name),
@@ -120,6 +126,67 @@ pub fn parse(line: &str) -> Command {
         }
         other => Command::Unknown(other.to_string()),
     }
+}
+
+/// The `/cost` breakdown of a conversation's turns `(model, tokens)`: the session's total and
+/// the last turn's, then each kind of token with its count and price, and what the prompt
+/// cache saved. A model without a price shows its token counts and "price unknown".
+pub fn cost_report(turns: &[(String, Tokens)]) -> String {
+    if turns.is_empty() {
+        return "cost: no usage yet".into();
+    }
+    let mut session = Tally::default();
+    for (model, t) in turns {
+        session.add(model, t);
+    }
+    let (last_model, last) = &turns[turns.len() - 1];
+    let mut turn = Tally::default();
+    turn.add(last_model, last);
+    let price = |t: &Tally| {
+        if t.priced() {
+            usd_text(t.usd)
+        } else {
+            "price unknown".into()
+        }
+    };
+    let t = session.tokens;
+    // Per kind, priced with the last turn's model when every turn used it.
+    let one_model = turns.iter().all(|(m, _)| m == last_model);
+    let p: Option<Prices> = one_model.then(|| prices_for(last_model)).flatten();
+    let part = |n: u64, rate: fn(&Prices) -> f64| match p {
+        Some(p) => format!("{} {}", compact(n), usd_text(n as f64 * rate(&p) / 1e6)),
+        None => compact(n),
+    };
+    let mut out = format!(
+        "cost: {} this session ({} turns) · this turn {} · input: {} uncached, {} written (5m), {} written (1h), {} read · output {}",
+        price(&session),
+        turns.len(),
+        price(&turn),
+        part(t.input, |p| p.base_input),
+        part(t.cache_write_5m, |p| p.cache_write_5m),
+        part(t.cache_write_1h, |p| p.cache_write_1h),
+        part(t.cache_read, |p| p.cache_read),
+        part(t.output, |p| p.output),
+    );
+    out.push_str(&format!(
+        " · cache: {:.0}% of input read, {} tokens not charged at full price",
+        t.hit_rate() * 100.0,
+        compact(t.cache_read)
+    ));
+    if session.priced() {
+        out.push_str(&format!(
+            ", saved {} (without caching: {})",
+            usd_text(session.saved_usd()),
+            usd_text(session.uncached_usd)
+        ));
+    }
+    if session.unpriced > 0 {
+        out.push_str(&format!(
+            " · {} turns with a model that has no price (counted in tokens only)",
+            session.unpriced
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -161,10 +228,35 @@ mod tests {
         assert!(matches!(parse("/copy code 0"), Command::Invalid(_)));
         assert!(matches!(parse("/copy all"), Command::Invalid(_)));
         assert_eq!(parse("/new"), Command::Clear);
+        assert_eq!(parse("/cost"), Command::Cost);
         assert_eq!(
             parse("/rename my notes"),
             Command::Rename("my notes".into())
         );
         assert!(matches!(parse("/rename"), Command::Invalid(_)));
+    }
+
+    #[test]
+    fn cost_report_breaks_the_session_down() {
+        let t = |input, w, r, out| Tokens {
+            input,
+            cache_write_5m: w,
+            cache_write_1h: 0,
+            cache_read: r,
+            output: out,
+        };
+        let turns = vec![
+            ("claude-sonnet-4-6".to_string(), t(10, 4000, 0, 700)),
+            ("claude-sonnet-4-6".to_string(), t(10, 1200, 4000, 700)),
+        ];
+        let text = cost_report(&turns);
+        assert!(text.starts_with("cost: $0.0"), "{text}");
+        assert!(text.contains("(2 turns)"), "{text}");
+        assert!(text.contains("4k $0.0012 read"), "{text}");
+        assert!(text.contains("saved"), "{text}");
+        let unknown = cost_report(&[("x-model".to_string(), t(10, 0, 0, 5))]);
+        assert!(unknown.contains("price unknown"), "{unknown}");
+        assert!(!unknown.contains('$'), "{unknown}");
+        assert_eq!(cost_report(&[]), "cost: no usage yet");
     }
 }

@@ -51,6 +51,7 @@ fn demand(requests: f64, input: f64, output: f64) -> Demand {
         input_tokens: input,
         output_tokens: output,
         class: class(),
+        cache: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The official Anthropic Python SDK against the mock: streaming, retries on a scripted 429,
-//! a 529 without retries, a mid-stream error, count_tokens and model paging.
+//! a 529 without retries, a mid-stream error, count_tokens and model paging, and prompt
+//! caching (the shared fixture `tests/sdk/cache_case.json`, the same numbers as tests/cache.rs).
 //!
 //! It talks to another process, so it runs on a real clock (multi-thread runtime) with a fast
 //! token rate. Without the `anthropic` package it fails and says how to install it, unless
@@ -65,5 +66,9 @@ async fn the_python_sdk_talks_to_the_mock() {
     let stats = server.control().stats();
     assert!(stats.count(200) >= 3, "{stats:?}");
     assert_eq!(stats.count(529), 1);
+    assert!(
+        stats.cache_read_tokens > 0,
+        "the SDK's cached requests read the cache"
+    );
     server.shutdown().await;
 }

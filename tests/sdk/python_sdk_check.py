@@ -9,6 +9,7 @@ raises, so the exit status is non-zero and the Rust test fails with the tracebac
 
 import json
 import math
+import os
 import sys
 import time
 import urllib.request
@@ -124,6 +125,53 @@ def check_count_tokens_and_models():
     print(f"ok count_tokens and {len(ids)} models over pages of 3")
 
 
+def expand(v):
+    """The fixture's shorthand: "@repeat:N:TEXT" stands for TEXT repeated N times."""
+    if isinstance(v, str) and v.startswith("@repeat:"):
+        n, text = v[len("@repeat:"):].split(":", 1)
+        return text * int(n)
+    if isinstance(v, list):
+        return [expand(x) for x in v]
+    if isinstance(v, dict):
+        return {k: expand(x) for k, x in v.items()}
+    return v
+
+
+def usage_row(u):
+    cc = u.cache_creation
+    return [
+        u.input_tokens,
+        u.cache_creation_input_tokens,
+        u.cache_read_input_tokens,
+        cc.ephemeral_5m_input_tokens if cc else None,
+        cc.ephemeral_1h_input_tokens if cc else None,
+    ]
+
+
+def check_prompt_caching():
+    """Replay tests/sdk/cache_case.json: the SDK sends cache_control (top-level and on
+    blocks) and must read the usage that tests/cache.rs expects from the same requests."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache_case.json")
+    with open(path) as f:
+        fx = expand(json.load(f))
+    for r in fx["requests"]:
+        c = anthropic.Anthropic(api_key=r["key"] + "-sdk", base_url=BASE_URL)
+        params = dict(r["body"], model=fx["model"], max_tokens=64)
+        if r["stream"]:
+            with c.messages.stream(**params) as stream:
+                start_usage = None
+                for event in stream:
+                    if event.type == "message_start":
+                        start_usage = usage_row(event.message.usage)
+                final = stream.get_final_message()
+            assert start_usage == r["expect"], (r["name"], "message_start", start_usage, r["expect"])
+        else:
+            final = c.messages.create(**params)
+        got = usage_row(final.usage)
+        assert got == r["expect"], (r["name"], got, r["expect"])
+        print(f"ok cache: {r['name']}: {got}")
+
+
 def main():
     print(f"anthropic {anthropic.__version__} against {BASE_URL}")
     check_stream()
@@ -131,6 +179,7 @@ def main():
     check_529_without_retries()
     check_midstream_error()
     check_count_tokens_and_models()
+    check_prompt_caching()
     print("all SDK checks passed")
 
 

@@ -614,6 +614,7 @@ mod tests {
             input_tokens: 10.0,
             output_tokens: 10.0,
             class: ModelClass::of("claude-sonnet-4-5"),
+            cache: None,
         };
         match limiter.reserve(d, false).await {
             Reservation::Granted(g) => assert_eq!(g.source, GrantSource::Local),

@@ -1,5 +1,7 @@
 //! The quota panel: a gauge per bucket (left / limit, reset countdown, age of the data) and
 //! the timeline of this session's attempts (a lane per turn on a time axis, then a log).
+//! Between them, once a turn has reported usage, the session's cost and the prompt cache's
+//! effect: this turn's cost, the hit rate, and the input tokens and dollars it saved.
 
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Widget};
 use tokio::time::Instant;
 
-use super::status_bar::{bucket_stale, compact};
+use super::status_bar::{bucket_stale, compact, cost_summary, dollars};
 use crate::quota::{Bucket, BucketQuota, QuotaSnapshot};
 use crate::tui::app::App;
 use crate::tui::live;
@@ -293,7 +295,54 @@ pub fn render_timeline(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
     }
 }
 
-/// Draw the whole panel (border, gauges, timeline).
+/// Rows the cost block takes (with the blank row before it).
+pub const COST_ROWS: u16 = 3;
+
+/// The cost block: `cost $0.0123 session · $0.0021 turn` and `cache 93% hit · saved 45k tok
+/// ($0.0410)`; `None` before any usage.
+pub fn cost_lines(app: &App) -> Option<[Line<'static>; 2]> {
+    let c = cost_summary(app)?;
+    let theme = app.theme;
+    let hit = (c.session.tokens.hit_rate() * 100.0).round() as u64;
+    let saved = if c.session.priced() {
+        format!(" ({})", crate::cost::usd_text(c.session.saved_usd()))
+    } else {
+        String::new()
+    };
+    let first = if c.session.priced() {
+        Line::from(vec![
+            Span::styled("cost  ", theme.dim()),
+            Span::raw(dollars(&c.session)),
+            Span::styled(" session · ", theme.dim()),
+            Span::raw(dollars(&c.turn)),
+            Span::styled(" turn", theme.dim()),
+        ])
+    } else {
+        // No price: the token counts, never a guessed figure.
+        let t = c.session.tokens;
+        Line::from(vec![
+            Span::styled("cost  ", theme.dim()),
+            Span::styled("price unknown", theme.warn()),
+            Span::styled(" · ", theme.dim()),
+            Span::raw(format!(
+                "{} in / {} out",
+                compact(t.total_input()),
+                compact(t.output)
+            )),
+        ])
+    };
+    Some([
+        first,
+        Line::from(vec![
+            Span::styled("cache ", theme.dim()),
+            Span::raw(format!("{hit}%")),
+            Span::styled(" hit · saved ", theme.dim()),
+            Span::raw(format!("{} tok{saved}", compact(c.tokens_saved()))),
+        ]),
+    ])
+}
+
+/// Draw the whole panel (border, gauges, cost, timeline).
 pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
     if area.is_empty() {
         return;
@@ -314,10 +363,19 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         ..inner
     };
     render_gauges(app.quota.as_ref(), g, buf, now, app.theme);
-    if inner.height > GAUGE_ROWS + 1 {
+    let mut top = GAUGE_ROWS;
+    if let Some(lines) = cost_lines(app)
+        && inner.height > GAUGE_ROWS + COST_ROWS
+    {
+        for (i, l) in lines.iter().enumerate() {
+            set(buf, inner, GAUGE_ROWS + 1 + i as u16, l);
+        }
+        top += COST_ROWS;
+    }
+    if inner.height > top + 1 {
         let t = Rect {
-            y: inner.y + GAUGE_ROWS + 1,
-            height: inner.height - GAUGE_ROWS - 1,
+            y: inner.y + top + 1,
+            height: inner.height - top - 1,
             ..inner
         };
         render_timeline(app, t, buf, now);

@@ -1,7 +1,9 @@
 //! The status bar: model, state with its countdown, quota against limits, the age of the
 //! numbers, and the `mock` marker. Always one row; narrower terminals get shorter variants.
 //! A wait shows its countdown, quota reads as what is left (not used), and stale numbers say
-//! how old they are (what the waits and readings mean: docs/retries.md).
+//! how old they are (what the waits and readings mean: docs/retries.md). Once a turn has
+//! reported usage, the widest variants add the session's cost, this turn's, and the share of
+//! input read from the prompt cache ([`cost_summary`]).
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -9,12 +11,75 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use tokio::time::Instant;
 
+use crate::cost::{Tally, Tokens, usd_text};
 use crate::limiter::LimiterHealth;
 use crate::quota::{Bucket, BucketQuota, QuotaSnapshot};
 use crate::tui::app::{App, Outcome};
 use crate::tui::live::{self, Urgency};
 use crate::tui::theme::Theme;
 use crate::tui::wrap::spans_width;
+
+/// What the session has cost so far, from the final usage of each turn (priced per turn's
+/// model with [`crate::cost`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CostSummary {
+    /// Every turn with usage.
+    pub session: Tally,
+    /// The newest turn with usage.
+    pub turn: Tally,
+}
+
+impl CostSummary {
+    /// Input tokens the cache saved from being charged at the full price (its reads).
+    pub fn tokens_saved(&self) -> u64 {
+        self.session.tokens.cache_read
+    }
+}
+
+/// The session's cost summary, or `None` before any turn has reported usage.
+pub fn cost_summary(app: &App) -> Option<CostSummary> {
+    let mut summary = CostSummary::default();
+    let mut any = false;
+    for turn in &app.conversation.turns {
+        if let Some(u) = &turn.usage {
+            let tokens = Tokens::from(u);
+            summary.session.add(&turn.model, &tokens);
+            summary.turn = Tally::default();
+            summary.turn.add(&turn.model, &tokens);
+            any = true;
+        }
+    }
+    any.then_some(summary)
+}
+
+/// `$0.0123`, or `price unknown` when no turn's model has a price.
+pub fn dollars(t: &Tally) -> String {
+    if t.priced() {
+        usd_text(t.usd)
+    } else {
+        "price unknown".to_string()
+    }
+}
+
+/// Cost spans: `$0.0123 session · $0.0021 turn · 93% cached`, or compact `$0.0123 · 93%c`.
+fn cost_spans(app: &App, compact_form: bool) -> Vec<Span<'static>> {
+    let Some(c) = cost_summary(app) else {
+        return Vec::new();
+    };
+    let theme = app.theme;
+    let hit = (c.session.tokens.hit_rate() * 100.0).round() as u64;
+    if compact_form {
+        return vec![Span::raw(format!("{} · {hit}%c", dollars(&c.session)))];
+    }
+    vec![
+        Span::raw(dollars(&c.session)),
+        Span::styled(" session · ", theme.dim()),
+        Span::raw(dollars(&c.turn)),
+        Span::styled(" turn · ", theme.dim()),
+        Span::raw(format!("{hit}%")),
+        Span::styled(" cached", theme.dim()),
+    ]
+}
 
 /// `1234` → `1.2k`, `20000` → `20k`, `1500000` → `1.5M`.
 pub fn compact(n: u64) -> String {
@@ -209,8 +274,28 @@ pub fn spans(app: &App, width: u16, now: Instant) -> Vec<Span<'static>> {
     let full_quota = quota_spans(app, now, false, true);
     let compact_quota = quota_spans(app, now, true, true);
     let bare_quota = quota_spans(app, now, true, false);
+    let cost = cost_spans(app, false);
+    let cost_compact = cost_spans(app, true);
     // From the most detailed to the least; the first that fits is drawn.
     let variants: Vec<Vec<Vec<Span<'static>>>> = vec![
+        vec![
+            mock.clone(),
+            limiter.clone(),
+            model.clone(),
+            state.clone(),
+            full_quota.clone(),
+            cost,
+            help.clone(),
+        ],
+        vec![
+            mock.clone(),
+            limiter.clone(),
+            model.clone(),
+            state.clone(),
+            full_quota.clone(),
+            cost_compact,
+            help.clone(),
+        ],
         vec![
             mock.clone(),
             limiter.clone(),

@@ -1,0 +1,412 @@
+//! Conversation scenarios (E and F in `assets/loadtest/`): long multi-turn chats at Tier 1,
+//! with and without prompt caching (docs/loadtest.md, *Conversations and caching*).
+//!
+//! Unlike the request scenarios A–D, each request here carries the whole history, so what
+//! the prompt cache does decides whether a turn fits the input bucket at all. The run is the
+//! real engine end to end: each user is a `retry::Driver` turn after turn, all users share
+//! one `LocalLimiter` (one process, one key), and the server is the in-process mock with its
+//! prompt cache (`mock::cache`), over loopback HTTP. Time runs on tokio's clock: paused, the
+//! 15 simulated minutes of scenario F take seconds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::api::{
+    CacheMode, CacheTtl, HttpTransport, HttpTransportConfig, Message, MessagesRequest, Role,
+};
+use crate::cost::{Tally, Tokens};
+use crate::mock::{MockConfig, MockLimits, MockServer, ScriptStep};
+use crate::retry::{Driver, FailureKind, RetryConfig, TurnEvent};
+use crate::secret::ApiKey;
+
+/// The conversation scenarios compiled in: (name, TOML text).
+pub const BUILT_IN: [(&str, &str); 2] = [
+    ("E", include_str!("../../assets/loadtest/E.toml")),
+    ("F", include_str!("../../assets/loadtest/F.toml")),
+];
+
+/// A conversation scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationScenario {
+    /// `E`, `F`, or the file's path (set when loaded).
+    #[serde(default)]
+    pub name: String,
+    /// What it is for.
+    #[serde(default)]
+    pub description: String,
+    /// People, each in their own conversation, all on one key.
+    pub users: usize,
+    /// Turns per conversation.
+    pub turns: usize,
+    /// Tokens of the system prompt.
+    pub system_tokens: u64,
+    /// Tokens of the file pasted in turn 1 (on top of the message).
+    pub file_tokens: u64,
+    /// Tokens of each message.
+    pub user_tokens: u64,
+    /// Tokens of each reply.
+    pub reply_tokens: u64,
+    /// Seconds between a reply's end and the next message.
+    pub think_s: f64,
+    /// The model asked for (it sets the price and the minimum cacheable prefix).
+    pub model: String,
+    /// Requests per minute.
+    pub rpm: u64,
+    /// Input tokens per minute.
+    pub itpm: u64,
+    /// Output tokens per minute.
+    pub otpm: u64,
+    /// The mock's output tokens per second.
+    pub token_rate: f64,
+}
+
+impl ConversationScenario {
+    /// A built-in conversation scenario by name, if `name` is one.
+    pub fn built_in(name: &str) -> Option<Result<ConversationScenario, String>> {
+        let (n, text) = BUILT_IN
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        Some(
+            toml::from_str::<ConversationScenario>(text)
+                .map(|mut s| {
+                    s.name = (*n).to_string();
+                    s
+                })
+                .map_err(|e| format!("scenario {n}: {e}")),
+        )
+    }
+
+    /// Time a reply takes to generate at the mock's speed, first-token latency included.
+    pub fn generation(&self) -> Duration {
+        Duration::from_secs_f64(self.reply_tokens as f64 / self.token_rate) + FIRST_TOKEN
+    }
+
+    /// The no-quota bound of one conversation: its think time and its generation.
+    pub fn no_quota_bound(&self) -> Duration {
+        let turns = u32::try_from(self.turns).unwrap_or(u32::MAX);
+        Duration::from_secs_f64(self.think_s) * turns.saturating_sub(1) + self.generation() * turns
+    }
+}
+
+const FIRST_TOKEN: Duration = Duration::from_millis(200);
+
+/// What one run (one cache mode) measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ConversationResult {
+    /// `auto`, `breakpoints` or `off`.
+    pub cache: String,
+    /// Turns that got their reply.
+    pub ok: u64,
+    /// Turns refused as impossible (`ExceedsQuota`).
+    pub rejected: u64,
+    /// Turns that failed another way.
+    pub failed: u64,
+    /// 429s the server sent.
+    pub rate_limited: u64,
+    /// Seconds from the start to the last reply.
+    pub makespan_s: f64,
+    /// The no-quota bound: think time + generation of one conversation.
+    pub bound_s: f64,
+    /// The lower bound with the quota, counting only the tokens the server charged
+    /// (uncached input + cache writes for input, output for output).
+    pub lb_s: f64,
+    /// Share of input tokens read from the cache, all turns.
+    pub cache_share: f64,
+    /// The same from turn 3 on.
+    pub cache_share_from_turn_3: f64,
+    /// All tokens and their cost.
+    pub tally: Tally,
+}
+
+impl ConversationResult {
+    /// 429s per turn that got its reply.
+    pub fn rate_limited_per_ok(&self) -> f64 {
+        if self.ok == 0 {
+            0.0
+        } else {
+            self.rate_limited as f64 / self.ok as f64
+        }
+    }
+}
+
+/// `n` tokens of text that no other user or turn shares (four bytes a token, as
+/// `tokens::count_text` counts them).
+fn text(tag: &str, n: u64) -> String {
+    let unit = format!("{tag} lorem ipsum ");
+    let len = usize::try_from(n.saturating_sub(1) * 4).unwrap_or(usize::MAX);
+    let mut s = unit.repeat(len / unit.len() + 1);
+    s.truncate(len);
+    s.push('.');
+    s
+}
+
+struct TurnRecord {
+    index: usize,
+    ok: bool,
+    rejected: bool,
+    tokens: Tokens,
+}
+
+async fn user(
+    driver: Driver,
+    scn: Arc<ConversationScenario>,
+    id: usize,
+    mode: CacheMode,
+) -> (Vec<TurnRecord>, Instant) {
+    let system = text(&format!("system{id}"), scn.system_tokens);
+    let mut history: Vec<Message> = Vec::new();
+    let mut records = Vec::new();
+    for index in 0..scn.turns {
+        if index > 0 {
+            tokio::time::sleep(Duration::from_secs_f64(scn.think_s)).await;
+        }
+        let mut prompt = text(&format!("u{id} t{index}"), scn.user_tokens);
+        if index == 0 {
+            prompt = format!(
+                "{}\n\n{prompt}",
+                text(&format!("file{id}"), scn.file_tokens)
+            );
+        }
+        history.push(Message::text(Role::User, prompt));
+        let mut req = MessagesRequest::new(scn.model.clone(), 1024, history.clone());
+        req.system = Some(system.clone().into());
+        req.apply_cache(mode, CacheTtl::FiveMinutes);
+        let mut reply = String::new();
+        let mut record = TurnRecord {
+            index,
+            ok: false,
+            rejected: false,
+            tokens: Tokens::default(),
+        };
+        let mut turn = std::pin::pin!(driver.run(req));
+        while let Some(ev) = turn.next().await {
+            match ev {
+                TurnEvent::TextDelta { text } => reply.push_str(&text),
+                TurnEvent::Finished { usage, .. } => {
+                    if std::env::var("BACKCHAT_CONV_DEBUG").is_ok() {
+                        eprintln!("user {id} turn {index}: ok {usage:?}");
+                    }
+                    record.ok = true;
+                    record.tokens = Tokens::from(&usage);
+                }
+                TurnEvent::Failed(f) => {
+                    if std::env::var("BACKCHAT_CONV_DEBUG").is_ok() {
+                        eprintln!("user {id} turn {index}: {:?} {}", f.kind, f.message);
+                    }
+                    record.rejected = f.kind == FailureKind::ExceedsQuota;
+                }
+                TurnEvent::RetryScheduled { message, .. }
+                    if std::env::var("BACKCHAT_CONV_DEBUG").is_ok() =>
+                {
+                    eprintln!("user {id} turn {index}: retry: {message}");
+                }
+                _ => {}
+            }
+        }
+        if record.ok {
+            history.push(Message::text(Role::Assistant, reply));
+        } else {
+            // A turn without a reply is not context for the next one.
+            history.pop();
+        }
+        records.push(record);
+    }
+    (records, Instant::now())
+}
+
+/// Run `scn` once with `mode`. Call on a paused clock for exact, fast runs.
+pub async fn run(
+    scn: &ConversationScenario,
+    mode: CacheMode,
+) -> Result<ConversationResult, String> {
+    let reply = text("reply", scn.reply_tokens);
+    let server = MockServer::start(MockConfig {
+        limits: MockLimits {
+            rpm: scn.rpm,
+            itpm: scn.itpm,
+            otpm: scn.otpm,
+            capacity_fraction: 1.0,
+        },
+        token_rate: scn.token_rate,
+        first_token_latency: FIRST_TOKEN,
+        seed: Some(7),
+        // One reply per request, 429s included (a step is consumed before the limits).
+        script: (0..scn.users * scn.turns * 20)
+            .map(|_| ScriptStep::Reply {
+                text: reply.clone(),
+            })
+            .collect(),
+        ..MockConfig::default()
+    })
+    .await
+    .map_err(|e| format!("the mock did not start: {e}"))?;
+    let mut cfg = HttpTransportConfig::new(&server.base_url(), ApiKey::new("sk-ant-loadtest-conv"));
+    // No pool-expiry timer: on a paused clock it would make time jump while a socket is busy.
+    cfg.pool_idle_timeout = None;
+    // Nor a response timer: while a loopback socket is busy the paused clock jumps to the
+    // next timer, and a 600 s one would fire for nothing.
+    cfg.header_timeout = Duration::from_hours(24);
+    cfg.idle_timeout = Duration::from_hours(24);
+    let transport = HttpTransport::new(cfg).map_err(|e| e.to_string())?;
+    let driver = Driver::new(Arc::new(transport))
+        .with_seed(42)
+        .with_config(RetryConfig {
+            // A long conversation may wait a minute for the input bucket; that is pacing,
+            // not a reason to give up.
+            max_wait: Duration::from_mins(10),
+            deadline: Duration::from_hours(1),
+            ..RetryConfig::default()
+        });
+    let scn = Arc::new(scn.clone());
+    // On a paused clock, a runtime with nothing ready jumps to its next timer, even while a
+    // loopback socket is still delivering a large body. A 1 ms ticker bounds each jump to a
+    // millisecond of simulated time, so no timer fires early by more than that.
+    let ticker = tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..scn.users)
+        .map(|id| tokio::spawn(user(driver.clone(), Arc::clone(&scn), id, mode)))
+        .collect();
+    let mut result = ConversationResult {
+        cache: mode.as_str().into(),
+        bound_s: scn.no_quota_bound().as_secs_f64(),
+        ..ConversationResult::default()
+    };
+    let mut end = start;
+    let (mut read3, mut total3) = (0u64, 0u64);
+    for t in tasks {
+        let (records, finished) = t.await.map_err(|e| e.to_string())?;
+        end = end.max(finished);
+        for r in records {
+            if r.ok {
+                result.ok += 1;
+                result.tally.add(&scn.model, &r.tokens);
+                if r.index >= 2 {
+                    read3 += r.tokens.cache_read;
+                    total3 += r.tokens.total_input();
+                }
+            } else if r.rejected {
+                result.rejected += 1;
+            } else {
+                result.failed += 1;
+            }
+        }
+    }
+    ticker.abort();
+    result.rate_limited = server.control().stats().count(429);
+    server.shutdown().await;
+    result.makespan_s = (end - start).as_secs_f64();
+    result.cache_share = result.tally.tokens.hit_rate();
+    result.cache_share_from_turn_3 = if total3 == 0 {
+        0.0
+    } else {
+        read3 as f64 / total3 as f64
+    };
+    // The quota's bound, charging only what the server charged: input beyond the full
+    // bucket refills at itpm/60, output likewise, and the last reply still has to stream.
+    let t = result.tally.tokens;
+    let charged_in = (t.input + t.cache_write_5m + t.cache_write_1h) as f64;
+    let itpm_bound = (charged_in - scn.itpm as f64).max(0.0) / (scn.itpm as f64 / 60.0);
+    let otpm_bound = (t.output as f64 - scn.otpm as f64).max(0.0) / (scn.otpm as f64 / 60.0);
+    let gen_s = scn.generation().as_secs_f64();
+    result.lb_s = result
+        .bound_s
+        .max(itpm_bound + gen_s)
+        .max(otpm_bound + gen_s);
+    Ok(result)
+}
+
+/// The report of one scenario: one row per cache mode.
+pub fn table(scn: &ConversationScenario, rows: &[ConversationResult]) -> String {
+    let baseline = rows.iter().find(|r| r.cache == "off");
+    let mut out = format!(
+        "scenario {} — {} ({} user(s) × {} turns, {} RPM, {} ITPM, {} OTPM)\n",
+        scn.name, scn.description, scn.users, scn.turns, scn.rpm, scn.itpm, scn.otpm
+    );
+    out.push_str("cache  ok   rejected  429  429/ok  makespan  bound   ×bound  LB      ×LB    read%  read%≥t3  cost      ×uncached  ×off-run\n");
+    for r in rows {
+        let vs_off = baseline
+            .filter(|b| b.tally.usd > 0.0)
+            .map_or("-".to_string(), |b| {
+                format!("{:.2}", r.tally.usd / b.tally.usd)
+            });
+        let vs_uncached = if r.tally.uncached_usd > 0.0 {
+            format!("{:.2}", r.tally.usd / r.tally.uncached_usd)
+        } else {
+            "-".into()
+        };
+        out.push_str(&format!(
+            "{:<6} {:<4} {:<9} {:<4} {:<7.3} {:<9.1} {:<7.1} {:<6.3} {:<7.1} {:<6.3} {:<6.1} {:<9.1} {:<9} {:<10} {}\n",
+            r.cache,
+            r.ok,
+            r.rejected,
+            r.rate_limited,
+            r.rate_limited_per_ok(),
+            r.makespan_s,
+            r.bound_s,
+            r.makespan_s / r.bound_s,
+            r.lb_s,
+            r.makespan_s / r.lb_s,
+            r.cache_share * 100.0,
+            r.cache_share_from_turn_3 * 100.0,
+            crate::cost::usd_text(r.tally.usd),
+            vs_uncached,
+            vs_off,
+        ));
+    }
+    out
+}
+
+/// `backchat loadtest --scenario E|F`: both cache modes on a paused clock, the table (or
+/// JSON) on stdout.
+pub fn run_cli(scn: &ConversationScenario, json: bool) -> Result<String, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let rows = rt.block_on(async {
+        let mut rows = Vec::new();
+        for mode in [CacheMode::Auto, CacheMode::Off] {
+            rows.push(run(scn, mode).await?);
+        }
+        Ok::<_, String>(rows)
+    })?;
+    if json {
+        serde_json::to_string_pretty(&serde_json::json!({"scenario": scn, "rows": rows}))
+            .map_err(|e| e.to_string())
+    } else {
+        Ok(table(scn, &rows))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_scenarios_parse_and_text_has_its_size() {
+        let e = ConversationScenario::built_in("E")
+            .expect("E")
+            .expect("parses");
+        assert_eq!((e.users, e.turns, e.itpm), (1, 40, 30_000));
+        let f = ConversationScenario::built_in("f")
+            .expect("F")
+            .expect("parses");
+        assert_eq!(f.users, 4);
+        assert!(ConversationScenario::built_in("A").is_none());
+        assert_eq!(crate::tokens::count_text(&text("x", 500)), 500);
+        // 39 thinks of 10 s and 40 replies of 700 tokens at 60/s (+0.2 s first token).
+        assert!(
+            (e.no_quota_bound().as_secs_f64() - (390.0 + 40.0 * (700.0 / 60.0 + 0.2))).abs() < 1e-6
+        );
+    }
+}
