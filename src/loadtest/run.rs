@@ -78,8 +78,13 @@ impl Setup {
                     .await
                     .map_err(|e| format!("the simulation stopped: {e}"))??
             }
-            Target::Mock { scale, processes } => {
-                self.run_mock(*scale, *processes, &progress).await?
+            Target::Mock {
+                scale,
+                processes,
+                proxies,
+            } => {
+                self.run_mock(*scale, *processes, *proxies, &progress)
+                    .await?
             }
             Target::Endpoint { base_url, key } => {
                 let mut out = Vec::new();
@@ -152,6 +157,7 @@ impl Setup {
         &self,
         scale: f64,
         processes: usize,
+        proxies: usize,
         progress: &Progress,
     ) -> Result<Vec<(Row, u64, RunRecord)>, String> {
         let mut out = Vec::new();
@@ -170,7 +176,8 @@ impl Setup {
             } else {
                 let runs = self.rows.iter().map(|&row| async move {
                     let plan = self.plan(row, seed);
-                    e2e::run(&plan, scale, Some(progress))
+                    let proxy_limiter = self.limiter_url.as_deref();
+                    e2e::run_via(&plan, scale, Some(progress), proxies, proxy_limiter)
                         .await
                         .map(|r| (row, seed, r))
                 });
@@ -209,7 +216,19 @@ impl Setup {
             .collect();
         let (engine, time_scale, processes) = match &self.target {
             Target::Simulated => ("simulated", 1.0, 1),
-            Target::Mock { scale, processes } => ("e2e", *scale, *processes),
+            Target::Mock {
+                scale,
+                processes,
+                proxies: 0,
+            } => ("e2e", *scale, *processes),
+            Target::Mock {
+                scale,
+                processes,
+                proxies: 1,
+            } => ("e2e via proxy", *scale, *processes),
+            Target::Mock {
+                scale, processes, ..
+            } => ("e2e via proxies", *scale, *processes),
             Target::Endpoint { .. } => ("endpoint", 1.0, 1),
         };
         Report {
