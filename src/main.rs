@@ -1,5 +1,7 @@
 //! The `backchat` binary: parse the command line, pick the surface, run it.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 
 use backchat::chat::SessionChoice;
@@ -57,7 +59,21 @@ async fn run(cli: Cli) -> i32 {
                 Err(code) => return code,
             };
             start_logging(&config);
-            backchat::proxy::run(*args, &config, env(backchat::proxy::TOKEN_ENV)).await
+            let server =
+                match backchat::proxy::start(&args, &config, env(backchat::proxy::TOKEN_ENV)).await
+                {
+                    Ok(s) => s,
+                    Err(code) => return code,
+                };
+            // The full-screen view needs a terminal on both ends; otherwise, log lines.
+            let terminal = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+            if args.headless || !terminal {
+                backchat::proxy::serve_headless(server).await
+            } else {
+                let banner = backchat::proxy::banner(&server);
+                let theme = backchat::tui::theme::Theme::from_config(config.theme);
+                backchat::tui::proxy_view::run(server, banner, theme).await
+            }
         }
         Some(Command::Loadtest(args)) => {
             // The load test takes its target from its own flags; from the configuration only

@@ -115,6 +115,12 @@ pub struct LoadtestArgs {
     /// each reaching the one mock (one quota) through its own loopback front end.
     #[arg(long, value_name = "M", default_value_t = 1, help_heading = "Run")]
     pub machines: usize,
+    /// End to end: send every policy's requests through `backchat proxy` in front of the mock
+    /// (P proxies, requests spread round-robin; with `--shared-limiter` the proxies share the
+    /// key's quota through it, without it each paces alone). The policies become the proxy's
+    /// clients.
+    #[arg(long, value_name = "P", num_args = 0..=1, default_missing_value = "1", help_heading = "Run")]
+    pub via_proxy: Option<usize>,
     /// With `--shared-limiter`: run the backchat policy twice, pacing each process on its own
     /// and through the shared limiter, and show both rows (`backchat`, `backchat+shared`).
     #[arg(long, help_heading = "Run")]

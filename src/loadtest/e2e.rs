@@ -31,6 +31,7 @@ use crate::api::{
     TransportError, TransportResponse,
 };
 use crate::mock::{MockConfig, MockServer, Outage};
+use crate::proxy::{ProxyConfig, ProxyServer};
 use crate::secret::ApiKey;
 
 /// The prefix of the keys the load test sends to its mock (any key works there).
@@ -200,6 +201,20 @@ pub async fn run(
     scale: f64,
     progress: Option<&Progress>,
 ) -> Result<RunRecord, String> {
+    run_via(plan, scale, progress, 0, None).await
+}
+
+/// Run a plan end to end against a fresh in-process mock, through `proxies` fresh
+/// `backchat proxy` servers in front of it (none: directly). The proxies run the engine on
+/// the mock's shrunk minute and, with `proxy_limiter`, share the key's quota through Redis;
+/// the users' requests go to them in turn.
+pub async fn run_via(
+    plan: &RunPlan,
+    scale: f64,
+    progress: Option<&Progress>,
+    proxies: usize,
+    proxy_limiter: Option<&str>,
+) -> Result<RunRecord, String> {
     let config = mock_config(&plan.scenario, scale)?;
     let server = MockServer::start(config)
         .await
@@ -209,10 +224,70 @@ pub async fn run(
         scale,
     };
     let key = ApiKey::new(run_key());
-    let transport = E2eTransport::to_mock(&server.base_url(), &plan.scenario, scale, key.clone())?;
-    let record = run_users(plan, Arc::new(transport), key.as_ref(), time, progress).await;
+    let mut running = Vec::new();
+    for _ in 0..proxies {
+        let mut c = ProxyConfig::new(server.base_url());
+        c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        c.retry = super::policies::backchat_retry_config(scale);
+        c.time_scale = scale;
+        c.shared_limiter = proxy_limiter.map(str::to_string);
+        c.seed = Some(plan.seed);
+        let proxy = ProxyServer::start(c)
+            .await
+            .map_err(|e| format!("cannot start a proxy: {e}"))?;
+        if std::env::var_os("BACKCHAT_LOADTEST_PROXY_LOG").is_some() {
+            // Diagnostics: the proxies' own log lines (requests, waits, give-ups) on stderr.
+            tokio::spawn(crate::proxy::log_to_stderr(proxy.subscribe()));
+        }
+        running.push(proxy);
+    }
+    let record = if running.is_empty() {
+        let transport =
+            E2eTransport::to_mock(&server.base_url(), &plan.scenario, scale, key.clone())?;
+        run_users(plan, Arc::new(transport), key.as_ref(), time, progress).await
+    } else {
+        let mut transports = Vec::new();
+        for p in &running {
+            transports.push(E2eTransport::to_mock(
+                &p.base_url(),
+                &plan.scenario,
+                scale,
+                key.clone(),
+            )?);
+        }
+        let transport = RoundRobin {
+            transports,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        };
+        run_users(plan, Arc::new(transport), key.as_ref(), time, progress).await
+    };
+    for p in running {
+        p.shutdown().await;
+    }
     server.shutdown().await;
     record
+}
+
+/// Requests spread over several proxies in turn.
+struct RoundRobin {
+    transports: Vec<E2eTransport>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Transport for RoundRobin {
+    fn send(
+        &self,
+        request: &MessagesRequest,
+        attempt: u32,
+    ) -> BoxFuture<'static, Result<TransportResponse, TransportError>> {
+        let i =
+            self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.transports.len();
+        self.transports[i].send(request, attempt)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} proxies in front of the mock", self.transports.len())
+    }
 }
 
 /// Run a plan against a real endpoint (real time, real quota).

@@ -160,6 +160,15 @@ pub fn table(report: &Report) -> String {
                 String::new()
             }
         ),
+        "e2e via proxy" | "e2e via proxies" => format!(
+            "end to end over loopback HTTP, time ×{}, every policy a client of {}",
+            report.time_scale,
+            if report.engine == "e2e via proxy" {
+                "backchat proxy"
+            } else {
+                "backchat proxies sharing the quota"
+            }
+        ),
         "endpoint" => "a real endpoint, real time".to_string(),
         _ => "simulated, paused clock".to_string(),
     };

@@ -108,8 +108,9 @@ impl Setup {
                 scale,
                 processes,
                 machines,
+                proxies,
             } => {
-                self.run_mock(*scale, *processes, *machines, &progress)
+                self.run_mock(*scale, *processes, *machines, *proxies, &progress)
                     .await?
             }
             Target::Endpoint { base_url, key } => {
@@ -184,6 +185,7 @@ impl Setup {
         scale: f64,
         processes: usize,
         machines: usize,
+        proxies: usize,
         progress: &Progress,
     ) -> Result<Vec<(Row, u64, RunRecord)>, String> {
         let mut out = Vec::new();
@@ -203,7 +205,8 @@ impl Setup {
             } else {
                 let runs = self.rows.iter().map(|&row| async move {
                     let plan = self.plan(row, seed);
-                    e2e::run(&plan, scale, Some(progress))
+                    let proxy_limiter = self.limiter_url.as_deref();
+                    e2e::run_via(&plan, scale, Some(progress), proxies, proxy_limiter)
                         .await
                         .map(|r| (row, seed, r))
                 });
@@ -243,8 +246,20 @@ impl Setup {
         let (engine, time_scale, processes) = match &self.target {
             Target::Simulated => ("simulated", 1.0, 1),
             Target::Mock {
-                scale, processes, ..
+                scale,
+                processes,
+                proxies: 0,
+                ..
             } => ("e2e", *scale, *processes),
+            Target::Mock {
+                scale,
+                processes,
+                proxies: 1,
+                ..
+            } => ("e2e via proxy", *scale, *processes),
+            Target::Mock {
+                scale, processes, ..
+            } => ("e2e via proxies", *scale, *processes),
             Target::Endpoint { .. } => ("endpoint", 1.0, 1),
         };
         Report {

@@ -20,6 +20,8 @@ pub(super) enum Target {
         scale: f64,
         processes: usize,
         machines: usize,
+        /// Proxies in front of the mock (0: the users talk to it directly).
+        proxies: usize,
     },
     /// A real endpoint (`--base-url`), on the configured key.
     Endpoint {
@@ -125,6 +127,9 @@ impl Setup {
             if args.processes > 1 {
                 return Err("--processes works only against the embedded mock".into());
             }
+            if args.via_proxy.is_some() {
+                return Err("--via-proxy works only against the embedded mock".into());
+            }
             Target::Endpoint {
                 base_url: base_url.clone(),
                 key: api_key,
@@ -136,13 +141,23 @@ impl Setup {
                         "--processes needs real processes and real time: add --engine e2e".into(),
                     );
                 }
+                Engine::Sim if args.via_proxy.is_some() => {
+                    return Err(
+                        "--via-proxy needs real HTTP and real time: add --engine e2e".into(),
+                    );
+                }
                 Engine::Sim => Target::Simulated,
                 Engine::E2e => {
                     e2e::mock_config(&scenario, args.time_scale)?;
+                    let proxies = args.via_proxy.unwrap_or(0);
+                    if proxies > 0 && args.processes > 1 {
+                        return Err("--via-proxy runs in one process: drop --processes".into());
+                    }
                     Target::Mock {
                         scale: args.time_scale,
                         processes: args.processes,
                         machines: args.machines.clamp(1, args.processes.max(1)),
+                        proxies,
                     }
                 }
             }
@@ -157,7 +172,7 @@ impl Setup {
                         .into(),
                 );
             }
-            if !policies.contains(&PolicyId::Backchat) {
+            if args.via_proxy.is_none() && !policies.contains(&PolicyId::Backchat) {
                 return Err(
                     "--shared-limiter is used by the backchat policy only: add it to --policy"
                         .into(),
@@ -172,9 +187,10 @@ impl Setup {
         }
         Ok(Setup {
             scenario,
+            // Through proxies, the proxies pace through the shared limiter, not the policies.
             rows: rows(
                 &policies,
-                args.shared_limiter.is_some(),
+                args.shared_limiter.is_some() && args.via_proxy.is_none(),
                 args.compare_unshared,
             ),
             seeds,

@@ -461,28 +461,20 @@ impl Forward {
                     if start > now {
                         let delay = start - now;
                         let bucket = ticket.grant.bucket.unwrap_or(Bucket::Requests);
+                        // A proxy's client holds its connection open to be served, and the
+                        // queue ahead of it is other clients' requests: refusing at --max-wait
+                        // would only send it to the back of the same queue with a 429 (which
+                        // unpaced clients retry at once). So only --deadline bounds a pacing
+                        // wait here; --max-wait bounds the waits the server asks for.
                         if start > deadline {
                             return Err(TurnFailure {
                                 kind: FailureKind::DeadlineExceeded,
                                 message: format!(
-                                    "The quota would not allow this request before its deadline ({} from now).",
-                                    human_duration(delay)
-                                ),
-                                api: None,
-                                transport: None,
-                                resets_at: Some(start),
-                                attempts: attempt - 1,
-                            });
-                        }
-                        if delay > config.retry.max_wait {
-                            return Err(TurnFailure {
-                                kind: FailureKind::WaitTooLong,
-                                message: format!(
-                                    "The {} quota would make this request wait {}, longer than --max-wait ({}). \
-                                     It frees up at {}; try again then, or raise the proxy's --max-wait.",
+                                    "The {} quota would make this request wait {}, past the proxy's --deadline ({}). \
+                                     It frees up at {}; try again then, or raise --deadline.",
                                     bucket.label(),
                                     human_duration(delay),
-                                    human_duration(config.retry.max_wait),
+                                    human_duration(config.retry.deadline),
                                     local_clock(start)
                                 ),
                                 api: None,

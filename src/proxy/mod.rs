@@ -23,5 +23,5 @@ pub use events::{ProxyEvent, ProxyEventKind, RequestLabel, RequestLog, log_to_st
 pub use forward::{ATTEMPTS_HEADER, GAVE_UP_HEADER, WAITED_HEADER};
 pub use inspect::{RequestFacts, UsageScanner};
 pub use metrics::{METRIC_NAMES, Metrics, Totals};
-pub use run::run;
+pub use run::{banner, proxy_config, run, serve_headless, start};
 pub use server::{ProxyConfig, ProxyError, ProxyServer, TOKEN_HEADER};

@@ -1,8 +1,6 @@
 //! The `backchat proxy` command: build the [`ProxyConfig`] from the flags and the resolved
-//! configuration, say where it listens (and who may use it), then log or show every request
-//! until Ctrl+C.
-
-use std::io::IsTerminal;
+//! configuration, say where it listens (and who may use it), then log every request until
+//! Ctrl+C. In a terminal, `main` hands the started server to the TUI's proxy view instead.
 
 use super::args::ProxyArgs;
 use super::events::log_to_stderr;
@@ -33,9 +31,14 @@ pub fn proxy_config(args: &ProxyArgs, config: &Config, token_env: Option<String>
     }
 }
 
-/// Run the proxy until Ctrl+C; the exit code.
-pub async fn run(args: ProxyArgs, config: &Config, token_env: Option<String>) -> i32 {
-    let proxy_config = proxy_config(&args, config, token_env);
+/// Start the proxy `args` describe and say where it listens (and who may use it) on stderr;
+/// on failure, print why and return the exit code.
+pub async fn start(
+    args: &ProxyArgs,
+    config: &Config,
+    token_env: Option<String>,
+) -> Result<ProxyServer, i32> {
+    let proxy_config = proxy_config(args, config, token_env);
     if let Some(t) = &proxy_config.token
         && let Some(k) = crate::secret::ApiKey::new(t.clone())
     {
@@ -45,22 +48,11 @@ pub async fn run(args: ProxyArgs, config: &Config, token_env: Option<String>) ->
         Ok(s) => s,
         Err(e) => {
             eprintln!("backchat proxy: {e}");
-            return crate::exit::USAGE;
+            return Err(crate::exit::USAGE);
         }
     };
     let c = server.config();
-    let pacing = match (&c.pacing, &c.shared_limiter) {
-        (false, _) => "pacing off".to_string(),
-        (true, Some(url)) => format!("quota shared through {}", crate::secret::redact(url)),
-        (true, None) => "pacing in this process".to_string(),
-    };
-    eprintln!(
-        "backchat proxy listening on {} -> {} ({pacing}; up to {} retries, --max-wait {})",
-        server.base_url(),
-        c.upstream,
-        c.retry.max_retries,
-        crate::clock::human_duration(c.retry.max_wait)
-    );
+    eprintln!("{}", banner(&server));
     if c.listen.ip().is_loopback() {
         eprintln!(
             "Loopback only. Point clients at it: export ANTHROPIC_BASE_URL={}",
@@ -77,9 +69,29 @@ pub async fn run(args: ProxyArgs, config: &Config, token_env: Option<String>) ->
         "Metrics: {}/metrics. Press Ctrl+C to stop.",
         server.base_url()
     );
-    let headless = args.headless || !std::io::stderr().is_terminal();
+    Ok(server)
+}
+
+/// One line: where the proxy listens, where it forwards, how it paces and retries.
+pub fn banner(server: &ProxyServer) -> String {
+    let c = server.config();
+    let pacing = match (&c.pacing, &c.shared_limiter) {
+        (false, _) => "pacing off".to_string(),
+        (true, Some(url)) => format!("quota shared through {}", crate::secret::redact(url)),
+        (true, None) => "pacing in this process".to_string(),
+    };
+    format!(
+        "backchat proxy listening on {} -> {} ({pacing}; up to {} retries, --max-wait {})",
+        server.base_url(),
+        c.upstream,
+        c.retry.max_retries,
+        crate::clock::human_duration(c.retry.max_wait)
+    )
+}
+
+/// Log one line per request and per wait on stderr until Ctrl+C, then stop. The exit code.
+pub async fn serve_headless(server: ProxyServer) -> i32 {
     let log = tokio::spawn(log_to_stderr(server.subscribe()));
-    let _ = headless;
     if let Err(e) = tokio::signal::ctrl_c().await {
         eprintln!("backchat proxy: cannot wait for Ctrl+C ({e}); stopping");
     }
@@ -87,4 +99,12 @@ pub async fn run(args: ProxyArgs, config: &Config, token_env: Option<String>) ->
     log.abort();
     eprintln!("backchat proxy stopped");
     crate::exit::OK
+}
+
+/// `backchat proxy --headless`: start, then log until Ctrl+C. The exit code.
+pub async fn run(args: ProxyArgs, config: &Config, token_env: Option<String>) -> i32 {
+    match start(&args, config, token_env).await {
+        Ok(server) => serve_headless(server).await,
+        Err(code) => code,
+    }
 }

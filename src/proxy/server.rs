@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use super::events::ProxyEvent;
 use super::metrics::Metrics;
-use crate::limiter::{Limiter, LocalLimiter, RedisLimiter, RedisLimiterConfig};
+use crate::limiter::{Limiter, LocalLimiter, LocalLimiterConfig, RedisLimiter, RedisLimiterConfig};
 use crate::retry::{RetryBudget, RetryConfig};
 use crate::secret::ApiKey;
 
@@ -51,6 +51,9 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// Seed the retry jitter (tests and load-test runs).
     pub seed: Option<u64>,
+    /// 1 against a real API. The load test puts the proxy in front of a mock whose minute is
+    /// shrunk by this factor, and the pacer's minute must shrink with it.
+    pub time_scale: f64,
 }
 
 impl ProxyConfig {
@@ -68,6 +71,7 @@ impl ProxyConfig {
             header_timeout: Duration::from_mins(10),
             idle_timeout: Duration::from_mins(5),
             seed: None,
+            time_scale: 1.0,
         }
     }
 
@@ -157,12 +161,15 @@ impl Shared {
                 (false, _) => None,
                 (true, Some(url)) => {
                     let shared = RedisLimiterConfig {
-                        max_ahead: self.config.retry.max_wait.min(self.config.retry.deadline),
-                        ..RedisLimiterConfig::new(url.clone())
+                        // A proxy queues up to the deadline (see `forward::pace`).
+                        max_ahead: self.config.retry.deadline,
+                        ..RedisLimiterConfig::new(url.clone()).time_scaled(self.config.time_scale)
                     };
                     Some(Arc::new(RedisLimiter::connect(shared, key).await))
                 }
-                (true, None) => Some(Arc::new(LocalLimiter::new())),
+                (true, None) => Some(Arc::new(LocalLimiter::with_config(
+                    LocalLimiterConfig::time_scaled(self.config.time_scale),
+                ))),
             };
         let lane = Arc::new(Lane {
             limiter,

@@ -20,6 +20,7 @@ pub mod keymap;
 pub mod live;
 pub mod markdown;
 pub mod msg;
+pub mod proxy_view;
 pub mod sanitize;
 pub mod search;
 pub mod theme;

@@ -1,0 +1,80 @@
+//! The official Anthropic Python SDK through `backchat proxy`, against the mock scripted with
+//! 429s and 529s: with `max_retries=0` the SDK sees no error; when the proxy gives up, the
+//! SDK's own retries stay off (`x-should-retry: false`).
+//!
+//! It talks to another process, so it runs on a real clock. Without the `anthropic` package
+//! it fails and says how to install it, unless `BACKCHAT_SKIP_SDK_TESTS=1` is set.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test may fail by panicking"
+)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use backchat::mock::{MockConfig, MockServer};
+use backchat::proxy::{ProxyConfig, ProxyServer};
+
+fn sdk_available() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import anthropic"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_through_the_proxy_never_sees_a_pre_stream_429() {
+    if !sdk_available() {
+        if std::env::var("BACKCHAT_SKIP_SDK_TESTS").is_ok_and(|v| v == "1") {
+            eprintln!("skipped: the `anthropic` Python package is not installed");
+            return;
+        }
+        panic!(
+            "`python3 -c \"import anthropic\"` failed: run `pip install anthropic` \
+             (or set BACKCHAT_SKIP_SDK_TESTS=1 to skip this test)"
+        );
+    }
+    let mock = MockServer::start(MockConfig {
+        admin_endpoint: true,
+        token_rate: 5_000.0,
+        first_token_latency: Duration::from_millis(5),
+        ..MockConfig::default()
+    })
+    .await
+    .expect("mock starts");
+    let mut config = ProxyConfig::new(mock.base_url());
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.retry.max_retries = 2;
+    let proxy = ProxyServer::start(config).await.expect("proxy starts");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/proxy_sdk_check.py");
+    let run = tokio::process::Command::new("python3")
+        .arg(&script)
+        .arg(proxy.base_url())
+        .arg(mock.base_url())
+        .env("PYTHONUNBUFFERED", "1")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_mins(2), run)
+        .await
+        .expect("the SDK check finished within 2 minutes")
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the SDK check failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("all proxy SDK checks passed"), "{stdout}");
+    let m = proxy.metrics().totals();
+    assert_eq!(m.absorbed_429, 5, "{m:?}");
+    assert_eq!(m.give_ups, 1, "{m:?}");
+    proxy.shutdown().await;
+    mock.shutdown().await;
+}
