@@ -14,17 +14,22 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cache;
+mod chat_resume;
 mod config_example;
 mod config_resolve;
 mod driver_mock;
+mod fuzz;
 mod layering;
 mod loadtest_sim;
 mod mock_api;
 mod redis_cluster;
+mod redis_frozen;
 mod redis_tls;
 mod sessions_store;
 mod shared_limiter;
 mod tui_chat_features;
+mod tui_cost;
 mod tui_large;
 mod tui_snapshots;
 mod tui_state;

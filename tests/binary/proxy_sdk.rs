@@ -5,12 +5,6 @@
 //! It talks to another process, so it runs on a real clock. Without the `anthropic` package
 //! it fails and says how to install it, unless `BACKCHAT_SKIP_SDK_TESTS=1` is set.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;

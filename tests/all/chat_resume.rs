@@ -3,14 +3,6 @@
 //! Both ways are tested: prefill (older models) and asking in a user turn (Claude 4.6+,
 //! which the mock, like the API, refuses a prefill for).
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
-mod support;
-
 use backchat::api::{Message, MessagesRequest, Role};
 use backchat::chat::resume::{ResumeMode, continuation_turn};
 use backchat::chat::{Conversation, ReplyState, Turn, apply_event};
@@ -20,7 +12,7 @@ use futures::StreamExt;
 
 /// Run `request` on `server` and fold its events into `turn`.
 async fn run(server: &MockServer, request: MessagesRequest, mut turn: Turn) -> Turn {
-    let driver = support::driver(server);
+    let driver = crate::support::driver(server);
     let mut events = std::pin::pin!(driver.run(request));
     while let Some(e) = events.next().await {
         apply_event(&mut turn, &e);
@@ -39,7 +31,7 @@ async fn resume_joins_seamlessly(model: &str, want: ResumeMode) {
     let prompt = "Tell me about rate limits.";
     let cfg = config(model);
     // The reply as it would be, never cut.
-    let whole = MockServer::start(support::quick_mock())
+    let whole = MockServer::start(crate::support::quick_mock())
         .await
         .expect("mock");
     let mut c = Conversation {
@@ -52,7 +44,7 @@ async fn resume_joins_seamlessly(model: &str, want: ResumeMode) {
     // The same reply, dropped mid-stream.
     let cutting = MockServer::start(MockConfig {
         script: vec![ScriptStep::Drop { after_tokens: 30 }],
-        ..support::quick_mock()
+        ..crate::support::quick_mock()
     })
     .await
     .expect("mock");
@@ -89,7 +81,7 @@ async fn continue_by_asking_equals_the_uninterrupted_reply() {
 
 #[tokio::test]
 async fn the_mock_refuses_a_prefill_where_the_api_does() {
-    let server = MockServer::start(support::quick_mock())
+    let server = MockServer::start(crate::support::quick_mock())
         .await
         .expect("mock");
     let request = |model: &str| {

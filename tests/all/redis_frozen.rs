@@ -2,22 +2,14 @@
 //! nothing: the call carries its expiry on Redis's clock, and the script refuses it once that
 //! has passed. Real redis-server, frozen with SIGSTOP; real clock, waits are hang guards.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
-mod redis_common;
-
 use std::time::Duration;
 
+use crate::support::redis::{RedisServer, eventually};
 use backchat::limiter::{
     Demand, GrantSource, Limiter, LimiterHealth, RedisLimiter, RedisLimiterConfig, Reservation,
 };
 use backchat::quota::{BucketQuota, ModelClass, QuotaSnapshot};
 use backchat::secret::ApiKey;
-use redis_common::{RedisServer, eventually};
 use tokio::time::Instant;
 
 const HANG: Duration = Duration::from_secs(10);

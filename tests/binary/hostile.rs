@@ -4,12 +4,6 @@
 //! full disk, a key no header can carry, a password in the base URL). Each server is a few
 //! lines of std TCP on loopback, generating its bytes lazily.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Output, Stdio};

@@ -2,12 +2,6 @@
 //! in-process mock. The `usage` and `finished` events carry the cache fields and a `cost`
 //! object; an unknown model is priced "unknown", never guessed.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
 use std::path::Path;
 use std::time::Duration;
 

@@ -3,12 +3,6 @@
 //! The SSE decoder and the session loader have theirs next to their code
 //! (`src/api/sse.rs`, `src/chat/session_format.rs`). Each runs 10,000 cases.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
 use std::path::Path;
 
 use backchat::quota::parse_quota;

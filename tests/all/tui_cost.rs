@@ -1,12 +1,6 @@
 //! The cost and prompt-cache figures in the TUI: the status bar, the quota panel and `/cost`,
 //! for a cached conversation, a conversation without caching, and a model with no price.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
 use backchat::api::{CacheCreation, Usage};
 use backchat::chat::{ReplyState, Turn};
 use backchat::tui::harness::{Harness, buffer_text};
