@@ -245,7 +245,7 @@ pub async fn run(
     })
     .await
     .map_err(|e| format!("the mock did not start: {e}"))?;
-    let mut cfg = HttpTransportConfig::new(&server.base_url(), ApiKey::new("sk-ant-loadtest-conv"));
+    let mut cfg = HttpTransportConfig::new(server.base_url(), ApiKey::new("sk-ant-loadtest-conv"));
     // No pool-expiry timer: on a paused clock it would make time jump while a socket is busy.
     cfg.pool_idle_timeout = None;
     // Nor a response timer: while a loopback socket is busy the paused clock jumps to the
@@ -282,12 +282,16 @@ pub async fn run(
     };
     let mut end = start;
     let (mut read3, mut total3) = (0u64, 0u64);
+    // Input the server charged (uncached + writes), per turn index, summed over users.
+    let mut charged_by_turn = vec![0u64; scn.turns];
     for t in tasks {
         let (records, finished) = t.await.map_err(|e| e.to_string())?;
         end = end.max(finished);
         for r in records {
             if r.ok {
                 result.ok += 1;
+                charged_by_turn[r.index] +=
+                    r.tokens.input + r.tokens.cache_write_5m + r.tokens.cache_write_1h;
                 result.tally.add(&scn.model, &r.tokens);
                 if r.index >= 2 {
                     read3 += r.tokens.cache_read;
@@ -317,10 +321,28 @@ pub async fn run(
     let itpm_bound = (charged_in - scn.itpm as f64).max(0.0) / (scn.itpm as f64 / 60.0);
     let otpm_bound = (t.output as f64 - scn.otpm as f64).max(0.0) / (scn.otpm as f64 / 60.0);
     let gen_s = scn.generation().as_secs_f64();
+    // Per turn index j: the last user to send its turn j does so only once every user's
+    // turns 1..j have been admitted, so no earlier than (their charged input − C)/r; it then
+    // still has that reply and the remaining turns (think + reply each) ahead of it.
+    let think_gen = scn.think_s + gen_s;
+    let mut cum = 0u64;
+    let mut per_turn_bound = 0.0f64;
+    for (j, c) in charged_by_turn.iter().enumerate() {
+        cum += c;
+        let admitted = (cum as f64 - scn.itpm as f64).max(0.0) / (scn.itpm as f64 / 60.0);
+        let rest = (scn.turns - 1 - j) as f64 * think_gen;
+        per_turn_bound = per_turn_bound.max(admitted + gen_s + rest);
+    }
     result.lb_s = result
         .bound_s
         .max(itpm_bound + gen_s)
-        .max(otpm_bound + gen_s);
+        .max(otpm_bound + gen_s)
+        // The per-turn bound assumes every later turn gets its reply: only then is it a bound.
+        .max(if result.rejected + result.failed == 0 {
+            per_turn_bound
+        } else {
+            0.0
+        });
     Ok(result)
 }
 

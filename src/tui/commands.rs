@@ -157,25 +157,38 @@ pub fn cost_report(turns: &[(String, Tokens)]) -> String {
         Some(p) => format!("{} {}", compact(n), usd_text(n as f64 * rate(&p) / 1e6)),
         None => compact(n),
     };
+    // Only the kinds that occurred, so the line fits a terminal.
+    let mut kinds: Vec<String> = Vec::new();
+    for (n, what, rate) in [
+        (
+            t.input,
+            "uncached",
+            (|p: &Prices| p.base_input) as fn(&Prices) -> f64,
+        ),
+        (t.cache_write_5m, "written 5m", |p| p.cache_write_5m),
+        (t.cache_write_1h, "written 1h", |p| p.cache_write_1h),
+        (t.cache_read, "read", |p| p.cache_read),
+    ] {
+        if n > 0 {
+            kinds.push(format!("{} {what}", part(n, rate)));
+        }
+    }
     let mut out = format!(
-        "cost: {} this session ({} turns) · this turn {} · input: {} uncached, {} written (5m), {} written (1h), {} read · output {}",
+        "cost: {} this session ({} turns) · this turn {} · input {} · output {}",
         price(&session),
         turns.len(),
         price(&turn),
-        part(t.input, |p| p.base_input),
-        part(t.cache_write_5m, |p| p.cache_write_5m),
-        part(t.cache_write_1h, |p| p.cache_write_1h),
-        part(t.cache_read, |p| p.cache_read),
+        if kinds.is_empty() {
+            "0".to_string()
+        } else {
+            kinds.join(", ")
+        },
         part(t.output, |p| p.output),
     );
-    out.push_str(&format!(
-        " · cache: {:.0}% of input read, {} tokens not charged at full price",
-        t.hit_rate() * 100.0,
-        compact(t.cache_read)
-    ));
+    out.push_str(&format!(" · cache {:.0}% read", t.hit_rate() * 100.0));
     if session.priced() {
         out.push_str(&format!(
-            ", saved {} (without caching: {})",
+            ", saved {} of {}",
             usd_text(session.saved_usd()),
             usd_text(session.uncached_usd)
         ));

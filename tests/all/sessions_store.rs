@@ -99,8 +99,8 @@ fn a_resumed_conversation_is_valid_api_input() {
     );
     assert_eq!(
         req.messages[4].joined_text(),
-        "are you there?\n\nhello?\n\nstill?\n\nwhat now?",
-        "failed turns contribute only their prompts"
+        "still?\n\nwhat now?",
+        "failed turns stay in the file but are not context; a cancelled one gives its prompt"
     );
 }
 

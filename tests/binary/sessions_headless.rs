@@ -90,7 +90,7 @@ fn a_plain_prompt_is_saved_so_that_continue_can_follow_up() {
 }
 
 #[test]
-fn a_failed_turn_keeps_the_prompt_and_sends_only_the_prompt_later() {
+fn a_failed_turn_stays_in_the_session_but_is_not_context_later() {
     let home = Home::new();
     // Nothing listens on this port: the turn fails before any reply.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -116,7 +116,8 @@ fn a_failed_turn_keeps_the_prompt_and_sends_only_the_prompt_later() {
     assert_eq!(out.status.code(), Some(0), "{}", texts(&out).1);
     let body = &api.bodies()[0];
     assert_eq!(roles(body), vec!["user"]);
-    assert_eq!(message_text(body, 0), "lost?\n\nretry");
+    // The turn that never got a reply is kept for the record, not resent.
+    assert_eq!(message_text(body, 0), "retry");
     let (conv, _) = SessionStore::new(home.sessions_dir())
         .open_existing("f")
         .expect("saved")
