@@ -21,6 +21,7 @@ mod config_resolve;
 mod driver_mock;
 mod fuzz;
 mod layering;
+mod loadtest_conversation;
 mod loadtest_sim;
 mod mock_api;
 mod redis_cluster;

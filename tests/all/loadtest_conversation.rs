@@ -3,12 +3,6 @@
 //! read from the cache from turn 3 on, and at most 30 % of the cost without caching. Without
 //! caching the same conversation outgrows the input bucket.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
 use backchat::api::CacheMode;
 use backchat::loadtest::conversation::{ConversationScenario, run};
 
