@@ -29,7 +29,7 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "TOKEN", help_heading = "Proxy")]
     pub proxy_token: Option<String>,
     /// Log one line per request and per wait on stderr instead of showing the TUI (the
-    /// default when stderr is not a terminal).
+    /// default when stdout or stderr is not a terminal).
     #[arg(long, help_heading = "Proxy")]
     pub headless: bool,
     /// `--max-retries`, `--max-wait`, `--deadline`, `--no-pacing`, `--shared-limiter`.

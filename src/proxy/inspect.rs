@@ -200,6 +200,23 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_request_is_estimated_like_the_chat_estimates_it() {
+        for text in ["hello there ", "x"] {
+            let request = MessagesRequest::new(
+                "claude-sonnet-4-6",
+                100,
+                vec![Message::text(Role::User, text.repeat(1000))],
+            );
+            let body = serde_json::to_vec(&request).expect("json");
+            let f = RequestFacts::read(&body).expect("facts");
+            let ours = f.estimate.estimated_input_tokens();
+            let chat = request.estimated_input_tokens();
+            // The role ("user") and block type ("text") strings are gathered too: a token or two.
+            assert!(ours >= chat && ours <= chat + 3, "{ours} vs {chat}");
+        }
+    }
+
+    #[test]
     fn usage_is_read_across_chunk_boundaries() {
         let sse = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n\
                    event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":40}}\n\n";

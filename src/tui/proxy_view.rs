@@ -466,7 +466,7 @@ mod tests {
         };
         v.render(totals, area, &mut buf, now + Duration::from_secs(1));
         let t = text(&buf);
-        assert!(t.contains("#1 Anthropic/Python 2.14.0 74d2f4d5"), "{t}");
+        assert!(t.contains("#1 Anthropic/Python 2.14… 74d2f4d5"), "{t}");
         assert!(t.contains("1 requests · 1 in flight"), "{t}");
         assert!(t.contains("quota"), "{t}");
     }

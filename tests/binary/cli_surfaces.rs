@@ -66,7 +66,7 @@ const MOCK: [&str; 24] = [
     "--fault-spend-cap",
 ];
 /// The load test's own flags (it also takes the files group).
-const LOADTEST: [&str; 28] = [
+const LOADTEST: [&str; 29] = [
     "--scenario",
     "--users",
     "--requests",
@@ -88,6 +88,7 @@ const LOADTEST: [&str; 28] = [
     "--time-scale",
     "--processes",
     "--machines",
+    "--via-proxy",
     "--compare-unshared",
     "--json",
     "--records",
@@ -95,6 +96,15 @@ const LOADTEST: [&str; 28] = [
     "--i-understand-this-spends-real-quota",
     "--model",
     "--shared-limiter",
+];
+
+/// The proxy's own flags (it also takes the retry and files groups).
+const PROXY: [&str; 5] = [
+    "--listen",
+    "--upstream",
+    "--allow-remote",
+    "--proxy-token",
+    "--headless",
 ];
 
 fn set(groups: &[&[&str]]) -> BTreeSet<String> {
@@ -117,6 +127,7 @@ fn surfaces() -> Vec<(Vec<&'static str>, BTreeSet<String>)> {
         (vec![], chat),
         (vec!["mock"], set(&[&MOCK])),
         (vec!["loadtest"], set(&[&LOADTEST, &FILES])),
+        (vec!["proxy"], set(&[&PROXY, &RETRY, &FILES])),
         (vec!["config", "path"], set(&[&["--config"]])),
         (vec!["config", "show"], settings()),
     ]
@@ -174,6 +185,7 @@ fn help_texts_group_the_flags_under_headings() {
         ("chat", &[][..]),
         ("mock", &["mock"][..]),
         ("loadtest", &["loadtest"][..]),
+        ("proxy", &["proxy"][..]),
         ("config_path", &["config", "path"][..]),
         ("config_show", &["config", "show"][..]),
     ] {
@@ -219,6 +231,14 @@ fn an_inapplicable_flag_exits_2_with_a_message() {
         (
             vec!["config", "path", "--model", "x"],
             "unexpected argument '--model'",
+        ),
+        (
+            vec!["proxy", "--model", "x"],
+            "unexpected argument '--model'",
+        ),
+        (
+            vec!["proxy", "--base-url", "http://127.0.0.1:9"],
+            "unexpected argument '--base-url'",
         ),
         (
             vec!["config", "show", "--continue"],
