@@ -552,7 +552,7 @@ fn export_writes_the_conversation_as_markdown() {
     let text: String = text
         .lines()
         .filter(|l| !l.starts_with("date: "))
-        .map(|l| format!("{l}\n"))
+        .flat_map(|l| [l, "\n"])
         .collect();
     assert_snapshot!("export_markdown", text);
     let fx = h.submit("/export out.md");
