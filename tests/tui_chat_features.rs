@@ -560,3 +560,16 @@ fn export_writes_the_conversation_as_markdown() {
         matches!(&fx[..], [Effect::WriteFile { path, overwrite: true, .. }] if path == "out.md")
     );
 }
+
+#[test]
+fn a_resumed_session_can_be_edited_with_up_then_ctrl_e() {
+    let mut h = Harness::new(60, 20);
+    let mut t = backchat::chat::Turn::new("an old prompt", "m");
+    t.assistant = "an old answer".into();
+    t.state = backchat::chat::ReplyState::Complete { stop_reason: None };
+    h.load(vec![t]);
+    h.press(KeyCode::Up);
+    assert_eq!(h.app.composer.text(), "an old prompt");
+    h.key(KeyCode::Char('e'), KeyModifiers::CONTROL);
+    assert_eq!(h.app.editing, Some(0));
+}

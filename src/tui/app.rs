@@ -261,6 +261,12 @@ impl App {
         self.editing = None;
         self.resume_choice = None;
         self.search = None;
+        // A resumed session's prompts can be recalled (and Up, then Ctrl+E, edits the last).
+        if self.composer.history().is_empty() {
+            for t in turns.iter().filter(|t| !t.superseded) {
+                self.composer.push_history(&t.user);
+            }
+        }
         self.labels = (1..=turns.len() as u64).collect();
         self.next_id = self.next_id.max(turns.len() as u64 + 1);
         self.conversation.turns = turns;
