@@ -573,3 +573,86 @@ fn a_resumed_session_can_be_edited_with_up_then_ctrl_e() {
     h.key(KeyCode::Char('e'), KeyModifiers::CONTROL);
     assert_eq!(h.app.editing, Some(0));
 }
+
+fn tiny_png(w: u32, h: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend(w.to_be_bytes());
+    png.extend(h.to_be_bytes());
+    png.extend([8, 6, 0, 0, 0]);
+    png
+}
+
+#[test]
+fn attach_shows_a_chip_with_its_token_estimate_and_goes_with_the_next_prompt() {
+    use backchat::chat::attach::Attachment;
+    let mut h = Harness::new(70, 16);
+    assert_eq!(
+        h.submit("/attach ~/notes.txt"),
+        vec![Effect::ReadAttachment("~/notes.txt".into())]
+    );
+    let notes = Attachment::from_bytes("notes.txt", "line one\nline two\n".repeat(40).as_bytes())
+        .expect("text");
+    h.send(backchat::tui::Msg::Attached(Ok(Box::new(notes))));
+    let cat = Attachment::from_bytes("cat.png", &tiny_png(600, 400)).expect("png");
+    h.send(backchat::tui::Msg::Attached(Ok(Box::new(cat))));
+    h.type_str("What do these say?");
+    let screen = h.screen();
+    assert!(screen.contains("📎 notes.txt · ~187 tokens"), "{screen}");
+    assert!(screen.contains("📎 cat.png · ~320 tokens"), "{screen}");
+    assert_snapshot!("attachment_chips", screen);
+
+    let (_, _, request) = only(&h.press(KeyCode::Enter));
+    let kinds: Vec<String> = request.messages[0]
+        .content
+        .iter()
+        .map(|b| match b {
+            backchat::api::ContentBlock::Text { text } => {
+                format!("text: {}", text.lines().next().unwrap_or(""))
+            }
+            backchat::api::ContentBlock::Image { source } => {
+                format!("image: {}", source.media_type)
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "text: [attachment: notes.txt (text/plain, 720 bytes)]",
+            "text: [attachment: cat.png (image/png, 29 bytes)]",
+            "image: image/png",
+            "text: What do these say?",
+        ]
+    );
+    assert!(h.app.attachments.is_empty(), "sent with this prompt only");
+    assert_eq!(h.app.conversation.turns[0].attachments.len(), 2);
+}
+
+#[test]
+fn attachments_that_break_a_limit_are_refused_with_the_reason() {
+    let mut h = Harness::new(70, 16);
+    h.send(backchat::tui::Msg::Attached(Err(
+        "a.out: not text, an image (PNG, JPEG, GIF, WebP) or a PDF; binary files cannot be attached"
+            .into(),
+    )));
+    let notice = h.app.notice.clone().expect("a notice").text;
+    assert!(notice.starts_with("cannot attach a.out"), "{notice}");
+    // More tokens than the input bucket holds.
+    let mut q = backchat::quota::QuotaSnapshot::empty(h.now);
+    q.input_tokens = Some(backchat::quota::BucketQuota {
+        limit: Some(100),
+        remaining: Some(100),
+        reset: None,
+    });
+    h.app.quota = Some(q);
+    let big =
+        backchat::chat::attach::Attachment::from_bytes("big.txt", "word ".repeat(200).as_bytes())
+            .expect("text");
+    h.send(backchat::tui::Msg::Attached(Ok(Box::new(big))));
+    assert!(h.app.attachments.is_empty());
+    let notice = h.app.notice.clone().expect("a notice").text;
+    assert!(
+        notice.contains("more than the input-token bucket holds"),
+        "{notice}"
+    );
+}

@@ -184,6 +184,8 @@ pub struct App {
     pub models_wanted: ModelsWanted,
     /// Ctrl+R on a broken reply: the turn, while the person picks retry or continue.
     pub resume_choice: Option<usize>,
+    /// Files attached to the next prompt (`/attach`), shown as chips in the composer.
+    pub attachments: Vec<chat::attach::Attachment>,
     /// Wrapped lines per turn and width (filled while rendering).
     pub transcript: RefCell<TranscriptCache>,
     /// The last frame's transcript size.
@@ -230,6 +232,7 @@ impl App {
             model_picker: None,
             models_wanted: ModelsWanted::Nothing,
             resume_choice: None,
+            attachments: Vec::new(),
             transcript: RefCell::new(TranscriptCache::new(theme)),
             metrics: Cell::new(ViewMetrics::default()),
         }
@@ -368,12 +371,42 @@ impl App {
         id
     }
 
-    /// Add a turn for `prompt` and start it.
+    /// A file arrived for `/attach`: keep it for the next prompt if the limits allow.
+    fn on_attached(&mut self, result: Result<Box<chat::attach::Attachment>, String>) {
+        let a = match result {
+            Ok(a) => *a,
+            Err(e) => {
+                self.notice(NoticeKind::Error, format!("cannot attach {e}"));
+                return;
+            }
+        };
+        let capacity = self
+            .quota
+            .as_ref()
+            .and_then(|q| q.bucket(Bucket::InputTokens))
+            .and_then(|b| b.limit);
+        let mut all = self.attachments.clone();
+        all.push(a.clone());
+        if let Err(e) = chat::attach::check_all(&all, capacity) {
+            self.notice(NoticeKind::Error, format!("cannot attach {}: {e}", a.name));
+            return;
+        }
+        self.notice(
+            NoticeKind::Info,
+            format!(
+                "attached {} — it goes with your next prompt (/detach drops it)",
+                a.name
+            ),
+        );
+        self.attachments = all;
+    }
+
+    /// Add a turn for `prompt` and start it, with the attachments waiting.
     fn start_turn(&mut self, prompt: String, now: Instant) -> Effect {
         let turn_index = self.conversation.turns.len();
-        self.conversation
-            .turns
-            .push(Turn::new(prompt, self.config.model.clone()));
+        let mut turn = Turn::new(prompt, self.config.model.clone());
+        turn.attachments = std::mem::take(&mut self.attachments);
+        self.conversation.turns.push(turn);
         let id = self.new_id();
         self.labels.push(id.0);
         let request = self
@@ -484,13 +517,18 @@ impl App {
         };
         turn.superseded = true;
         let prompt = turn.user.clone();
+        // The retry sends the same files; the ones waiting stay for the next prompt.
+        let files = turn.attachments.clone();
         self.notice = None;
         let superseded = self.retry_target.unwrap_or_default();
+        let waiting = std::mem::replace(&mut self.attachments, files);
+        let start = self.start_turn(prompt, now);
+        self.attachments = waiting;
         vec![
             Effect::Superseded {
                 turn_index: superseded,
             },
-            self.start_turn(prompt, now),
+            start,
         ]
     }
 
@@ -633,6 +671,10 @@ impl App {
         };
         old.superseded = true;
         old.superseded_by_edit = true;
+        // The edited prompt keeps the files of the one it replaces, plus any waiting.
+        let mut files = old.attachments.clone();
+        files.append(&mut self.attachments);
+        self.attachments = files;
         if let Ok(mut cache) = self.transcript.try_borrow_mut() {
             cache.recheck(index);
         }
@@ -705,6 +747,11 @@ impl App {
             Command::Retry => return self.retry(now),
             Command::Edit => self.edit_last(),
             Command::Continue => return self.continue_reply(now),
+            Command::Attach(path) => return vec![Effect::ReadAttachment(path)],
+            Command::Detach => {
+                let n = std::mem::take(&mut self.attachments).len();
+                self.notice(NoticeKind::Info, format!("dropped {n} attachment(s)"));
+            }
             Command::Export(path) => {
                 let session = self
                     .session_name
@@ -1288,6 +1335,10 @@ fn dispatch(app: &mut App, msg: Msg, now: Instant) -> Vec<Effect> {
         }
         Msg::SessionList(items) => {
             app.on_session_list(items);
+            Vec::new()
+        }
+        Msg::Attached(result) => {
+            app.on_attached(result);
             Vec::new()
         }
         Msg::Models(result) => {

@@ -399,6 +399,17 @@ impl Runner<'_> {
                         }
                     }
                 }
+                Effect::ReadAttachment(path) => {
+                    let expanded = match path.strip_prefix("~/") {
+                        Some(rest) => std::env::var_os("HOME").map_or_else(
+                            || path.clone().into(),
+                            |h| std::path::PathBuf::from(h).join(rest),
+                        ),
+                        None => std::path::PathBuf::from(&path),
+                    };
+                    let result = crate::chat::attach::Attachment::read(&expanded);
+                    let _ = self.tx.send(Msg::Attached(result.map(Box::new)));
+                }
                 Effect::ListModels => {
                     let http = self.http.clone();
                     let tx = self.tx.clone();

@@ -74,6 +74,8 @@ pub enum Msg {
     SessionList(Vec<SessionInfo>),
     /// The session was renamed.
     SessionRenamed(String),
+    /// The answer to [`Effect::ReadAttachment`]: the file, or why it cannot be attached.
+    Attached(Result<Box<crate::chat::attach::Attachment>, String>),
     /// The answer to [`Effect::ListModels`]: the models, newest first, or why not.
     Models(Result<Vec<crate::api::ModelInfo>, String>),
     /// Something the event loop wants the person to know (a failed save, say).
@@ -134,6 +136,8 @@ pub enum Effect {
         /// The person named the path (an existing file is replaced).
         overwrite: bool,
     },
+    /// Read a file to attach (answered with [`Msg::Attached`]).
+    ReadAttachment(String),
     /// Fetch `GET /v1/models` (answered with [`Msg::Models`]).
     ListModels,
     /// List the saved sessions (answered with [`Msg::SessionList`]).
