@@ -626,6 +626,21 @@ fn attach_shows_a_chip_with_its_token_estimate_and_goes_with_the_next_prompt() {
     );
     assert!(h.app.attachments.is_empty(), "sent with this prompt only");
     assert_eq!(h.app.conversation.turns[0].attachments.len(), 2);
+    let screen = h.screen();
+    assert!(
+        screen.contains("📎 notes.txt  📎 cat.png"),
+        "named in the transcript: {screen}"
+    );
+    let fx = h.submit("/export");
+    let [Effect::WriteFile { text, .. }] = &fx[..] else {
+        panic!("{fx:?}")
+    };
+    assert!(
+        text.contains(
+            "*Attached: `notes.txt` (text/plain, 720 bytes), `cat.png` (image/png, 29 bytes)*"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -655,4 +670,61 @@ fn attachments_that_break_a_limit_are_refused_with_the_reason() {
         notice.contains("more than the input-token bucket holds"),
         "{notice}"
     );
+}
+
+#[test]
+fn at_path_attaches_before_sending_and_tab_completes_paths() {
+    use backchat::chat::attach::Attachment;
+    use backchat::tui::Msg;
+    let mut h = Harness::new(70, 16);
+    h.type_str("Summarise @./no");
+    assert_eq!(
+        h.press(KeyCode::Tab),
+        vec![Effect::CompletePath("./no".into())]
+    );
+    h.send(Msg::PathCompletions {
+        partial: "./no".into(),
+        matches: vec!["./notes.txt".into(), "./notes/".into()],
+    });
+    assert_eq!(h.app.composer.text(), "Summarise @./notes");
+    h.send(Msg::PathCompletions {
+        partial: "./notes".into(),
+        matches: vec!["./notes.txt".into()],
+    });
+    assert_eq!(h.app.composer.text(), "Summarise @./notes.txt");
+
+    let fx = h.press(KeyCode::Enter);
+    assert_eq!(
+        fx,
+        vec![Effect::ReadForPrompt {
+            prompt: "Summarise @./notes.txt".into(),
+            paths: vec!["./notes.txt".into()],
+        }]
+    );
+    // A file that cannot be attached gives the prompt back.
+    let fx = h.send(Msg::PromptFiles {
+        prompt: "Summarise @./notes.txt".into(),
+        files: vec![Err("./notes.txt: No such file or directory".into())],
+    });
+    assert!(fx.is_empty());
+    assert_eq!(h.app.composer.text(), "Summarise @./notes.txt");
+    h.app.composer.clear();
+    let notes = Attachment::from_bytes("notes.txt", b"a note").expect("text");
+    let fx = h.send(Msg::PromptFiles {
+        prompt: "Summarise @./notes.txt".into(),
+        files: vec![Ok(Box::new(notes))],
+    });
+    let (_, _, request) = only(&fx);
+    assert_eq!(
+        transcript_of(&request),
+        vec!["User: [attachment: notes.txt (text/plain, 6 bytes)]\na noteSummarise @./notes.txt"]
+    );
+    // `/attach` completes too; an @name without a dot or slash is just text.
+    h.type_str("/attach ~/Doc");
+    assert_eq!(
+        h.press(KeyCode::Tab),
+        vec![Effect::CompletePath("~/Doc".into())]
+    );
+    h.app.composer.set_text("thanks @alice");
+    assert!(started(&h.press(KeyCode::Enter)).len() == 1);
 }

@@ -598,9 +598,74 @@ impl App {
         }
     }
 
-    /// Tab: complete `/model NAME` from the model list; anywhere else, a tab.
+    /// The `@path` files of a prompt arrived: attach them and send it, or, if one cannot be
+    /// attached, say why and give the prompt back to edit.
+    fn on_prompt_files(
+        &mut self,
+        prompt: String,
+        files: Vec<Result<Box<chat::attach::Attachment>, String>>,
+        now: Instant,
+    ) -> Vec<Effect> {
+        let waiting = self.attachments.len();
+        for f in files {
+            let before = self.attachments.len();
+            self.on_attached(f);
+            if self.attachments.len() == before {
+                self.attachments.truncate(waiting);
+                if self.composer.is_empty() {
+                    self.composer.set_text(&prompt);
+                }
+                return Vec::new();
+            }
+        }
+        self.notice = None;
+        vec![self.start_turn(prompt, now)]
+    }
+
+    /// Candidates for a partial path arrived: complete what is still typed.
+    fn on_path_completions(&mut self, partial: &str, matches: &[String]) {
+        let text = self.composer.text();
+        if !text.ends_with(partial) {
+            return;
+        }
+        let head = &text[..text.len() - partial.len()];
+        match matches {
+            [] => self.notice(NoticeKind::Info, format!("no file matches {partial}")),
+            [one] => {
+                self.composer.set_text(&format!("{head}{one}"));
+                self.notice = None;
+            }
+            many => {
+                let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+                let common = common_prefix(&refs);
+                if common.len() > partial.len() {
+                    self.composer.set_text(&format!("{head}{common}"));
+                }
+                let shown: Vec<&str> = refs.iter().take(6).copied().collect();
+                let more = if many.len() > shown.len() {
+                    format!(" (+{} more)", many.len() - shown.len())
+                } else {
+                    String::new()
+                };
+                self.notice(NoticeKind::Info, format!("{}{more}", shown.join("  ")));
+            }
+        }
+    }
+
+    /// Tab: complete a path after `@` or `/attach `, a model after `/model `; anywhere else,
+    /// a tab.
     fn complete(&mut self) -> Vec<Effect> {
         let text = self.composer.text();
+        if let Some(path) = text.strip_prefix("/attach ") {
+            return vec![Effect::CompletePath(path.to_string())];
+        }
+        if let Some(word) = text
+            .rsplit(char::is_whitespace)
+            .next()
+            .and_then(|w| w.strip_prefix('@'))
+        {
+            return vec![Effect::CompletePath(word.to_string())];
+        }
         let Some(prefix) = text.strip_prefix("/model ").map(str::trim_start) else {
             self.composer.apply(super::composer::EditOp::Insert('\t'));
             return Vec::new();
@@ -705,6 +770,16 @@ impl App {
             Some(rest) if rest.starts_with('/') => rest.to_string(),
             _ => text,
         };
+        // `@path` words attach those files: read them first, then send.
+        let paths: Vec<String> = prompt
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix('@'))
+            .filter(|p| p.contains('/') || p.contains('.'))
+            .map(str::to_string)
+            .collect();
+        if !paths.is_empty() && editing.is_none() {
+            return vec![Effect::ReadForPrompt { prompt, paths }];
+        }
         // The turn being edited must still be the last one that counts (a session switch or
         // /clear empties the conversation and ends the edit).
         match editing {
@@ -1339,6 +1414,11 @@ fn dispatch(app: &mut App, msg: Msg, now: Instant) -> Vec<Effect> {
         }
         Msg::Attached(result) => {
             app.on_attached(result);
+            Vec::new()
+        }
+        Msg::PromptFiles { prompt, files } => app.on_prompt_files(prompt, files, now),
+        Msg::PathCompletions { partial, matches } => {
+            app.on_path_completions(&partial, &matches);
             Vec::new()
         }
         Msg::Models(result) => {
