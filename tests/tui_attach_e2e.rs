@@ -106,7 +106,11 @@ fn attach_a_file_and_the_mock_proves_it_received_it() {
     let reply = wait_for(&parser, "the mock's receipt", |s| {
         s.contains(&format!("Received notes.txt ({} bytes).", content.len()))
     });
-    assert!(!reply.contains("📎"), "the chip went with the prompt");
+    assert!(
+        !reply.contains("📎 notes.txt · ~"),
+        "the chip went with the prompt"
+    );
+    assert!(reply.contains("📎 notes.txt"), "the turn names its file");
 
     send(b"\x03");
     send(b"\x03");
