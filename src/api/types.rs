@@ -48,6 +48,31 @@ pub enum ContentBlock {
         /// The signature that must accompany it.
         signature: String,
     },
+    /// An image (PNG, JPEG, GIF or WebP), base64-encoded.
+    Image {
+        /// The bytes.
+        source: Base64Source,
+    },
+    /// A PDF, base64-encoded.
+    Document {
+        /// The bytes.
+        source: Base64Source,
+        /// Its name, shown to the model.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+    },
+}
+
+/// `{"type": "base64", "media_type": …, "data": …}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Base64Source {
+    /// Always `"base64"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `image/png`, `application/pdf`, …
+    pub media_type: String,
+    /// The bytes, base64 (standard alphabet, padded).
+    pub data: String,
 }
 
 impl ContentBlock {
@@ -379,6 +404,12 @@ fn block_tokens(block: &ContentBlock) -> u64 {
     match block {
         ContentBlock::Text { text, .. } => crate::tokens::count_text(text),
         ContentBlock::Thinking { thinking, .. } => crate::tokens::count_text(thinking),
+        ContentBlock::Image { source, .. } => {
+            crate::tokens::image_tokens(&decode_base64(&source.data))
+        }
+        ContentBlock::Document { source, .. } => {
+            crate::tokens::pdf_tokens(&decode_base64(&source.data))
+        }
     }
 }
 
@@ -400,6 +431,14 @@ pub struct CacheCreation {
     /// Written with the one-hour TTL.
     #[serde(default)]
     pub ephemeral_1h_input_tokens: u64,
+}
+
+/// The bytes of base64 data (empty if it is not base64).
+fn decode_base64(data: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap_or_default()
 }
 
 /// Token usage. Every field is optional on the wire except the two counts; values in a stream

@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Message, MessagesRequest, Role, Thinking, Usage};
+use crate::api::{ContentBlock, Message, MessagesRequest, Role, Thinking, Usage};
 use crate::config::Config;
 
 /// Marker appended to an interrupted reply in the API input.
@@ -96,6 +96,10 @@ pub struct Turn {
     /// It was superseded by an edited prompt (`/edit`), not by a retry of the same one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub superseded_by_edit: bool,
+    /// Files sent with the prompt (stored with the turn, so a resumed conversation sends the
+    /// same bytes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::chat::attach::Attachment>,
 }
 
 impl Turn {
@@ -111,6 +115,7 @@ impl Turn {
             request_id: None,
             superseded: false,
             superseded_by_edit: false,
+            attachments: Vec::new(),
         }
     }
 
@@ -140,6 +145,18 @@ impl Conversation {
     pub fn messages_for(&self, upto: usize) -> Vec<Message> {
         let mut out: Vec<Message> = Vec::new();
         let mut pending_user: Vec<&str> = Vec::new();
+        // Attachments go before the prompt text they came with.
+        let mut pending_files: Vec<ContentBlock> = Vec::new();
+        let user_message = |files: &mut Vec<ContentBlock>, text: String| {
+            let mut content = std::mem::take(files);
+            if !text.trim().is_empty() {
+                content.push(ContentBlock::Text { text });
+            }
+            Message {
+                role: Role::User,
+                content,
+            }
+        };
         for (i, turn) in self.turns.iter().enumerate().take(upto + 1) {
             // Superseded turns were retried by a later one; turns still in flight have no
             // answer yet and belong to their own request, not to this one.
@@ -155,23 +172,26 @@ impl Conversation {
             if !turn.user.trim().is_empty() {
                 pending_user.push(&turn.user);
             }
+            for a in &turn.attachments {
+                pending_files.extend(a.blocks());
+            }
             if i == upto {
                 break;
             }
             let reply = reply_text(turn);
             if let Some(reply) = reply {
-                if pending_user.is_empty() {
+                if pending_user.is_empty() && pending_files.is_empty() {
                     // A reply with no prompt before it cannot be sent as the first message or
                     // after another reply; skip it.
                     continue;
                 }
-                out.push(Message::text(Role::User, pending_user.join("\n\n")));
+                out.push(user_message(&mut pending_files, pending_user.join("\n\n")));
                 pending_user.clear();
                 out.push(Message::text(Role::Assistant, reply));
             }
         }
-        if !pending_user.is_empty() {
-            out.push(Message::text(Role::User, pending_user.join("\n\n")));
+        if !pending_user.is_empty() || !pending_files.is_empty() {
+            out.push(user_message(&mut pending_files, pending_user.join("\n\n")));
         }
         out
     }

@@ -81,6 +81,14 @@ pub fn to_markdown(conversation: &Conversation, meta: &ExportMeta) -> String {
         out.push_str(&format!("\n## You ({})\n\n", i + 1));
         out.push_str(t.user.trim_end());
         out.push('\n');
+        if !t.attachments.is_empty() {
+            let names: Vec<String> = t
+                .attachments
+                .iter()
+                .map(|a| format!("`{}` ({}, {} bytes)", a.name, a.media_type, a.bytes))
+                .collect();
+            out.push_str(&format!("\n*Attached: {}*\n", names.join(", ")));
+        }
         let model = if t.model.is_empty() {
             String::new()
         } else {

@@ -1,6 +1,7 @@
 //! The conversation model and its persistence.
 
 pub mod apply;
+pub mod attach;
 pub mod conversation;
 pub mod export;
 pub mod resume;

@@ -80,6 +80,7 @@ pub fn partial(turn: &Turn) -> String {
 pub fn continuation_turn(turn: &Turn, model: &str) -> Turn {
     let mut t = Turn::new(turn.user.clone(), model);
     t.assistant = partial(turn);
+    t.attachments.clone_from(&turn.attachments);
     t
 }
 

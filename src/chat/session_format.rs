@@ -82,6 +82,8 @@ struct TurnRecord {
     request_id: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     superseded: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<crate::chat::attach::Attachment>,
 }
 
 /// "A later turn retried turn `n`."
@@ -154,6 +156,7 @@ pub fn turn_line(turn: &Turn, n: u64, ts: &str) -> String {
         usage: turn.usage.clone(),
         request_id: turn.request_id.clone(),
         superseded: turn.superseded,
+        attachments: turn.attachments.clone(),
     };
     line_of(Outgoing::Turn(&record))
 }
@@ -432,6 +435,7 @@ fn turn_from_record(r: TurnRecord) -> Result<(Turn, Option<String>), String> {
             request_id: r.request_id,
             superseded: r.superseded,
             superseded_by_edit: false,
+            attachments: r.attachments,
         },
         repair,
     ))

@@ -74,6 +74,15 @@ impl Plan {
         random_fault: Option<RandomStreamFault>,
         rng: &mut impl rand::Rng,
     ) -> Plan {
+        // Files came with the prompt: the reply starts by naming each and its size as
+        // received, so a test can see that the bytes arrived whole.
+        let echo = params
+            .attachments
+            .iter()
+            .fold(String::new(), |mut out, (name, size)| {
+                out.push_str(&format!("Received {name} ({size} bytes).\n\n"));
+                out
+            });
         let chunk_seed =
             replies::hash64(format!("{}\u{0}{}", params.last_user_prompt, message_id).as_bytes());
         let mut text = match reply_text {
@@ -87,6 +96,8 @@ impl Plan {
         {
             text = rest;
         }
+        let with_echo = format!("{echo}{text}");
+        let text = if echo.is_empty() { text } else { &with_echo };
         let mut budget = params.max_tokens;
         let mut cut = false;
         let mut blocks = Vec::new();

@@ -33,6 +33,8 @@ pub(crate) struct MessagesParams {
     /// message (prefill), or the assistant message before a user turn asking to continue.
     /// The mock then sends the rest of its reply, as a model that continues well would.
     pub continues: Option<String>,
+    /// Files attached to the last user message: (name, bytes received).
+    pub attachments: Vec<(String, usize)>,
 }
 
 /// Parse the body as JSON, or the API's message for a body that is not.
@@ -99,6 +101,7 @@ pub(crate) fn messages_request(body: &[u8]) -> Result<MessagesParams, String> {
         last_user_prompt: last_user_prompt(&messages[..prompt_messages]),
         input_tokens: count_input_tokens(&obj),
         continues: continues.map(|t| t.trim_end().to_string()),
+        attachments: attachments_received(messages),
     })
 }
 
@@ -186,6 +189,9 @@ fn messages_field(obj: &Map<String, Value>) -> Result<&Vec<Value>, String> {
                     let Some(kind) = b.get("type").and_then(Value::as_str) else {
                         return Err(format!("messages.{i}.content.{j}.type: Field required"));
                     };
+                    if kind == "image" || kind == "document" {
+                        source_block(b, kind, i, j)?;
+                    }
                     if kind == "text" {
                         match b.get("text") {
                             Some(Value::String(t)) if t.is_empty() => {
@@ -222,6 +228,101 @@ fn messages_field(obj: &Map<String, Value>) -> Result<&Vec<Value>, String> {
         }
     }
     Ok(messages)
+}
+
+/// Most bytes one image may have (decoded).
+const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
+
+/// The decoded bytes of an image or document block's base64 source, checked as the API does:
+/// the source type, the media type for the kind, base64 data, and an image's size.
+fn source_block(b: &Value, kind: &str, i: usize, j: usize) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let at = format!("messages.{i}.content.{j}.source");
+    let Some(source) = b.get("source").and_then(Value::as_object) else {
+        return Err(format!("{at}: Field required"));
+    };
+    if source.get("type").and_then(Value::as_str) != Some("base64") {
+        return Err(format!(
+            "{at}.type: Input should be 'base64' (this mock takes base64 sources only)"
+        ));
+    }
+    let media = source
+        .get("media_type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let allowed: &[&str] = if kind == "image" {
+        &["image/jpeg", "image/png", "image/gif", "image/webp"]
+    } else {
+        &["application/pdf"]
+    };
+    if !allowed.contains(&media) {
+        return Err(format!(
+            "{at}.media_type: Input should be {}",
+            allowed
+                .iter()
+                .map(|m| format!("'{m}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let data = source.get("data").and_then(Value::as_str).unwrap_or("");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|_| format!("{at}.data: The {kind} data is not valid base64"))?;
+    if kind == "image" && bytes.len() > MAX_IMAGE_BYTES {
+        return Err(format!(
+            "{at}: image exceeds 5 MB maximum: {} bytes > {MAX_IMAGE_BYTES} bytes",
+            bytes.len()
+        ));
+    }
+    if kind == "document" && !bytes.starts_with(b"%PDF-") {
+        return Err(format!("{at}: The PDF specified was not valid."));
+    }
+    Ok(bytes)
+}
+
+/// The files in the last user message, as `(name, bytes received)`: each
+/// `[attachment: NAME (TYPE, N bytes)]` label with the size of what actually came, the text
+/// after the label or the image or document block after it. The mock's echo of these proves
+/// what it received.
+pub(crate) fn attachments_received(messages: &[Value]) -> Vec<(String, usize)> {
+    use base64::Engine;
+    let Some(last) = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+    else {
+        return Vec::new();
+    };
+    let Some(Value::Array(blocks)) = last.get("content") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, b) in blocks.iter().enumerate() {
+        let Some(text) = b.get("text").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(rest) = text.strip_prefix("[attachment: ") else {
+            continue;
+        };
+        let (label, body) = rest.split_once('\n').unwrap_or((rest, ""));
+        let Some(name) = label.rsplit_once(" (").map(|(n, _)| n.to_string()) else {
+            continue;
+        };
+        let size = if label.contains("(text/plain") {
+            body.len()
+        } else {
+            blocks
+                .get(k + 1)
+                .and_then(|n| n.get("source"))
+                .and_then(|s| s.get("data"))
+                .and_then(Value::as_str)
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .map_or(0, |d| d.len())
+        };
+        out.push((name, size));
+    }
+    out
 }
 
 fn thinking_field(obj: &Map<String, Value>, max_tokens: u64) -> Result<ThinkingMode, String> {
@@ -350,6 +451,20 @@ pub(crate) fn block_tokens(block: &Value) -> u64 {
     match block.get("type").and_then(Value::as_str) {
         Some("text") => count_text(block.get("text").and_then(Value::as_str).unwrap_or("")),
         Some("thinking") => count_text(block.get("thinking").and_then(Value::as_str).unwrap_or("")),
+        Some(kind @ ("image" | "document")) => {
+            use base64::Engine;
+            let bytes = block
+                .get("source")
+                .and_then(|s| s.get("data"))
+                .and_then(Value::as_str)
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+                .unwrap_or_default();
+            if kind == "image" {
+                crate::tokens::image_tokens(&bytes)
+            } else {
+                crate::tokens::pdf_tokens(&bytes)
+            }
+        }
         Some("tool_result") => match block.get("content") {
             Some(Value::String(s)) => count_text(s),
             Some(Value::Array(inner)) => inner.iter().map(block_tokens).sum(),

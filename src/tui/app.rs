@@ -184,6 +184,8 @@ pub struct App {
     pub models_wanted: ModelsWanted,
     /// Ctrl+R on a broken reply: the turn, while the person picks retry or continue.
     pub resume_choice: Option<usize>,
+    /// Files attached to the next prompt (`/attach`), shown as chips in the composer.
+    pub attachments: Vec<chat::attach::Attachment>,
     /// Wrapped lines per turn and width (filled while rendering).
     pub transcript: RefCell<TranscriptCache>,
     /// The last frame's transcript size.
@@ -230,6 +232,7 @@ impl App {
             model_picker: None,
             models_wanted: ModelsWanted::Nothing,
             resume_choice: None,
+            attachments: Vec::new(),
             transcript: RefCell::new(TranscriptCache::new(theme)),
             metrics: Cell::new(ViewMetrics::default()),
         }
@@ -261,6 +264,12 @@ impl App {
         self.editing = None;
         self.resume_choice = None;
         self.search = None;
+        // A resumed session's prompts can be recalled (and Up, then Ctrl+E, edits the last).
+        if self.composer.history().is_empty() {
+            for t in turns.iter().filter(|t| !t.superseded) {
+                self.composer.push_history(&t.user);
+            }
+        }
         self.labels = (1..=turns.len() as u64).collect();
         self.next_id = self.next_id.max(turns.len() as u64 + 1);
         self.conversation.turns = turns;
@@ -362,12 +371,42 @@ impl App {
         id
     }
 
-    /// Add a turn for `prompt` and start it.
+    /// A file arrived for `/attach`: keep it for the next prompt if the limits allow.
+    fn on_attached(&mut self, result: Result<Box<chat::attach::Attachment>, String>) {
+        let a = match result {
+            Ok(a) => *a,
+            Err(e) => {
+                self.notice(NoticeKind::Error, format!("cannot attach {e}"));
+                return;
+            }
+        };
+        let capacity = self
+            .quota
+            .as_ref()
+            .and_then(|q| q.bucket(Bucket::InputTokens))
+            .and_then(|b| b.limit);
+        let mut all = self.attachments.clone();
+        all.push(a.clone());
+        if let Err(e) = chat::attach::check_all(&all, capacity) {
+            self.notice(NoticeKind::Error, format!("cannot attach {}: {e}", a.name));
+            return;
+        }
+        self.notice(
+            NoticeKind::Info,
+            format!(
+                "attached {} — it goes with your next prompt (/detach drops it)",
+                a.name
+            ),
+        );
+        self.attachments = all;
+    }
+
+    /// Add a turn for `prompt` and start it, with the attachments waiting.
     fn start_turn(&mut self, prompt: String, now: Instant) -> Effect {
         let turn_index = self.conversation.turns.len();
-        self.conversation
-            .turns
-            .push(Turn::new(prompt, self.config.model.clone()));
+        let mut turn = Turn::new(prompt, self.config.model.clone());
+        turn.attachments = std::mem::take(&mut self.attachments);
+        self.conversation.turns.push(turn);
         let id = self.new_id();
         self.labels.push(id.0);
         let request = self
@@ -478,13 +517,18 @@ impl App {
         };
         turn.superseded = true;
         let prompt = turn.user.clone();
+        // The retry sends the same files; the ones waiting stay for the next prompt.
+        let files = turn.attachments.clone();
         self.notice = None;
         let superseded = self.retry_target.unwrap_or_default();
+        let waiting = std::mem::replace(&mut self.attachments, files);
+        let start = self.start_turn(prompt, now);
+        self.attachments = waiting;
         vec![
             Effect::Superseded {
                 turn_index: superseded,
             },
-            self.start_turn(prompt, now),
+            start,
         ]
     }
 
@@ -554,9 +598,74 @@ impl App {
         }
     }
 
-    /// Tab: complete `/model NAME` from the model list; anywhere else, a tab.
+    /// The `@path` files of a prompt arrived: attach them and send it, or, if one cannot be
+    /// attached, say why and give the prompt back to edit.
+    fn on_prompt_files(
+        &mut self,
+        prompt: String,
+        files: Vec<Result<Box<chat::attach::Attachment>, String>>,
+        now: Instant,
+    ) -> Vec<Effect> {
+        let waiting = self.attachments.len();
+        for f in files {
+            let before = self.attachments.len();
+            self.on_attached(f);
+            if self.attachments.len() == before {
+                self.attachments.truncate(waiting);
+                if self.composer.is_empty() {
+                    self.composer.set_text(&prompt);
+                }
+                return Vec::new();
+            }
+        }
+        self.notice = None;
+        vec![self.start_turn(prompt, now)]
+    }
+
+    /// Candidates for a partial path arrived: complete what is still typed.
+    fn on_path_completions(&mut self, partial: &str, matches: &[String]) {
+        let text = self.composer.text();
+        if !text.ends_with(partial) {
+            return;
+        }
+        let head = &text[..text.len() - partial.len()];
+        match matches {
+            [] => self.notice(NoticeKind::Info, format!("no file matches {partial}")),
+            [one] => {
+                self.composer.set_text(&format!("{head}{one}"));
+                self.notice = None;
+            }
+            many => {
+                let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+                let common = common_prefix(&refs);
+                if common.len() > partial.len() {
+                    self.composer.set_text(&format!("{head}{common}"));
+                }
+                let shown: Vec<&str> = refs.iter().take(6).copied().collect();
+                let more = if many.len() > shown.len() {
+                    format!(" (+{} more)", many.len() - shown.len())
+                } else {
+                    String::new()
+                };
+                self.notice(NoticeKind::Info, format!("{}{more}", shown.join("  ")));
+            }
+        }
+    }
+
+    /// Tab: complete a path after `@` or `/attach `, a model after `/model `; anywhere else,
+    /// a tab.
     fn complete(&mut self) -> Vec<Effect> {
         let text = self.composer.text();
+        if let Some(path) = text.strip_prefix("/attach ") {
+            return vec![Effect::CompletePath(path.to_string())];
+        }
+        if let Some(word) = text
+            .rsplit(char::is_whitespace)
+            .next()
+            .and_then(|w| w.strip_prefix('@'))
+        {
+            return vec![Effect::CompletePath(word.to_string())];
+        }
         let Some(prefix) = text.strip_prefix("/model ").map(str::trim_start) else {
             self.composer.apply(super::composer::EditOp::Insert('\t'));
             return Vec::new();
@@ -627,6 +736,10 @@ impl App {
         };
         old.superseded = true;
         old.superseded_by_edit = true;
+        // The edited prompt keeps the files of the one it replaces, plus any waiting.
+        let mut files = old.attachments.clone();
+        files.append(&mut self.attachments);
+        self.attachments = files;
         if let Ok(mut cache) = self.transcript.try_borrow_mut() {
             cache.recheck(index);
         }
@@ -657,6 +770,16 @@ impl App {
             Some(rest) if rest.starts_with('/') => rest.to_string(),
             _ => text,
         };
+        // `@path` words attach those files: read them first, then send.
+        let paths: Vec<String> = prompt
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix('@'))
+            .filter(|p| p.contains('/') || p.contains('.'))
+            .map(str::to_string)
+            .collect();
+        if !paths.is_empty() && editing.is_none() {
+            return vec![Effect::ReadForPrompt { prompt, paths }];
+        }
         // The turn being edited must still be the last one that counts (a session switch or
         // /clear empties the conversation and ends the edit).
         match editing {
@@ -708,6 +831,11 @@ impl App {
             Command::Retry => return self.retry(now),
             Command::Edit => self.edit_last(),
             Command::Continue => return self.continue_reply(now),
+            Command::Attach(path) => return vec![Effect::ReadAttachment(path)],
+            Command::Detach => {
+                let n = std::mem::take(&mut self.attachments).len();
+                self.notice(NoticeKind::Info, format!("dropped {n} attachment(s)"));
+            }
             Command::Export(path) => {
                 let session = self
                     .session_name
@@ -1291,6 +1419,15 @@ fn dispatch(app: &mut App, msg: Msg, now: Instant) -> Vec<Effect> {
         }
         Msg::SessionList(items) => {
             app.on_session_list(items);
+            Vec::new()
+        }
+        Msg::Attached(result) => {
+            app.on_attached(result);
+            Vec::new()
+        }
+        Msg::PromptFiles { prompt, files } => app.on_prompt_files(prompt, files, now),
+        Msg::PathCompletions { partial, matches } => {
+            app.on_path_completions(&partial, &matches);
             Vec::new()
         }
         Msg::Models(result) => {

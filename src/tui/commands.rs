@@ -28,6 +28,10 @@ pub enum Command {
     Clear,
     /// `/retry`.
     Retry,
+    /// `/attach PATH`: attach a file to the next prompt.
+    Attach(String),
+    /// `/detach`: drop the attachments waiting for the next prompt.
+    Detach,
     /// `/export [FILE]`: the conversation as Markdown (`None`: `<session>.md`).
     Export(Option<String>),
     /// `/continue`: continue the last broken reply from its partial text.
@@ -85,6 +89,11 @@ pub fn parse(line: &str) -> Command {
         "edit" => Command::Edit,
         "continue" => Command::Continue,
         "export" => Command::Export(arg),
+        "attach" => match arg {
+            Some(path) => Command::Attach(path),
+            None => Command::Invalid("usage: /attach PATH".into()),
+        },
+        "detach" => Command::Detach,
         "find" | "search" => Command::Find(arg),
         "help" | "?" => Command::Help,
         "quit" | "exit" | "q" => Command::Quit,

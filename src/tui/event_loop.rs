@@ -400,6 +400,23 @@ impl Runner<'_> {
                         }
                     }
                 }
+                Effect::ReadAttachment(path) => {
+                    let result = crate::chat::attach::Attachment::read(&expand_home(&path));
+                    let _ = self.tx.send(Msg::Attached(result.map(Box::new)));
+                }
+                Effect::ReadForPrompt { prompt, paths } => {
+                    let files = paths
+                        .iter()
+                        .map(|p| {
+                            crate::chat::attach::Attachment::read(&expand_home(p)).map(Box::new)
+                        })
+                        .collect();
+                    let _ = self.tx.send(Msg::PromptFiles { prompt, files });
+                }
+                Effect::CompletePath(partial) => {
+                    let matches = complete_path(&partial);
+                    let _ = self.tx.send(Msg::PathCompletions { partial, matches });
+                }
                 Effect::ListModels => {
                     let http = self.http.clone();
                     let tx = self.tx.clone();
@@ -477,6 +494,48 @@ impl Runner<'_> {
             h.abort();
         }
     }
+}
+
+/// `~/x` as `$HOME/x`.
+fn expand_home(path: &str) -> std::path::PathBuf {
+    match path.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME").map_or_else(
+            || std::path::PathBuf::from(path),
+            |h| std::path::PathBuf::from(h).join(rest),
+        ),
+        None => std::path::PathBuf::from(path),
+    }
+}
+
+/// The entries a partial path could complete to, as the person would type them (their
+/// directory part kept as typed, directories ending with `/`), sorted; hidden files only
+/// when the partial name starts with a dot.
+fn complete_path(partial: &str) -> Vec<String> {
+    let (dir_typed, stem) = match partial.rfind('/') {
+        Some(i) => (&partial[..=i], &partial[i + 1..]),
+        None => ("", partial),
+    };
+    let dir = if dir_typed.is_empty() {
+        std::path::PathBuf::from(".")
+    } else {
+        expand_home(dir_typed)
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(stem) || (name.starts_with('.') && !stem.starts_with('.')) {
+                return None;
+            }
+            let slash = if e.path().is_dir() { "/" } else { "" };
+            Some(format!("{dir_typed}{name}{slash}"))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 fn draw(

@@ -164,6 +164,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "copy the last code block, or the one marked [N]",
     ),
     ("/export [FILE]", "write the conversation as Markdown"),
+    (
+        "/attach PATH",
+        "attach a file (text, image, PDF) to the next prompt",
+    ),
+    ("/detach", "drop the attachments waiting to be sent"),
     ("/find TEXT", "search the transcript (n/N jump, Esc leaves)"),
     ("/help", "this help"),
     ("/quit", "leave"),

@@ -74,6 +74,23 @@ pub enum Msg {
     SessionList(Vec<SessionInfo>),
     /// The session was renamed.
     SessionRenamed(String),
+    /// The answer to [`Effect::ReadAttachment`]: the file, or why it cannot be attached.
+    Attached(Result<Box<crate::chat::attach::Attachment>, String>),
+    /// The answer to [`Effect::ReadForPrompt`]: the prompt and each file read (or why not).
+    PromptFiles {
+        /// The prompt to send once the files are attached.
+        prompt: String,
+        /// One result per `@path`, in order.
+        files: Vec<Result<Box<crate::chat::attach::Attachment>, String>>,
+    },
+    /// The answer to [`Effect::CompletePath`]: the partial path and the entries that extend
+    /// it (directories end with `/`).
+    PathCompletions {
+        /// What was completed.
+        partial: String,
+        /// Full candidates.
+        matches: Vec<String>,
+    },
     /// The answer to [`Effect::ListModels`]: the models, newest first, or why not.
     Models(Result<Vec<crate::api::ModelInfo>, String>),
     /// Something the event loop wants the person to know (a failed save, say).
@@ -134,6 +151,17 @@ pub enum Effect {
         /// The person named the path (an existing file is replaced).
         overwrite: bool,
     },
+    /// Read a file to attach (answered with [`Msg::Attached`]).
+    ReadAttachment(String),
+    /// Read the `@path` files of a prompt, then send it (answered with [`Msg::PromptFiles`]).
+    ReadForPrompt {
+        /// The prompt.
+        prompt: String,
+        /// The paths, as typed.
+        paths: Vec<String>,
+    },
+    /// List what a partial path could complete to (answered with [`Msg::PathCompletions`]).
+    CompletePath(String),
     /// Fetch `GET /v1/models` (answered with [`Msg::Models`]).
     ListModels,
     /// List the saved sessions (answered with [`Msg::SessionList`]).

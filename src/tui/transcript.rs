@@ -354,6 +354,14 @@ fn head(turn: &Turn, fp: Fingerprint, theme: Theme) -> Vec<StyledLine> {
     for line in user.split('\n') {
         out.push(StyledLine::simple(INDENT, line, Style::new()));
     }
+    if !turn.attachments.is_empty() {
+        let names: Vec<String> = turn
+            .attachments
+            .iter()
+            .map(|a| format!("📎 {}", sanitize(&a.name, 0)))
+            .collect();
+        out.push(StyledLine::simple(INDENT, names.join("  "), dim));
+    }
     out.push(StyledLine::blank());
     let mut claude = vec![Span::styled("▌ claude", theme.assistant_header())];
     if !turn.model.is_empty() {

@@ -546,11 +546,179 @@ fn export_writes_the_conversation_as_markdown() {
     let text: String = text
         .lines()
         .filter(|l| !l.starts_with("date: "))
-        .map(|l| format!("{l}\n"))
+        .flat_map(|l| [l, "\n"])
         .collect();
     assert_snapshot!("export_markdown", text);
     let fx = h.submit("/export out.md");
     assert!(
         matches!(&fx[..], [Effect::WriteFile { path, overwrite: true, .. }] if path == "out.md")
     );
+}
+
+#[test]
+fn a_resumed_session_can_be_edited_with_up_then_ctrl_e() {
+    let mut h = Harness::new(60, 20);
+    let mut t = backchat::chat::Turn::new("an old prompt", "m");
+    t.assistant = "an old answer".into();
+    t.state = backchat::chat::ReplyState::Complete { stop_reason: None };
+    h.load(vec![t]);
+    h.press(KeyCode::Up);
+    assert_eq!(h.app.composer.text(), "an old prompt");
+    h.key(KeyCode::Char('e'), KeyModifiers::CONTROL);
+    assert_eq!(h.app.editing, Some(0));
+}
+
+fn tiny_png(w: u32, h: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend(w.to_be_bytes());
+    png.extend(h.to_be_bytes());
+    png.extend([8, 6, 0, 0, 0]);
+    png
+}
+
+#[test]
+fn attach_shows_a_chip_with_its_token_estimate_and_goes_with_the_next_prompt() {
+    use backchat::chat::attach::Attachment;
+    let mut h = Harness::new(70, 16);
+    assert_eq!(
+        h.submit("/attach ~/notes.txt"),
+        vec![Effect::ReadAttachment("~/notes.txt".into())]
+    );
+    let notes = Attachment::from_bytes("notes.txt", "line one\nline two\n".repeat(40).as_bytes())
+        .expect("text");
+    h.send(backchat::tui::Msg::Attached(Ok(Box::new(notes))));
+    let cat = Attachment::from_bytes("cat.png", &tiny_png(600, 400)).expect("png");
+    h.send(backchat::tui::Msg::Attached(Ok(Box::new(cat))));
+    h.type_str("What do these say?");
+    let screen = h.screen();
+    assert!(screen.contains("📎 notes.txt · ~187 tokens"), "{screen}");
+    assert!(screen.contains("📎 cat.png · ~320 tokens"), "{screen}");
+    assert_snapshot!("attachment_chips", screen);
+
+    let (_, _, request) = only(&h.press(KeyCode::Enter));
+    let kinds: Vec<String> = request.messages[0]
+        .content
+        .iter()
+        .map(|b| match b {
+            backchat::api::ContentBlock::Text { text } => {
+                format!("text: {}", text.lines().next().unwrap_or(""))
+            }
+            backchat::api::ContentBlock::Image { source } => {
+                format!("image: {}", source.media_type)
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "text: [attachment: notes.txt (text/plain, 720 bytes)]",
+            "text: [attachment: cat.png (image/png, 29 bytes)]",
+            "image: image/png",
+            "text: What do these say?",
+        ]
+    );
+    assert!(h.app.attachments.is_empty(), "sent with this prompt only");
+    assert_eq!(h.app.conversation.turns[0].attachments.len(), 2);
+    let screen = h.screen();
+    assert!(
+        screen.contains("📎 notes.txt  📎 cat.png"),
+        "named in the transcript: {screen}"
+    );
+    let fx = h.submit("/export");
+    let [Effect::WriteFile { text, .. }] = &fx[..] else {
+        panic!("{fx:?}")
+    };
+    assert!(
+        text.contains(
+            "*Attached: `notes.txt` (text/plain, 720 bytes), `cat.png` (image/png, 29 bytes)*"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn attachments_that_break_a_limit_are_refused_with_the_reason() {
+    let mut h = Harness::new(70, 16);
+    h.send(backchat::tui::Msg::Attached(Err(
+        "a.out: not text, an image (PNG, JPEG, GIF, WebP) or a PDF; binary files cannot be attached"
+            .into(),
+    )));
+    let notice = h.app.notice.clone().expect("a notice").text;
+    assert!(notice.starts_with("cannot attach a.out"), "{notice}");
+    // More tokens than the input bucket holds.
+    let mut q = backchat::quota::QuotaSnapshot::empty(h.now);
+    q.input_tokens = Some(backchat::quota::BucketQuota {
+        limit: Some(100),
+        remaining: Some(100),
+        reset: None,
+    });
+    h.app.quota = Some(q);
+    let big =
+        backchat::chat::attach::Attachment::from_bytes("big.txt", "word ".repeat(200).as_bytes())
+            .expect("text");
+    h.send(backchat::tui::Msg::Attached(Ok(Box::new(big))));
+    assert!(h.app.attachments.is_empty());
+    let notice = h.app.notice.clone().expect("a notice").text;
+    assert!(
+        notice.contains("more than the input-token bucket holds"),
+        "{notice}"
+    );
+}
+
+#[test]
+fn at_path_attaches_before_sending_and_tab_completes_paths() {
+    use backchat::chat::attach::Attachment;
+    use backchat::tui::Msg;
+    let mut h = Harness::new(70, 16);
+    h.type_str("Summarise @./no");
+    assert_eq!(
+        h.press(KeyCode::Tab),
+        vec![Effect::CompletePath("./no".into())]
+    );
+    h.send(Msg::PathCompletions {
+        partial: "./no".into(),
+        matches: vec!["./notes.txt".into(), "./notes/".into()],
+    });
+    assert_eq!(h.app.composer.text(), "Summarise @./notes");
+    h.send(Msg::PathCompletions {
+        partial: "./notes".into(),
+        matches: vec!["./notes.txt".into()],
+    });
+    assert_eq!(h.app.composer.text(), "Summarise @./notes.txt");
+
+    let fx = h.press(KeyCode::Enter);
+    assert_eq!(
+        fx,
+        vec![Effect::ReadForPrompt {
+            prompt: "Summarise @./notes.txt".into(),
+            paths: vec!["./notes.txt".into()],
+        }]
+    );
+    // A file that cannot be attached gives the prompt back.
+    let fx = h.send(Msg::PromptFiles {
+        prompt: "Summarise @./notes.txt".into(),
+        files: vec![Err("./notes.txt: No such file or directory".into())],
+    });
+    assert!(fx.is_empty());
+    assert_eq!(h.app.composer.text(), "Summarise @./notes.txt");
+    h.app.composer.clear();
+    let notes = Attachment::from_bytes("notes.txt", b"a note").expect("text");
+    let fx = h.send(Msg::PromptFiles {
+        prompt: "Summarise @./notes.txt".into(),
+        files: vec![Ok(Box::new(notes))],
+    });
+    let (_, _, request) = only(&fx);
+    assert_eq!(
+        transcript_of(&request),
+        vec!["User: [attachment: notes.txt (text/plain, 6 bytes)]\na noteSummarise @./notes.txt"]
+    );
+    // `/attach` completes too; an @name without a dot or slash is just text.
+    h.type_str("/attach ~/Doc");
+    assert_eq!(
+        h.press(KeyCode::Tab),
+        vec![Effect::CompletePath("~/Doc".into())]
+    );
+    h.app.composer.set_text("thanks @alice");
+    assert!(started(&h.press(KeyCode::Enter)).len() == 1);
 }

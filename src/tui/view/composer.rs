@@ -10,16 +10,40 @@ use crate::tui::app::App;
 /// Cells before the text: the prompt marker on the first row, spaces on the others.
 pub const PREFIX: u16 = 2;
 
-/// Rows the composer wants at `width` (before the layout caps it).
+/// Rows the composer wants at `width` (before the layout caps it): the attachment chips'
+/// row, if any, and the text.
 pub fn wanted_height(app: &App, width: u16) -> u16 {
     let (rows, _) = app.composer.layout(width.saturating_sub(PREFIX).max(1));
-    u16::try_from(rows.len()).unwrap_or(u16::MAX).max(1)
+    let chips = u16::from(!app.attachments.is_empty());
+    u16::try_from(rows.len())
+        .unwrap_or(u16::MAX)
+        .max(1)
+        .saturating_add(chips)
+}
+
+/// The chips row: each attachment waiting with its estimated token cost.
+fn render_chips(app: &App, area: Rect, buf: &mut Buffer) {
+    let mut spans = vec![Span::raw("  ")];
+    for a in &app.attachments {
+        spans.push(Span::styled(
+            format!(" {} ", crate::tui::sanitize::sanitize(&a.chip(), 0)),
+            app.theme.badge(),
+        ));
+        spans.push(Span::raw(" "));
+    }
+    buf.set_line(area.x, area.y, &Line::from(spans), area.width);
 }
 
 /// Draw the composer; returns where the terminal cursor goes.
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) -> Option<Position> {
     if area.is_empty() {
         return None;
+    }
+    let mut area = area;
+    if !app.attachments.is_empty() && area.height > 1 {
+        render_chips(app, Rect { height: 1, ..area }, buf);
+        area.y += 1;
+        area.height -= 1;
     }
     let theme = app.theme;
     let text_w = area.width.saturating_sub(PREFIX).max(1);
