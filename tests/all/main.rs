@@ -15,6 +15,7 @@
 mod support;
 
 mod cache;
+mod chat_attach;
 mod chat_resume;
 mod config_example;
 mod config_resolve;

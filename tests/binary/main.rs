@@ -25,3 +25,4 @@ mod python_sdk;
 mod sessions_headless;
 mod sessions_kill9;
 mod shared_limiter_backend;
+mod tui_attach_e2e;

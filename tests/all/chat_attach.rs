@@ -3,13 +3,6 @@
 //! with the API's kind of message; attachments stored in a session are sent again, byte for
 //! byte, when the conversation resumes.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
-mod support;
 
 use backchat::api::{Base64Source, ContentBlock, Message, MessagesRequest, Role};
 use backchat::chat::attach::Attachment;
@@ -19,7 +12,7 @@ use backchat::mock::MockServer;
 use futures::StreamExt;
 
 async fn run(server: &MockServer, request: MessagesRequest) -> Turn {
-    let driver = support::driver(server);
+    let driver = crate::support::driver(server);
     let mut turn = Turn::new("x", "m");
     let mut events = std::pin::pin!(driver.run(request));
     while let Some(e) = events.next().await {
@@ -48,7 +41,7 @@ fn turn_with_files() -> Turn {
 
 #[tokio::test]
 async fn the_mock_receives_each_file_and_says_so() {
-    let server = MockServer::start(support::quick_mock())
+    let server = MockServer::start(crate::support::quick_mock())
         .await
         .expect("mock");
     let c = Conversation {
@@ -75,7 +68,7 @@ async fn the_mock_receives_each_file_and_says_so() {
 
 #[tokio::test]
 async fn bad_blocks_are_refused_as_the_api_does() {
-    let server = MockServer::start(support::quick_mock())
+    let server = MockServer::start(crate::support::quick_mock())
         .await
         .expect("mock");
     let with = |block: ContentBlock| {

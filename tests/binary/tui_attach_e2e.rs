@@ -2,12 +2,6 @@
 //! see its chip with the token estimate, send a prompt, and read the mock's reply naming the
 //! file and the size it received.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "a test may fail by panicking"
-)]
-
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
