@@ -59,6 +59,7 @@ async fn measure(limiter: Arc<dyn Limiter>, cycles: usize, tasks: usize) -> Vec<
                     input_tokens: 3000.0,
                     output_tokens: 500.0,
                     class,
+                    cache: None,
                 };
                 let asked = Instant::now();
                 let grant = match limiter.reserve(demand, false).await {

@@ -52,6 +52,9 @@ pub enum ContentBlock {
     Image {
         /// The bytes.
         source: Base64Source,
+        /// An explicit cache breakpoint after this block (`breakpoints` mode only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
     },
     /// A PDF, base64-encoded.
     Document {
@@ -60,6 +63,9 @@ pub enum ContentBlock {
         /// Its name, shown to the model.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
+        /// An explicit cache breakpoint after this block (`breakpoints` mode only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_control: Option<CacheControl>,
     },
 }
 
@@ -87,8 +93,11 @@ impl ContentBlock {
     /// Put (or clear) an explicit cache breakpoint on this block. Thinking blocks cannot
     /// carry one; they are left as they are.
     fn set_cache_control(&mut self, marker: Option<CacheControl>) {
-        if let ContentBlock::Text { cache_control, .. } = self {
-            *cache_control = marker;
+        match self {
+            ContentBlock::Text { cache_control, .. }
+            | ContentBlock::Image { cache_control, .. }
+            | ContentBlock::Document { cache_control, .. } => *cache_control = marker,
+            ContentBlock::Thinking { .. } => {}
         }
     }
 }

@@ -146,18 +146,20 @@ impl Attachment {
             data: self.data.clone(),
         };
         match self.kind {
-            Kind::Text => vec![ContentBlock::Text {
-                text: format!("{label}\n{}", self.data),
-            }],
+            Kind::Text => vec![ContentBlock::text(format!("{label}\n{}", self.data))],
             Kind::Image => vec![
-                ContentBlock::Text { text: label },
-                ContentBlock::Image { source: source() },
+                ContentBlock::text(label),
+                ContentBlock::Image {
+                    source: source(),
+                    cache_control: None,
+                },
             ],
             Kind::Document => vec![
-                ContentBlock::Text { text: label },
+                ContentBlock::text(label),
                 ContentBlock::Document {
                     source: source(),
                     title: Some(self.name.clone()),
+                    cache_control: None,
                 },
             ],
         }

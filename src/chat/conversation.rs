@@ -150,7 +150,7 @@ impl Conversation {
         let user_message = |files: &mut Vec<ContentBlock>, text: String| {
             let mut content = std::mem::take(files);
             if !text.trim().is_empty() {
-                content.push(ContentBlock::Text { text });
+                content.push(ContentBlock::text(text));
             }
             Message {
                 role: Role::User,

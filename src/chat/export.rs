@@ -139,6 +139,7 @@ mod tests {
             output_tokens: 20,
             cache_creation_input_tokens: None,
             cache_read_input_tokens: Some(5),
+            ..Usage::default()
         });
         let mut gone = Turn::new("retried", "m");
         gone.superseded = true;

@@ -88,7 +88,7 @@ const EXPECTED: [[u64; 5]; 5] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fixture_reports_the_expected_usage() {
-    let server = MockServer::start(crate::support::quick_mock())
+    let server = MockServer::start(crate::support::mock::quick_mock())
         .await
         .expect("mock");
     let rows = replay(&server.base_url()).await;
@@ -130,7 +130,7 @@ async fn the_fixture_reports_the_expected_usage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_is_in_message_start_and_in_the_final_delta() {
-    let server = MockServer::start(crate::support::quick_mock())
+    let server = MockServer::start(crate::support::mock::quick_mock())
         .await
         .expect("mock");
     let fx = fixture();
@@ -164,7 +164,7 @@ async fn usage_is_in_message_start_and_in_the_final_delta() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_breakpoints_are_a_400_and_eviction_forces_a_miss() {
-    let server = MockServer::start(crate::support::quick_mock())
+    let server = MockServer::start(crate::support::mock::quick_mock())
         .await
         .expect("mock");
     let marked = |i: usize| json!({"type": "text", "text": format!("part {i}"), "cache_control": {"type": "ephemeral"}});
@@ -185,7 +185,7 @@ async fn five_breakpoints_are_a_400_and_eviction_forces_a_miss() {
     // The scenario knob: every request finds its cache evicted.
     let server = MockServer::start(MockConfig {
         cache_evict: 1.0,
-        ..crate::support::quick_mock()
+        ..crate::support::mock::quick_mock()
     })
     .await
     .expect("mock");
@@ -196,10 +196,10 @@ async fn five_breakpoints_are_a_400_and_eviction_forces_a_miss() {
 
 #[tokio::test(start_paused = true)]
 async fn the_client_sends_cache_control_and_reads_the_cache_fields() {
-    let server = MockServer::start(crate::support::quick_mock())
+    let server = MockServer::start(crate::support::mock::quick_mock())
         .await
         .expect("mock");
-    let driver = crate::support::driver(&server);
+    let driver = crate::support::mock::driver(&server);
     let system = "You are a patient tutor. ".repeat(300);
     let mut history = vec![Message::text(
         Role::User,
@@ -210,9 +210,9 @@ async fn the_client_sends_cache_control_and_reads_the_cache_fields() {
         let mut req = MessagesRequest::new("claude-sonnet-4-6", 256, history.clone());
         req.system = Some(system.clone().into());
         req.apply_cache(CacheMode::Auto, CacheTtl::FiveMinutes);
-        let events = crate::support::collect(driver.run(req)).await;
-        let TurnEvent::Finished { usage, .. } = crate::support::last(&events) else {
-            panic!("turn {turn}: {:?}", crate::support::last(&events));
+        let events = crate::support::mock::collect(driver.run(req)).await;
+        let TurnEvent::Finished { usage, .. } = crate::support::mock::last(&events) else {
+            panic!("turn {turn}: {:?}", crate::support::mock::last(&events));
         };
         if turn > 0 {
             let prev: &backchat::api::Usage = last.as_ref().expect("previous");
@@ -227,7 +227,7 @@ async fn the_client_sends_cache_control_and_reads_the_cache_fields() {
         last = Some(usage.clone());
         history.push(Message::text(
             Role::Assistant,
-            crate::support::text_of(&events),
+            crate::support::mock::text_of(&events),
         ));
         history.push(Message::text(Role::User, format!("Next question {turn}?")));
     }
@@ -237,10 +237,10 @@ async fn the_client_sends_cache_control_and_reads_the_cache_fields() {
 /// Run a conversation of `turns` turns, each adding `new_tokens` of prompt, through the
 /// driver (pacing on) against a Tier 1 mock; the outcome of each turn.
 async fn long_conversation(mode: CacheMode, turns: usize, new_tokens: usize) -> (Vec<String>, u64) {
-    let server = MockServer::start(crate::support::quick_mock())
+    let server = MockServer::start(crate::support::mock::quick_mock())
         .await
         .expect("mock");
-    let driver = crate::support::driver(&server);
+    let driver = crate::support::mock::driver(&server);
     let mut history: Vec<Message> = Vec::new();
     let mut outcomes = Vec::new();
     for turn in 0..turns {
@@ -250,13 +250,13 @@ async fn long_conversation(mode: CacheMode, turns: usize, new_tokens: usize) -> 
         let mut req = MessagesRequest::new("claude-sonnet-4-6", 1024, history.clone());
         req.system = Some("You review code.".into());
         req.apply_cache(mode, CacheTtl::FiveMinutes);
-        let events = crate::support::collect(driver.run(req)).await;
-        match crate::support::last(&events) {
+        let events = crate::support::mock::collect(driver.run(req)).await;
+        match crate::support::mock::last(&events) {
             TurnEvent::Finished { .. } => {
                 outcomes.push("ok".to_string());
                 history.push(Message::text(
                     Role::Assistant,
-                    crate::support::text_of(&events),
+                    crate::support::mock::text_of(&events),
                 ));
             }
             TurnEvent::Failed(f) => {

@@ -12,7 +12,7 @@ use backchat::mock::MockServer;
 use futures::StreamExt;
 
 async fn run(server: &MockServer, request: MessagesRequest) -> Turn {
-    let driver = crate::support::driver(server);
+    let driver = crate::support::mock::driver(server);
     let mut turn = Turn::new("x", "m");
     let mut events = std::pin::pin!(driver.run(request));
     while let Some(e) = events.next().await {
@@ -41,7 +41,7 @@ fn turn_with_files() -> Turn {
 
 #[tokio::test]
 async fn the_mock_receives_each_file_and_says_so() {
-    let server = MockServer::start(crate::support::quick_mock())
+    let server = MockServer::start(crate::support::mock::quick_mock())
         .await
         .expect("mock");
     let c = Conversation {
@@ -68,7 +68,7 @@ async fn the_mock_receives_each_file_and_says_so() {
 
 #[tokio::test]
 async fn bad_blocks_are_refused_as_the_api_does() {
-    let server = MockServer::start(crate::support::quick_mock())
+    let server = MockServer::start(crate::support::mock::quick_mock())
         .await
         .expect("mock");
     let with = |block: ContentBlock| {

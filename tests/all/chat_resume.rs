@@ -12,7 +12,7 @@ use futures::StreamExt;
 
 /// Run `request` on `server` and fold its events into `turn`.
 async fn run(server: &MockServer, request: MessagesRequest, mut turn: Turn) -> Turn {
-    let driver = crate::support::driver(server);
+    let driver = crate::support::mock::driver(server);
     let mut events = std::pin::pin!(driver.run(request));
     while let Some(e) = events.next().await {
         apply_event(&mut turn, &e);
@@ -31,7 +31,7 @@ async fn resume_joins_seamlessly(model: &str, want: ResumeMode) {
     let prompt = "Tell me about rate limits.";
     let cfg = config(model);
     // The reply as it would be, never cut.
-    let whole = MockServer::start(crate::support::quick_mock())
+    let whole = MockServer::start(crate::support::mock::quick_mock())
         .await
         .expect("mock");
     let mut c = Conversation {
@@ -44,7 +44,7 @@ async fn resume_joins_seamlessly(model: &str, want: ResumeMode) {
     // The same reply, dropped mid-stream.
     let cutting = MockServer::start(MockConfig {
         script: vec![ScriptStep::Drop { after_tokens: 30 }],
-        ..crate::support::quick_mock()
+        ..crate::support::mock::quick_mock()
     })
     .await
     .expect("mock");
@@ -81,7 +81,7 @@ async fn continue_by_asking_equals_the_uninterrupted_reply() {
 
 #[tokio::test]
 async fn the_mock_refuses_a_prefill_where_the_api_does() {
-    let server = MockServer::start(crate::support::quick_mock())
+    let server = MockServer::start(crate::support::mock::quick_mock())
         .await
         .expect("mock");
     let request = |model: &str| {
