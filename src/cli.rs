@@ -95,6 +95,10 @@ pub struct ConfigArgs {
 
 /// What `backchat config` shows, each with the flags it reads.
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once per run; boxing would only complicate the matches"
+)]
 pub enum ConfigAction {
     /// Print the config file's path.
     Path(ConfigFileArgs),

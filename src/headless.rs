@@ -627,7 +627,7 @@ mod tests {
             None,
             tokio::time::sleep(Duration::from_secs(6)),
             PrintOptions {
-                header_timeout: Some(Duration::from_secs(60)),
+                header_timeout: Some(Duration::from_mins(1)),
                 ..PrintOptions::default()
             },
         )

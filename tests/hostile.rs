@@ -129,7 +129,7 @@ fn handle(mut s: TcpStream, b: Behaviour, count: &AtomicUsize) {
         }
         Behaviour::Hang => {
             drain_body(&mut s, &head);
-            std::thread::sleep(Duration::from_secs(120));
+            std::thread::sleep(Duration::from_mins(2));
             return;
         }
         _ => drain_body(&mut s, &head),

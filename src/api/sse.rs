@@ -389,16 +389,14 @@ where
         loop {
             // Arm the idle timer only when no frame is ready: a timer per event cost more
             // than decoding the event.
-            let next = match st.frames.next().now_or_never() {
-                Some(next) => next,
-                None => {
-                    let Ok(next) = tokio::time::timeout(idle_timeout, st.frames.next()).await
-                    else {
-                        st.done = true;
-                        return Some((Err(StreamFailure::IdleTimeout(idle_timeout)), st));
-                    };
-                    next
-                }
+            let next = if let Some(next) = st.frames.next().now_or_never() {
+                next
+            } else {
+                let Ok(next) = tokio::time::timeout(idle_timeout, st.frames.next()).await else {
+                    st.done = true;
+                    return Some((Err(StreamFailure::IdleTimeout(idle_timeout)), st));
+                };
+                next
             };
             match next {
                 None => return None,
