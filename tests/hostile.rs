@@ -560,7 +560,7 @@ async fn the_mock_survives_slowloris_clients() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = MockServer::start(MockConfig {
         max_connections: 2,
-        header_read_timeout: Duration::from_millis(500),
+        header_read_timeout: Some(Duration::from_millis(500)),
         ..MockConfig::default()
     })
     .await
