@@ -3,7 +3,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | done: the reply is complete, or the command did what it was asked |
-//! | 1 | a command other than a chat turn could not complete (the load test, the mock) |
+//! | 1 | a command other than a chat turn could not complete (the load test, the mock), or a turn's output could not be written |
 //! | 2 | bad usage or configuration: a flag, the config file, the key, a terminal that cannot start |
 //! | 3 | the API answered with an error that retrying does not fix |
 //! | 4 | gave up waiting: retries exhausted, a wait longer than `--max-wait`, the deadline passed |

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 
 use crate::chat::{
     Conversation, LoadReport, Session, SessionChoice, SessionError, SessionStore, Turn,
@@ -314,7 +314,7 @@ fn read_prompt(arg: &str) -> Result<String, String> {
     Ok(text)
 }
 
-/// Consume a turn's events: text to `out` (flushed per delta), human lines to `err`, JSON
+/// Consume a turn's events: text to `out` (flushed whenever the turn waits), human lines to `err`, JSON
 /// Lines to `events`. Stops at the terminal event, or when `cancel` resolves (exit 130).
 /// Bytes pass unchanged; see [`print_turn_with`].
 pub async fn print_turn<S, C>(
@@ -362,6 +362,10 @@ where
     let mut turn = std::pin::pin!(turn);
     let mut cancel = std::pin::pin!(cancel);
     let mut printed = Printed::default();
+    // Deltas are buffered and flushed whenever no further event is ready at once: a write
+    // per delta made the reply's printing cost more than its decoding.
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, out);
+    let out: &mut dyn Write = &mut out;
     let outcome = |code: i32, printed: &Printed, interrupted: bool| Outcome {
         exit_code: code,
         printed: printed.bytes,
@@ -379,32 +383,46 @@ where
     // The model that answers (from `Started`): usage events are priced for it.
     let mut model: Option<String> = None;
     loop {
-        let announce_at = sending_since
-            .filter(|_| opts.header_timeout.is_some())
-            .map(|t| t + ANNOUNCE_SLOW_ANSWER);
-        let next = tokio::select! {
-            ev = turn.next() => ev,
-            () = async {
-                match announce_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                sending_since = None;
-                if let Some(limit) = opts.header_timeout {
-                    let _ = writeln!(
-                        err,
-                        "no answer from the server yet after {}; waiting up to {} for it to start (--header-timeout)",
-                        human_duration(ANNOUNCE_SLOW_ANSWER),
-                        human_duration(limit)
-                    );
-                }
-                continue;
-            }
-            () = &mut cancel => {
+        // An event ready at once is handled without a flush or a timer; the reply is flushed
+        // whenever the turn has to wait.
+        let next = if let Some(next) = turn.next().now_or_never() {
+            if (&mut cancel).now_or_never().is_some() {
                 let _ = end_line(out, &printed);
                 let _ = writeln!(err, "cancelled");
                 return outcome(EXIT_CANCELLED, &printed, false);
+            }
+            next
+        } else {
+            if let Err(e) = out.flush() {
+                return failed(err, &printed, write_failed("the reply to stdout", &e));
+            }
+            let announce_at = sending_since
+                .filter(|_| opts.header_timeout.is_some())
+                .map(|t| t + ANNOUNCE_SLOW_ANSWER);
+            tokio::select! {
+                ev = turn.next() => ev,
+                () = async {
+                    match announce_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    sending_since = None;
+                    if let Some(limit) = opts.header_timeout {
+                        let _ = writeln!(
+                            err,
+                            "no answer from the server yet after {}; waiting up to {} for it to start (--header-timeout)",
+                            human_duration(ANNOUNCE_SLOW_ANSWER),
+                            human_duration(limit)
+                        );
+                    }
+                    continue;
+                }
+                () = &mut cancel => {
+                    let _ = end_line(out, &printed);
+                    let _ = writeln!(err, "cancelled");
+                    return outcome(EXIT_CANCELLED, &printed, false);
+                }
             }
         };
         let Some(event) = next else {
@@ -423,6 +441,8 @@ where
             return failed(err, &printed, write_failed("the events file", &e));
         }
         if let Some(line) = human_line(&event) {
+            // The reply so far goes out first, so that the two streams interleave in order.
+            let _ = out.flush();
             let line = crate::secret::redact(&line);
             let (line, n) = crate::sanitize::for_terminal(&line, opts.sanitize_err);
             printed.stripped += n;
@@ -434,7 +454,7 @@ where
             TurnEvent::TextDelta { text: t } => {
                 let (t, n) = crate::sanitize::for_terminal(&t, opts.sanitize_out);
                 printed.stripped += n;
-                if let Err(e) = out.write_all(t.as_bytes()).and_then(|()| out.flush()) {
+                if let Err(e) = out.write_all(t.as_bytes()) {
                     return failed(err, &printed, write_failed("the reply to stdout", &e));
                 }
                 if !t.is_empty() {
@@ -726,7 +746,7 @@ mod tests {
             None,
             tokio::time::sleep(Duration::from_secs(6)),
             PrintOptions {
-                header_timeout: Some(Duration::from_secs(60)),
+                header_timeout: Some(Duration::from_mins(1)),
                 ..PrintOptions::default()
             },
         )

@@ -16,7 +16,7 @@ use crate::secret::ApiKey;
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 
 /// How long a request waits for its response headers unless told otherwise.
-pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_mins(1);
 
 /// Settings of the HTTP transport.
 #[derive(Clone, Debug)]

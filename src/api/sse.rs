@@ -352,8 +352,13 @@ struct Decoder<F> {
     reply_bytes: usize,
     /// A failure to report after the truncated delta that hit the reply cap.
     pending: Option<StreamFailure>,
+    /// Events passed on since the last yield to the scheduler.
+    since_yield: usize,
     done: bool,
 }
+
+/// Events decoded between two yields to the scheduler (see [`decode_stream_with`]).
+const YIELD_EVERY: usize = 32;
 
 /// Turn a body of bytes into decoded events. Transport errors end the stream with
 /// [`StreamFailure::Disconnected`]; a stall longer than `idle_timeout` between frames ends it
@@ -376,9 +381,18 @@ where
         frames: Box::pin(frames),
         reply_bytes: 0,
         pending: None,
+        since_yield: 0,
         done: false,
     };
     futures::stream::unfold(state, move |mut st| async move {
+        // Hand control back now and then: with the body already in memory every frame is
+        // ready, and a consumer that queues what it is given (the turn driver's generator)
+        // would otherwise queue the whole reply before anyone printed a byte of it.
+        st.since_yield += 1;
+        if st.since_yield >= YIELD_EVERY {
+            st.since_yield = 0;
+            tokio::task::yield_now().await;
+        }
         if let Some(f) = st.pending.take() {
             st.done = true;
             return Some((Err(f), st));
@@ -389,16 +403,14 @@ where
         loop {
             // Arm the idle timer only when no frame is ready: a timer per event cost more
             // than decoding the event.
-            let next = match st.frames.next().now_or_never() {
-                Some(next) => next,
-                None => {
-                    let Ok(next) = tokio::time::timeout(idle_timeout, st.frames.next()).await
-                    else {
-                        st.done = true;
-                        return Some((Err(StreamFailure::IdleTimeout(idle_timeout)), st));
-                    };
-                    next
-                }
+            let next = if let Some(next) = st.frames.next().now_or_never() {
+                next
+            } else {
+                let Ok(next) = tokio::time::timeout(idle_timeout, st.frames.next()).await else {
+                    st.done = true;
+                    return Some((Err(StreamFailure::IdleTimeout(idle_timeout)), st));
+                };
+                next
             };
             match next {
                 None => return None,

@@ -173,6 +173,8 @@ impl MockArgs {
         }
         // Records are readable only through the admin endpoint: without it, keep counters only.
         c.keep_request_records = self.admin_endpoint;
+        // A server others can reach closes connections whose request headers dawdle.
+        c.header_read_timeout = Some(STANDALONE_HEADER_READ_TIMEOUT);
         if self.admin_endpoint {
             c.admin_endpoint = true;
         }
@@ -321,3 +323,6 @@ mod tests {
         assert!(e.to_string().contains("/nonexistent/x.toml"), "{e}");
     }
 }
+
+/// The standalone mock's header-read timeout (see `MockConfig::header_read_timeout`).
+pub const STANDALONE_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -1,7 +1,8 @@
 //! The mock's connections, guarded against clients that would exhaust it: at most
 //! `max_connections` at once (further clients wait in the kernel's backlog until one closes),
 //! and a connection whose first request's headers have not all arrived within
-//! `header_read_timeout` is closed (a slowloris client sends them a byte at a time, forever).
+//! `header_read_timeout` (when set) is closed (a slowloris client sends them a byte at a
+//! time, forever).
 
 use std::io;
 use std::net::SocketAddr;
@@ -18,14 +19,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(super) struct Guarded {
     inner: TcpListener,
     permits: Arc<Semaphore>,
-    header_read_timeout: Duration,
+    header_read_timeout: Option<Duration>,
 }
 
 impl Guarded {
     pub(super) fn new(
         inner: TcpListener,
         max_connections: usize,
-        header_read_timeout: Duration,
+        header_read_timeout: Option<Duration>,
     ) -> Self {
         Guarded {
             inner,
@@ -57,7 +58,9 @@ impl axum::serve::Listener for Guarded {
         let io = GuardedIo {
             tcp,
             _permit: permit,
-            headers_deadline: Some(Box::pin(tokio::time::sleep(self.header_read_timeout))),
+            headers_deadline: self
+                .header_read_timeout
+                .map(|t| Box::pin(tokio::time::sleep(t))),
             tail: Vec::new(),
         };
         (io, addr)

@@ -123,7 +123,7 @@ fn handle(mut s: TcpStream, b: Behaviour, count: &AtomicUsize) {
         }
         Behaviour::Hang => {
             drain_body(&mut s, &head);
-            std::thread::sleep(Duration::from_secs(120));
+            std::thread::sleep(Duration::from_mins(2));
             return;
         }
         _ => drain_body(&mut s, &head),
@@ -554,7 +554,7 @@ async fn the_mock_survives_slowloris_clients() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = MockServer::start(MockConfig {
         max_connections: 2,
-        header_read_timeout: Duration::from_millis(500),
+        header_read_timeout: Some(Duration::from_millis(500)),
         ..MockConfig::default()
     })
     .await

@@ -107,7 +107,7 @@ async fn a_burst_past_rpm_waits_exactly_retry_after() {
     assert_eq!(after.count(200), 51);
     assert_eq!(
         after.input_tokens_charged - before.input_tokens_charged,
-        after.requests.last().map_or(0, |r| r.input_tokens)
+        after.requests.back().map_or(0, |r| r.input_tokens)
     );
 }
 
