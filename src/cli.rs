@@ -124,10 +124,6 @@ pub struct ConfigArgs {
 
 /// What `backchat config` shows, each with the flags it reads.
 #[derive(Subcommand, Debug, Clone, PartialEq, Eq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "parsed once at start-up; the settings are the larger variant by nature"
-)]
 pub enum ConfigAction {
     /// Print the config file's path.
     Path(ConfigFileArgs),

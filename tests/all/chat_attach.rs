@@ -3,7 +3,6 @@
 //! with the API's kind of message; attachments stored in a session are sent again, byte for
 //! byte, when the conversation resumes.
 
-
 use backchat::api::{Base64Source, ContentBlock, Message, MessagesRequest, Role};
 use backchat::chat::attach::Attachment;
 use backchat::chat::{Conversation, ReplyState, SessionStore, Turn, apply_event};
@@ -77,7 +76,7 @@ async fn bad_blocks_are_refused_as_the_api_does() {
             100,
             vec![Message {
                 role: Role::User,
-                content: vec![block, ContentBlock::Text { text: "hi".into() }],
+                content: vec![block, ContentBlock::text("hi")],
             }],
         )
     };
@@ -90,12 +89,14 @@ async fn bad_blocks_are_refused_as_the_api_does() {
         (
             ContentBlock::Image {
                 source: source("image/bmp", "AAAA"),
+                cache_control: None,
             },
             "media_type",
         ),
         (
             ContentBlock::Image {
                 source: source("image/png", "not base64!"),
+                cache_control: None,
             },
             "not valid base64",
         ),
@@ -103,6 +104,7 @@ async fn bad_blocks_are_refused_as_the_api_does() {
             ContentBlock::Document {
                 source: source("application/pdf", "AAAA"),
                 title: None,
+                cache_control: None,
             },
             "PDF specified was not valid",
         ),

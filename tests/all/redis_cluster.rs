@@ -178,6 +178,7 @@ fn demand(model: &str) -> Demand {
         input_tokens: 100.0,
         output_tokens: 100.0,
         class: ModelClass::of(model),
+        cache: None,
     }
 }
 

@@ -20,6 +20,7 @@ fn demand() -> Demand {
         input_tokens: 0.0,
         output_tokens: 0.0,
         class: ModelClass::of("claude-sonnet-4-5"),
+        cache: None,
     }
 }
 

@@ -197,6 +197,7 @@ fn demand() -> Demand {
         input_tokens: 100.0,
         output_tokens: 100.0,
         class: ModelClass::of("claude-sonnet-4-5"),
+        cache: None,
     }
 }
 

@@ -600,10 +600,10 @@ fn attach_shows_a_chip_with_its_token_estimate_and_goes_with_the_next_prompt() {
         .content
         .iter()
         .map(|b| match b {
-            backchat::api::ContentBlock::Text { text } => {
+            backchat::api::ContentBlock::Text { text, .. } => {
                 format!("text: {}", text.lines().next().unwrap_or(""))
             }
-            backchat::api::ContentBlock::Image { source } => {
+            backchat::api::ContentBlock::Image { source, .. } => {
                 format!("image: {}", source.media_type)
             }
             other => format!("{other:?}"),
