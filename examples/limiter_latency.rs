@@ -9,7 +9,7 @@
 //! the driver does around one request on a quota far from its limit: reserve, then report the
 //! headers, commit and settle (which are queued, not awaited, as in the driver). Prints the
 //! p50, p99 and max of `reserve` for both limiters and the difference, which is what the
-//! shared limiter adds. docs/shared-limiter.md, "Measured".
+//! shared limiter adds. docs/shared-limiter.md, "At scale".
 
 #![allow(
     clippy::unwrap_used,

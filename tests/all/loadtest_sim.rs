@@ -368,13 +368,19 @@ fn the_shared_limiter_flags_are_checked_before_the_run() {
     assert!(e.contains("--engine e2e"), "{e}");
     let e = with(&["--engine", "e2e", "--policy", "naive"], url).expect_err("no backchat");
     assert!(e.contains("backchat"), "{e}");
-    let e = with(
+    // TLS is accepted; a cluster whose nodes mix TLS and plain text is not.
+    with(
         &["--engine", "e2e", "--policy", "backchat"],
         Some("rediss://127.0.0.1:6379/0"),
     )
-    .expect_err("TLS");
+    .expect("TLS");
+    let e = with(
+        &["--engine", "e2e", "--policy", "backchat"],
+        Some("redis://127.0.0.1:7000,rediss://127.0.0.1:7001"),
+    )
+    .expect_err("mixed schemes");
     assert!(
-        e.contains("--shared-limiter") && e.contains("rediss://"),
+        e.contains("--shared-limiter") && e.contains("one scheme"),
         "{e}"
     );
     let e = with(&["--engine", "e2e", "--compare-unshared"], None).expect_err("nothing to compare");

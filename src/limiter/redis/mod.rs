@@ -27,8 +27,13 @@
 //!   (`limit / minute`) match the server's.
 //!
 //! State is scoped by a fingerprint of the API key and the model class the demand, the
-//! headers or the 429 belong to: `backchat:{<fingerprint>:<class>}:…` ([`scope`]; the braces are a cluster hash tag), with TTLs of
-//! about twice the full-refill time.
+//! headers or the 429 belong to: `backchat:{<fingerprint>:<class>}:…` ([`scope`]; the braces
+//! are a Redis Cluster hash tag), with TTLs of about twice the full-refill time.
+//!
+//! **Deployments.** `rediss://` is TLS (rustls, system roots plus an optional CA file), and a
+//! comma-separated list of URLs is a Redis Cluster reached through the crate's cluster client
+//! (`config.rs`, `link.rs`). A reservation carries its expiry on Redis's clock, so a frozen
+//! server that runs it after its caller gave up reserves nothing (`script.lua`).
 //!
 //! **Fail open.** A [`LocalLimiter`](super::LocalLimiter) shadows everything (it is fed the
 //! same reservations, observations and 429s), so when Redis is unreachable or slower than the
