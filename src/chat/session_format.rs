@@ -176,10 +176,20 @@ enum Outgoing<'a> {
 }
 
 fn line_of(record: Outgoing<'_>) -> String {
+    // Sized up front from the texts it carries: a buffer grown by doubling would hold up to
+    // twice a long reply, and copy it at each step.
+    let hint = match &record {
+        Outgoing::Turn(r) => r.user.len() + r.reply.len() + r.thinking.len() + 1024,
+        _ => 256,
+    };
+    let mut json = Vec::with_capacity(hint);
     // Serializing these plain structs cannot fail (string keys, no maps with odd keys).
-    let mut json = serde_json::to_string(&record).unwrap_or_default();
-    json.push('\n');
-    json
+    if serde_json::to_writer(&mut json, &record).is_err() {
+        json.clear();
+    }
+    json.push(b'\n');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(json).unwrap_or_default()
 }
 
 /// A line that could not be read as it was written.
