@@ -24,7 +24,7 @@ use sessions_common::{Answer, FakeApi, Home, texts};
 const CHAT: [&str; 4] = ["--print", "--events", "--demo", "--mock"];
 const SESSION: [&str; 2] = ["--session", "--continue"];
 const CONVERSATION: [&str; 4] = ["--model", "--system", "--max-tokens", "--thinking"];
-const CONNECTION: [&str; 1] = ["--base-url"];
+const CONNECTION: [&str; 3] = ["--base-url", "--header-timeout", "--raw"];
 const RETRY: [&str; 5] = [
     "--max-retries",
     "--max-wait",
