@@ -232,6 +232,9 @@ pub async fn run_standalone(args: MockArgs) -> i32 {
     crate::exit::OK
 }
 
+/// The standalone mock's header-read timeout (see `MockConfig::header_read_timeout`).
+pub const STANDALONE_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -332,6 +335,3 @@ mod tests {
         assert!(e.to_string().contains("/nonexistent/x.toml"), "{e}");
     }
 }
-
-/// The standalone mock's header-read timeout (see `MockConfig::header_read_timeout`).
-pub const STANDALONE_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
