@@ -18,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 
 use crate::api::Usage;
 use crate::chat::{ReplyState, Turn};
@@ -55,20 +56,21 @@ fn one() -> u32 {
     1
 }
 
-/// A turn as stored.
+/// A turn as stored. The texts borrow when writing, so that saving a 50 MB reply does not
+/// copy it before serializing it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct TurnRecord {
+struct TurnRecord<'a> {
     #[serde(default = "one")]
     v: u32,
     #[serde(default)]
     n: u64,
     #[serde(default)]
     ts: String,
-    user: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    reply: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    thinking: String,
+    user: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    reply: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "str::is_empty")]
+    thinking: Cow<'a, str>,
     end: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stop_reason: Option<String>,
@@ -142,13 +144,13 @@ pub fn turn_line(turn: &Turn, n: u64, ts: &str) -> String {
         v: FORMAT_VERSION,
         n,
         ts: ts.into(),
-        user: turn.user.clone(),
+        user: Cow::Borrowed(&turn.user),
         reply: if keep_reply && has_reply {
-            turn.assistant.clone()
+            Cow::Borrowed(&turn.assistant)
         } else {
-            String::new()
+            Cow::Borrowed("")
         },
-        thinking: turn.thinking.clone(),
+        thinking: Cow::Borrowed(&turn.thinking),
         end: end.into(),
         stop_reason,
         reason,
@@ -183,14 +185,25 @@ pub fn superseded_line_by(n: u64, ts: &str, edit: bool) -> String {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Outgoing<'a> {
     Header(&'a SessionHeader),
-    Turn(&'a TurnRecord),
+    Turn(&'a TurnRecord<'a>),
     Superseded(&'a SupersededRecord),
 }
 
 fn line_of(record: Outgoing<'_>) -> String {
+    // Sized up front from the texts it carries: a buffer grown by doubling would hold up to
+    // twice a long reply, and copy it at each step.
+    let hint = match &record {
+        Outgoing::Turn(r) => r.user.len() + r.reply.len() + r.thinking.len() + 1024,
+        _ => 256,
+    };
+    let mut json = Vec::with_capacity(hint);
     // Serializing these plain structs cannot fail (string keys, no maps with odd keys).
-    let json = serde_json::to_string(&record).unwrap_or_default();
-    format!("{json}\n")
+    if serde_json::to_writer(&mut json, &record).is_err() {
+        json.clear();
+    }
+    json.push(b'\n');
+    // serde_json writes UTF-8 only.
+    String::from_utf8(json).unwrap_or_default()
 }
 
 /// A line that could not be read as it was written.
@@ -290,7 +303,7 @@ pub fn decode(bytes: &[u8]) -> Decoded {
                 Ok(_) => {}
                 Err(e) => skip(&mut out, line, format!("a header with a bad field ({e})")),
             },
-            "turn" => match serde_json::from_value::<TurnRecord>(value) {
+            "turn" => match serde_json::from_value::<TurnRecord<'static>>(value) {
                 Ok(r) => {
                     repaired_utf8(&mut out);
                     if r.v > FORMAT_VERSION {
@@ -385,7 +398,7 @@ fn skip(out: &mut Decoded, line: usize, reason: String) {
 }
 
 /// The turn a record stands for, and the repair made to it, if any.
-fn turn_from_record(r: TurnRecord) -> Result<(Turn, Option<String>), String> {
+fn turn_from_record(r: TurnRecord<'_>) -> Result<(Turn, Option<String>), String> {
     let has_reply = !r.reply.trim().is_empty();
     if r.user.trim().is_empty() && !has_reply {
         return Err("an empty turn (no prompt and no reply)".into());
@@ -426,9 +439,13 @@ fn turn_from_record(r: TurnRecord) -> Result<(Turn, Option<String>), String> {
     );
     Ok((
         Turn {
-            user: r.user,
-            assistant: if keeps_reply { r.reply } else { String::new() },
-            thinking: r.thinking,
+            user: r.user.into_owned(),
+            assistant: if keeps_reply {
+                r.reply.into_owned()
+            } else {
+                String::new()
+            },
+            thinking: r.thinking.into_owned(),
             state,
             model: r.model,
             usage: r.usage,
@@ -555,7 +572,8 @@ mod tests {
                 for i in &d.issues {
                     prop_assert_eq!(i.line, junk_line, "{:?}", d.issues);
                 }
-                let blank = junk.iter().all(u8::is_ascii_whitespace);
+                // Blank lines (any Unicode whitespace) are not records, and are skipped silently.
+                let blank = String::from_utf8_lossy(&junk).trim().is_empty();
                 if !blank && junk_turns == 0 && serde_json::from_slice::<Value>(&junk).map_or(true, |v| v.get("type").and_then(Value::as_str) != Some("header")) {
                     prop_assert!(!d.issues.is_empty(), "a skipped line is reported");
                 }

@@ -257,7 +257,16 @@ mod tests {
     fn defaults_match_the_default_config() {
         let a = parse(&[]).expect("no flags");
         assert_eq!(a, MockArgs::default());
-        assert_eq!(a.to_config().expect("valid"), MockConfig::default());
+        // Standalone, the mock guards itself: records off without the admin endpoint, and a
+        // header-read timeout. Everything else is the default config.
+        assert_eq!(
+            a.to_config().expect("valid"),
+            MockConfig {
+                keep_request_records: false,
+                header_read_timeout: Some(STANDALONE_HEADER_READ_TIMEOUT),
+                ..MockConfig::default()
+            }
+        );
     }
 
     #[test]

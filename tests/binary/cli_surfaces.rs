@@ -29,7 +29,7 @@ const CONVERSATION: [&str; 6] = [
     "--cache",
     "--cache-ttl",
 ];
-const CONNECTION: [&str; 1] = ["--base-url"];
+const CONNECTION: [&str; 3] = ["--base-url", "--header-timeout", "--raw"];
 const RETRY: [&str; 6] = [
     "--max-retries",
     "--max-wait",
