@@ -60,9 +60,13 @@ async fn the_mock_receives_each_file_and_says_so() {
         "{}",
         turn.assistant
     );
-    // The mock counts the blocks as the client estimates them (80 tokens for 300×200).
+    // The mock counts the blocks as the client estimates them (80 tokens for 300×200). With
+    // caching on (the default) part of the input is reported as written to the cache.
     let usage = turn.usage.expect("usage");
-    assert_eq!(usage.input_tokens, estimate);
+    let total = usage.input_tokens
+        + usage.cache_creation_input_tokens.unwrap_or(0)
+        + usage.cache_read_input_tokens.unwrap_or(0);
+    assert_eq!(total, estimate);
 }
 
 #[tokio::test]

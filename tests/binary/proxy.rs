@@ -344,13 +344,19 @@ async fn giving_up_returns_upstreams_last_response_verbatim() {
 async fn a_429_from_the_mock_is_passed_on_with_its_rate_limit_headers() {
     let mock = MockServer::start(quick_mock()).await.unwrap();
     mock.control()
-        .push_script([ScriptStep::rate_limited("1"), ScriptStep::rate_limited("1")]);
-    let proxy = proxy(&mock.base_url(), |c| c.retry.max_retries = 1).await;
+        .push_script([ScriptStep::rate_limited("1"), ScriptStep::rate_limited("30")]);
+    // A 429 whose retry-after the server set does not count against --max-retries: the
+    // proxy gives up when the server's wait is longer than --max-wait.
+    let proxy = proxy(&mock.base_url(), |c| {
+        c.retry.max_retries = 1;
+        c.retry.max_wait = Duration::from_secs(5);
+    })
+    .await;
     let response = post(&proxy.base_url(), body(false)).await;
     assert_eq!(response.status(), 429);
     let h = response.headers();
     assert_eq!(header(h, "x-should-retry"), "false");
-    assert_eq!(header(h, "retry-after"), "1");
+    assert_eq!(header(h, "retry-after"), "30");
     assert!(header(h, "request-id").starts_with("req_"));
     assert!(
         h.contains_key("anthropic-ratelimit-input-tokens-remaining"),

@@ -44,6 +44,8 @@ async fn the_python_sdk_through_the_proxy_never_sees_a_pre_stream_429() {
     let mut config = ProxyConfig::new(mock.base_url());
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.retry.max_retries = 2;
+    // Server-scheduled 429 waits are bounded by --max-wait, not by the retry count.
+    config.retry.max_wait = Duration::from_secs(5);
     let proxy = ProxyServer::start(config).await.expect("proxy starts");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/proxy_sdk_check.py");
     let run = tokio::process::Command::new("python3")

@@ -80,7 +80,8 @@ def check_stream_absorbs_429_and_529():
 
 def check_give_up_is_not_retried_by_the_sdk():
     # The SDK's default policy (2 retries) is on: x-should-retry: false must stop it.
-    script(rate_limited(), rate_limited(), rate_limited())
+    # The third 429 asks for a wait longer than the proxy's --max-wait, so it gives up there.
+    script(rate_limited(), rate_limited(), rate_limited("30"))
     before = reached_mock()
     try:
         client(max_retries=2).messages.create(
@@ -88,7 +89,7 @@ def check_give_up_is_not_retried_by_the_sdk():
         )
     except anthropic.RateLimitError as e:
         assert e.response.headers["x-should-retry"] == "false"
-        assert e.response.headers["retry-after"] == "1"
+        assert e.response.headers["retry-after"] == "30"
         assert e.response.headers["x-backchat-attempts"] == "3"
         assert "anthropic-ratelimit-requests-remaining" in e.response.headers
     else:
