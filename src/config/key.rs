@@ -126,14 +126,13 @@ fn timed_out(timeout: Duration) -> String {
 fn kill(child: &mut Child) {
     #[cfg(unix)]
     {
-        // `kill -KILL -PGID`: the group was created by `process_group(0)`, so its id is
-        // the child's pid. Without libc, the kill(1) utility does it.
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(format!("-{}", child.id()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // The group was created by `process_group(0)`, so its id is the child's pid.
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
     let _ = child.kill();
     let _ = child.wait();

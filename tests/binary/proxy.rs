@@ -343,8 +343,10 @@ async fn giving_up_returns_upstreams_last_response_verbatim() {
 #[tokio::test(start_paused = true)]
 async fn a_429_from_the_mock_is_passed_on_with_its_rate_limit_headers() {
     let mock = MockServer::start(quick_mock()).await.unwrap();
-    mock.control()
-        .push_script([ScriptStep::rate_limited("1"), ScriptStep::rate_limited("30")]);
+    mock.control().push_script([
+        ScriptStep::rate_limited("1"),
+        ScriptStep::rate_limited("30"),
+    ]);
     // A 429 whose retry-after the server set does not count against --max-retries: the
     // proxy gives up when the server's wait is longer than --max-wait.
     let proxy = proxy(&mock.base_url(), |c| {
