@@ -76,6 +76,24 @@ pub fn to_markdown(conversation: &Conversation, meta: &ExportMeta) -> String {
     out.push_str(&format!("turns: {}\n", turns.len()));
     out.push_str(&format!("input_tokens: {input}\n"));
     out.push_str(&format!("output_tokens: {output}\n"));
+    // Cost from the price table; a model it does not list is never given a guessed price.
+    let mut tally = crate::cost::Tally::default();
+    for t in &turns {
+        if let Some(u) = &t.usage {
+            tally.add(&t.model, &crate::cost::Tokens::from(u));
+        }
+    }
+    if tally.requests > 0 {
+        if tally.priced() {
+            out.push_str(&format!("cost_usd: {:.6}\n", tally.usd));
+        }
+        if tally.unpriced > 0 {
+            out.push_str(&format!(
+                "cost_unpriced_turns: {} # price unknown for their model\n",
+                tally.unpriced
+            ));
+        }
+    }
     out.push_str("---\n");
     for (i, t) in turns.iter().enumerate() {
         out.push_str(&format!("\n## You ({})\n\n", i + 1));
@@ -159,7 +177,7 @@ mod tests {
         );
         assert_eq!(
             md,
-            "---\nsession: \"work: notes\"\nmodel: claude-sonnet-4-6\ndate: 2026-12-01T02:40:57Z\nturns: 2\ninput_tokens: 15\noutput_tokens: 20\n---\n\
+            "---\nsession: \"work: notes\"\nmodel: claude-sonnet-4-6\ndate: 2026-12-01T02:40:57Z\nturns: 2\ninput_tokens: 15\noutput_tokens: 20\ncost_usd: 0.000331\n---\n\
 \n## You (1)\n\nWhat is GCRA?\n\n## Claude (claude-sonnet-4-6)\n\n<details>\n<summary>Thinking</summary>\n\nThey want a short answer.\n\n</details>\n\nA rate limiter.\n\n```rust\nfn f() {}\n```\n\
 \n## You (2)\n\nMore?\n\n## Claude (claude-sonnet-4-6)\n\nSure,\n\n*The reply broke off: the connection dropped.*\n"
         );

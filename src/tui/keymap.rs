@@ -165,6 +165,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("/export [FILE]", "write the conversation as Markdown"),
     (
+        "/cost",
+        "the session's cost: tokens by kind, cache hit rate, dollars saved",
+    ),
+    (
         "/attach PATH",
         "attach a file (text, image, PDF) to the next prompt",
     ),
