@@ -183,9 +183,10 @@ pub fn cost_report(turns: &[(String, Tokens)]) -> String {
         }
     }
     let mut out = format!(
-        "cost: {} this session ({} turns) · this turn {} · input {} · output {}",
+        "cost: {} this session ({} turn{}) · this turn {} · input {} · output {}",
         price(&session),
         turns.len(),
+        if turns.len() == 1 { "" } else { "s" },
         price(&turn),
         if kinds.is_empty() {
             "0".to_string()
