@@ -1,6 +1,6 @@
 //! The official Anthropic Python SDK against the mock: streaming, retries on a scripted 429,
 //! a 529 without retries, a mid-stream error, count_tokens and model paging, and prompt
-//! caching (the shared fixture `tests/sdk/cache_case.json`, the same numbers as tests/cache.rs).
+//! caching (the shared fixture `tests/sdk/cache_case.json`, the same numbers as tests/all/cache.rs).
 //!
 //! It talks to another process, so it runs on a real clock (multi-thread runtime) with a fast
 //! token rate. Without the `anthropic` package it fails and says how to install it, unless

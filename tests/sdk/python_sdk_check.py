@@ -150,7 +150,7 @@ def usage_row(u):
 
 def check_prompt_caching():
     """Replay tests/sdk/cache_case.json: the SDK sends cache_control (top-level and on
-    blocks) and must read the usage that tests/cache.rs expects from the same requests."""
+    blocks) and must read the usage that tests/all/cache.rs expects from the same requests."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache_case.json")
     with open(path) as f:
         fx = expand(json.load(f))
