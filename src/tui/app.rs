@@ -1296,6 +1296,8 @@ impl App {
                 live.phase = Phase::Sending {
                     attempt,
                     max_attempts,
+                    since: now,
+                    header_timeout: self.config.header_timeout,
                 };
             }
             TurnEvent::Quota(q) => match &mut self.quota {

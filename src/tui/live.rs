@@ -32,6 +32,10 @@ pub enum Phase {
         attempt: u32,
         /// `max_retries + 1`.
         max_attempts: u32,
+        /// When it was sent.
+        since: Instant,
+        /// How long the server has to start answering (`--header-timeout`).
+        header_timeout: Duration,
     },
     /// Waiting before a retry.
     Waiting {
@@ -134,11 +138,25 @@ impl LiveTurn {
             Phase::Sending {
                 attempt,
                 max_attempts,
+                since,
+                header_timeout,
             } => {
-                if *attempt <= 1 {
+                let sending = if *attempt <= 1 {
                     "sending".to_string()
                 } else {
                     format!("sending {attempt}/{max_attempts}")
+                };
+                // A server that does not answer is announced once the wait is noticeable, with
+                // the limit it runs against, so a hung request never looks like a frozen screen.
+                let silent = now.saturating_duration_since(*since);
+                if silent >= SLOW_ANSWER {
+                    format!(
+                        "{sending} — no answer yet after {} (gives up at {}, --header-timeout)",
+                        human_duration(Duration::from_secs(silent.as_secs())),
+                        human_duration(*header_timeout)
+                    )
+                } else {
+                    sending
                 }
             }
             Phase::Waiting {
@@ -185,6 +203,9 @@ impl LiveTurn {
     }
 }
 
+/// How long an attempt may go unanswered before the status bar says so.
+pub const SLOW_ANSWER: Duration = Duration::from_secs(5);
+
 /// Time left until `until`, never negative.
 pub fn countdown(until: Instant, now: Instant) -> Duration {
     until.saturating_duration_since(now)
@@ -230,6 +251,25 @@ pub fn age_text_changes_at(read_at: Instant, now: Instant) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_is_announced_with_the_header_timeout() {
+        let now = Instant::now();
+        let t = LiveTurn {
+            phase: Phase::Sending {
+                attempt: 1,
+                max_attempts: 9,
+                since: now,
+                header_timeout: Duration::from_mins(1),
+            },
+            ..LiveTurn::new(TurnId(1), 0, now)
+        };
+        assert_eq!(t.describe(now + Duration::from_secs(4)), "sending");
+        assert_eq!(
+            t.describe(now + Duration::from_millis(7300)),
+            "sending — no answer yet after 7.0s (gives up at 1m00s, --header-timeout)"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn countdowns_never_go_negative() {
