@@ -12,6 +12,9 @@
 
 pub mod local;
 pub mod redis;
+mod ticket;
+
+pub use ticket::Ticket;
 
 pub use self::local::{LocalLimiter, LocalLimiterConfig, PROBE_WAIT};
 pub use self::redis::{RedisLimiter, RedisLimiterConfig};

@@ -23,12 +23,12 @@ use super::events::{ProxyEventKind, RequestLabel};
 use super::inspect::{RequestFacts, UsageScanner};
 use super::metrics::{InFlight, WaitKind};
 use super::server::{Lane, MAX_REQUEST_BODY, Shared, TOKEN_HEADER};
-use crate::api::{ApiError, TransportError, Usage};
+use crate::api::{ApiError, TransportError};
 use crate::clock::{human_duration, local_clock};
-use crate::limiter::{Grant, Limiter, Reservation};
+use crate::limiter::{Limiter, Reservation, Ticket};
 use crate::quota::{self, Bucket, ModelClass, QuotaSnapshot};
 use crate::retry::{
-    Attempt, DelaySource, FailedAttempt, FailureKind, TurnEvent, TurnFailure, WaitCause,
+    Attempt, DelaySource, FailedAttempt, FailureKind, TurnEvent, TurnFailure,
     headers::{RetryHints, parse_retry_hints},
     next_wait, policy,
 };
@@ -385,7 +385,7 @@ impl Forward {
                 && wait.source != DelaySource::Backoff
                 && let Some(l) = &limiter
             {
-                l.rate_limited(&class, wait.until, cause_bucket(wait.cause));
+                l.rate_limited(&class, wait.until, wait.cause.bucket());
             }
             shared.metrics.absorbed(error.status());
             shared.metrics.wait(WaitKind::Retry, wait.delay);
@@ -456,11 +456,11 @@ impl Forward {
                     let now = Instant::now();
                     let start = now
                         + policy::whole_millis(
-                            ticket.grant.start_at.saturating_duration_since(now),
+                            ticket.grant().start_at.saturating_duration_since(now),
                         );
                     if start > now {
                         let delay = start - now;
-                        let bucket = ticket.grant.bucket.unwrap_or(Bucket::Requests);
+                        let bucket = ticket.grant().bucket.unwrap_or(Bucket::Requests);
                         // A proxy's client holds its connection open to be served, and the
                         // queue ahead of it is other clients' requests: refusing at --max-wait
                         // would only send it to the back of the same queue with a 429 (which
@@ -489,7 +489,7 @@ impl Forward {
                                 delay,
                                 until: start,
                                 bucket,
-                                source: ticket.grant.source.into(),
+                                source: ticket.grant().source.into(),
                             }),
                         );
                         shared.metrics.wait(WaitKind::Pacing, delay);
@@ -720,7 +720,7 @@ impl Drop for Watch {
             None => (None, None, None),
         };
         if let Some(t) = self.ticket.take() {
-            t.settle(&usage.clone().unwrap_or_default());
+            t.settle_reported(&usage.clone().unwrap_or_default());
         }
         let broken = self.broken.take().or_else(|| {
             if self.ended {
@@ -741,46 +741,6 @@ impl Drop for Watch {
     }
 }
 
-/// A reservation that gives itself back unless the request was admitted (the driver's rule).
-struct Ticket {
-    limiter: Arc<dyn Limiter>,
-    grant: Grant,
-    committed: bool,
-    settled: bool,
-}
-
-impl Ticket {
-    fn new(limiter: Arc<dyn Limiter>, grant: Grant) -> Self {
-        Ticket {
-            limiter,
-            grant,
-            committed: false,
-            settled: false,
-        }
-    }
-
-    fn commit(mut self) -> Self {
-        self.limiter.commit(&self.grant);
-        self.committed = true;
-        self
-    }
-
-    fn settle(mut self, usage: &Usage) {
-        if usage != &Usage::default() {
-            self.limiter.settle(&self.grant, usage);
-        }
-        self.settled = true;
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if !self.committed && !self.settled {
-            self.limiter.release(&self.grant);
-        }
-    }
-}
-
 /// The failures that are the proxy giving up (as opposed to passing on a final error such as
 /// a 400, which no retry could fix).
 fn is_give_up(kind: FailureKind) -> bool {
@@ -792,16 +752,6 @@ fn is_give_up(kind: FailureKind) -> bool {
             | FailureKind::RetryBudgetExhausted
             | FailureKind::ExceedsQuota
     )
-}
-
-fn cause_bucket(cause: WaitCause) -> Option<Bucket> {
-    match cause {
-        WaitCause::Requests => Some(Bucket::Requests),
-        WaitCause::InputTokens => Some(Bucket::InputTokens),
-        WaitCause::OutputTokens => Some(Bucket::OutputTokens),
-        WaitCause::Tokens => Some(Bucket::Tokens),
-        _ => None,
-    }
 }
 
 /// The client's API key: `x-api-key`, or `Authorization: Bearer` (OAuth-style clients).

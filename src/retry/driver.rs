@@ -25,7 +25,7 @@ use crate::api::{
     Transport, TransportError, TransportResponse, Usage,
 };
 use crate::clock::{human_duration, local_clock};
-use crate::limiter::{Grant, Limiter, LocalLimiter, Reservation};
+use crate::limiter::{Limiter, LocalLimiter, Reservation, Ticket};
 use crate::quota::{self, Bucket, ModelClass, QuotaSnapshot};
 use crate::util::{Emitter, Generated, generate};
 
@@ -253,7 +253,7 @@ impl Driver {
                 && wait.source != DelaySource::Backoff
                 && let Some(l) = &self.limiter
             {
-                l.rate_limited(&class, wait.until, cause_bucket(wait.cause));
+                l.rate_limited(&class, wait.until, wait.cause.bucket());
             }
             tx.emit(TurnEvent::RetryScheduled {
                 attempt: attempt + 1,
@@ -306,7 +306,7 @@ impl Driver {
                     // Whole milliseconds, like tokio's timers, so the announced wait is exact.
                     let start = now
                         + policy::whole_millis(
-                            ticket.grant.start_at.saturating_duration_since(now),
+                            ticket.grant().start_at.saturating_duration_since(now),
                         );
                     if start > now {
                         let delay = start - now;
@@ -324,7 +324,7 @@ impl Driver {
                             });
                         }
                         if delay > self.config.max_wait {
-                            let bucket = ticket.grant.bucket.unwrap_or(Bucket::Requests);
+                            let bucket = ticket.grant().bucket.unwrap_or(Bucket::Requests);
                             return Err(TurnFailure {
                                 kind: FailureKind::WaitTooLong,
                                 message: format!(
@@ -344,8 +344,8 @@ impl Driver {
                         tx.emit(TurnEvent::Pacing {
                             delay,
                             until: start,
-                            bucket: ticket.grant.bucket.unwrap_or(Bucket::Requests),
-                            source: ticket.grant.source.into(),
+                            bucket: ticket.grant().bucket.unwrap_or(Bucket::Requests),
+                            source: ticket.grant().source.into(),
                         });
                         tokio::time::sleep_until(start).await;
                     }
@@ -516,44 +516,6 @@ impl Attempt {
     }
 }
 
-/// A reservation that gives itself back unless the request was admitted.
-struct Ticket {
-    limiter: Arc<dyn Limiter>,
-    grant: Grant,
-    committed: bool,
-    done: bool,
-}
-
-impl Ticket {
-    fn new(limiter: Arc<dyn Limiter>, grant: Grant) -> Self {
-        Ticket {
-            limiter,
-            grant,
-            committed: false,
-            done: false,
-        }
-    }
-
-    fn commit(mut self) -> Self {
-        self.limiter.commit(&self.grant);
-        self.committed = true;
-        self
-    }
-
-    fn settle(mut self, usage: &Usage) {
-        self.limiter.settle(&self.grant, usage);
-        self.done = true;
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if !self.committed && !self.done {
-            self.limiter.release(&self.grant);
-        }
-    }
-}
-
 /// What happened to an attempt that failed before its stream started: what [`next_wait`]
 /// decides on.
 pub struct FailedAttempt<'a> {
@@ -686,19 +648,10 @@ pub fn next_wait(
     })
 }
 
-fn cause_bucket(cause: WaitCause) -> Option<Bucket> {
-    match cause {
-        WaitCause::Requests => Some(Bucket::Requests),
-        WaitCause::InputTokens => Some(Bucket::InputTokens),
-        WaitCause::OutputTokens => Some(Bucket::OutputTokens),
-        WaitCause::Tokens => Some(Bucket::Tokens),
-        _ => None,
-    }
-}
-
 fn reset_of(quota: Option<&QuotaSnapshot>, cause: WaitCause) -> Option<Instant> {
     let q = quota?;
-    cause_bucket(cause)
+    cause
+        .bucket()
         .and_then(|b| q.bucket(b))
         .and_then(|b| b.reset)
         .or_else(|| q.binding().and_then(|(_, b)| b.reset))

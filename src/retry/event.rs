@@ -35,6 +35,18 @@ pub enum WaitCause {
 }
 
 impl WaitCause {
+    /// The bucket a rate-limit wait is for, if it names one.
+    pub fn bucket(self) -> Option<crate::quota::Bucket> {
+        use crate::quota::Bucket;
+        match self {
+            WaitCause::Requests => Some(Bucket::Requests),
+            WaitCause::InputTokens => Some(Bucket::InputTokens),
+            WaitCause::OutputTokens => Some(Bucket::OutputTokens),
+            WaitCause::Tokens => Some(Bucket::Tokens),
+            _ => None,
+        }
+    }
+
     /// Words for a person.
     pub fn label(self) -> &'static str {
         match self {
