@@ -2,7 +2,7 @@
 //!
 //! Before the first byte of a reply, an attempt that fails with a status or network error the
 //! policy retries (429, 529, 5xx, a refused connection) is retried with the chat's engine
-//! ([`next_wait`], the per-key limiter and retry budget), while the client's connection stays
+//! ([`decide_retry`], the per-key limiter and retry budget), while the client's connection stays
 //! open and sees nothing. Once upstream answers 2xx, its status, headers and body go to the
 //! client as they came, chunk by chunk, never retried; the client going away drops the
 //! upstream request. When the proxy gives up, the client gets upstream's last response as it
@@ -28,9 +28,9 @@ use crate::clock::{human_duration, local_clock};
 use crate::limiter::{Limiter, Reservation, Ticket};
 use crate::quota::{self, Bucket, ModelClass, QuotaSnapshot};
 use crate::retry::{
-    Attempt, DelaySource, FailedAttempt, FailureKind, TurnEvent, TurnFailure,
+    Attempt, DelaySource, FailedAttempt, FailureKind, TurnEvent, TurnFailure, decide_retry,
     headers::{RetryHints, parse_retry_hints},
-    next_wait, policy,
+    policy,
 };
 use crate::secret::ApiKey;
 
@@ -346,20 +346,12 @@ impl Forward {
                 last_quota: last_quota.as_ref(),
                 estimated_input,
             };
-            let decision = {
-                let mut rng = shared
-                    .rng
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                next_wait(
-                    &failed,
-                    Instant::now(),
-                    deadline,
-                    &config.retry,
-                    &lane.budget,
-                    &mut *rng,
-                )
-            };
+            let decision = decide_retry(
+                &failed,
+                deadline,
+                (&config.retry, &lane.budget, &shared.rng),
+                limiter.as_deref().map(|l| (l, &class)),
+            );
             let wait = match decision {
                 Ok(w) => w,
                 Err(failure) => {
@@ -380,12 +372,6 @@ impl Forward {
             };
             if !wait.counted {
                 scheduled += 1;
-            }
-            if error.is_rate_limit()
-                && wait.source != DelaySource::Backoff
-                && let Some(l) = &limiter
-            {
-                l.rate_limited(&class, wait.until, wait.cause.bucket());
             }
             shared.metrics.absorbed(error.status());
             shared.metrics.wait(WaitKind::Retry, wait.delay);

@@ -225,20 +225,12 @@ impl Driver {
                 last_quota: last_quota.as_ref(),
                 estimated_input,
             };
-            let decision = {
-                let mut rng = self
-                    .rng
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                next_wait(
-                    &failed,
-                    Instant::now(),
-                    deadline,
-                    &self.config,
-                    &self.budget,
-                    &mut *rng,
-                )
-            };
+            let decision = decide_retry(
+                &failed,
+                deadline,
+                (&self.config, &self.budget, &self.rng),
+                self.limiter.as_deref().map(|l| (l, &class)),
+            );
             let wait = match decision {
                 Ok(wait) => wait,
                 Err(failure) => {
@@ -248,12 +240,6 @@ impl Driver {
             };
             if !wait.counted {
                 scheduled += 1;
-            }
-            if error.is_rate_limit()
-                && wait.source != DelaySource::Backoff
-                && let Some(l) = &self.limiter
-            {
-                l.rate_limited(&class, wait.until, wait.cause.bucket());
             }
             tx.emit(TurnEvent::RetryScheduled {
                 attempt: attempt + 1,
@@ -550,6 +536,30 @@ pub struct Wait {
     /// Whether this failure counts against `--max-retries` (a rate-limit wait the server
     /// scheduled does not).
     pub counted: bool,
+}
+
+/// [`next_wait`] as both the driver and the proxy run it: now, with the shared RNG, and, when
+/// the wait is a rate-limit wait the server scheduled, the limiter told to hold every request
+/// of the class until it ends (so that one 429 pauses all turns, not just this one).
+pub fn decide_retry(
+    failed: &FailedAttempt<'_>,
+    deadline: Instant,
+    (config, budget, rng): (&RetryConfig, &RetryBudget, &Mutex<StdRng>),
+    limiter: Option<(&dyn Limiter, &ModelClass)>,
+) -> Result<Wait, Box<TurnFailure>> {
+    let wait = {
+        let mut rng = rng
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        next_wait(failed, Instant::now(), deadline, config, budget, &mut *rng)?
+    };
+    if failed.error.is_rate_limit()
+        && wait.source != DelaySource::Backoff
+        && let Some((l, class)) = limiter
+    {
+        l.rate_limited(class, wait.until, wait.cause.bucket());
+    }
+    Ok(wait)
 }
 
 /// The one decision after a failed attempt: the wait before the next one, or the failure that

@@ -10,7 +10,7 @@ pub mod headers;
 pub mod policy;
 
 pub use budget::{BudgetConfig, RetryBudget};
-pub use driver::{Attempt, Driver, FailedAttempt, Wait, next_wait};
+pub use driver::{Attempt, Driver, FailedAttempt, Wait, decide_retry, next_wait};
 pub use event::{DelaySource, FailureKind, TurnEvent, TurnFailure, WaitCause};
 pub use headers::RetryHints;
 pub use policy::RetryConfig;
