@@ -5,33 +5,16 @@
 //! It talks to another process, so it runs on a real clock. Without the `anthropic` package
 //! it fails and says how to install it, unless `BACKCHAT_SKIP_SDK_TESTS=1` is set.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::sdk::{run_check, sdk_ready};
 use backchat::mock::{MockConfig, MockServer};
 use backchat::proxy::{ProxyConfig, ProxyServer};
 
-fn sdk_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import anthropic"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_through_the_proxy_never_sees_a_pre_stream_429() {
-    if !sdk_available() {
-        if std::env::var("BACKCHAT_SKIP_SDK_TESTS").is_ok_and(|v| v == "1") {
-            eprintln!("skipped: the `anthropic` Python package is not installed");
-            return;
-        }
-        panic!(
-            "`python3 -c \"import anthropic\"` failed: run `pip install anthropic` \
-             (or set BACKCHAT_SKIP_SDK_TESTS=1 to skip this test)"
-        );
+    if !sdk_ready() {
+        return;
     }
     let mock = MockServer::start(MockConfig {
         admin_endpoint: true,
@@ -47,26 +30,7 @@ async fn the_python_sdk_through_the_proxy_never_sees_a_pre_stream_429() {
     // Server-scheduled 429 waits are bounded by --max-wait, not by the retry count.
     config.retry.max_wait = Duration::from_secs(5);
     let proxy = ProxyServer::start(config).await.expect("proxy starts");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/proxy_sdk_check.py");
-    let run = tokio::process::Command::new("python3")
-        .arg(&script)
-        .arg(proxy.base_url())
-        .arg(mock.base_url())
-        .env("PYTHONUNBUFFERED", "1")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_mins(2), run)
-        .await
-        .expect("the SDK check finished within 2 minutes")
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the SDK check failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    let stdout = run_check("proxy_sdk_check.py", &[proxy.base_url(), mock.base_url()]).await;
     assert!(stdout.contains("all proxy SDK checks passed"), "{stdout}");
     let m = proxy.metrics().totals();
     assert_eq!(m.absorbed_429, 5, "{m:?}");

@@ -6,34 +6,15 @@
 //! token rate. Without the `anthropic` package it fails and says how to install it, unless
 //! `BACKCHAT_SKIP_SDK_TESTS=1` is set.
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::sdk::{run_check, sdk_ready};
 use backchat::mock::{MockConfig, MockServer};
-
-fn sdk_available() -> bool {
-    std::process::Command::new("python3")
-        .args(["-c", "import anthropic"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_sdk_talks_to_the_mock() {
-    if !sdk_available() {
-        if std::env::var("BACKCHAT_SKIP_SDK_TESTS").is_ok_and(|v| v == "1") {
-            eprintln!(
-                "skipped: the `anthropic` Python package is not installed (BACKCHAT_SKIP_SDK_TESTS=1)"
-            );
-            return;
-        }
-        panic!(
-            "`python3 -c \"import anthropic\"` failed: run `pip install anthropic` \
-             (or set BACKCHAT_SKIP_SDK_TESTS=1 to skip this test)"
-        );
+    if !sdk_ready() {
+        return;
     }
     let server = MockServer::start(MockConfig {
         admin_endpoint: true,
@@ -43,25 +24,7 @@ async fn the_python_sdk_talks_to_the_mock() {
     })
     .await
     .expect("mock starts");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/python_sdk_check.py");
-    let run = tokio::process::Command::new("python3")
-        .arg(&script)
-        .arg(server.base_url())
-        .env("PYTHONUNBUFFERED", "1")
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_mins(2), run)
-        .await
-        .expect("the SDK check finished within 2 minutes")
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the SDK check failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    let stdout = run_check("python_sdk_check.py", &[server.base_url()]).await;
     assert!(stdout.contains("all SDK checks passed"), "{stdout}");
     let stats = server.control().stats();
     assert!(stats.count(200) >= 3, "{stats:?}");

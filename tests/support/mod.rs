@@ -1,6 +1,7 @@
 //! The one support tree every test binary shares: `mock` (the real client driven against the
 //! in-process mock), `redis` (a private redis-server per test), `home` (temporary XDG
-//! directories, the real binary run in them, and a scripted stand-in for the API).
+//! directories, the real binary run in them, and a scripted stand-in for the API), `sdk` (the
+//! official Python SDK's check scripts).
 //!
 //! Each binary uses only part of it, so unused helpers are expected.
 
@@ -12,3 +13,4 @@
 pub mod home;
 pub mod mock;
 pub mod redis;
+pub mod sdk;
