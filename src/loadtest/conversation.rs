@@ -1,12 +1,18 @@
 //! Conversation scenarios (E and F in `assets/loadtest/`): long multi-turn chats at Tier 1,
-//! with and without prompt caching (docs/loadtest.md, *Conversations and caching*).
+//! with and without prompt caching, and under every peer retry policy (docs/loadtest.md,
+//! *Conversations and caching*).
 //!
 //! Unlike the request scenarios A–D, each request here carries the whole history, so what
-//! the prompt cache does decides whether a turn fits the input bucket at all. The run is the
-//! real engine end to end: each user is a `retry::Driver` turn after turn, all users share
-//! one `LocalLimiter` (one process, one key), and the server is the in-process mock with its
-//! prompt cache (`mock::cache`), over loopback HTTP. Time runs on tokio's clock: paused, the
-//! 15 simulated minutes of scenario F take seconds.
+//! the prompt cache does decides whether a turn fits the input bucket at all. The backchat
+//! rows are the real engine end to end: each user is a `retry::Driver` turn after turn, all
+//! users share one `LocalLimiter` (one process, one key), and the server is the in-process
+//! mock with its prompt cache (`mock::cache`), over loopback HTTP. Time runs on tokio's
+//! clock: paused, the 15 simulated minutes of scenario F take seconds.
+//!
+//! The peer policies, none of which caches, run the same conversations in
+//! `conversation_peers.rs`. This file holds what every row shares: the scenario, the
+//! conversation's texts ([`Script`]), the turn records and their summary with its bounds
+//! ([`summarize`]), the table, and the command's entry point.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +21,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::conversation_peers::PeerEngine;
+use super::policies::PolicyId;
 use crate::api::{
     CacheMode, CacheTtl, HttpTransport, HttpTransportConfig, Message, MessagesRequest, Role,
 };
@@ -93,22 +101,29 @@ impl ConversationScenario {
     }
 }
 
-const FIRST_TOKEN: Duration = Duration::from_millis(200);
+/// The mock's delay before a reply's first token (part of [`ConversationScenario::generation`]).
+pub(crate) const FIRST_TOKEN: Duration = Duration::from_millis(200);
 
-/// What one run (one cache mode) measured.
+/// What one row (one policy, one cache mode) measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ConversationResult {
-    /// `auto`, `breakpoints` or `off`.
+    /// `backchat`, or the peer policy's name (`anthropic-sdk`, …).
+    pub policy: String,
+    /// `auto`, `breakpoints` or `off` (always `off` for a peer: none of them caches).
     pub cache: String,
     /// Turns that got their reply.
     pub ok: u64,
-    /// Turns refused as impossible (`ExceedsQuota`).
+    /// Turns refused as impossible: for backchat, `ExceedsQuota`; for a peer, turns whose
+    /// last answer was the server's 429 for a request that can never fit (no `retry-after`),
+    /// which the peer retried until its own give-up.
     pub rejected: u64,
-    /// Turns that failed another way.
+    /// Turns that failed another way (a peer giving up on a request that could have fitted).
     pub failed: u64,
     /// 429s the server sent.
     pub rate_limited: u64,
-    /// Seconds from the start to the last reply.
+    /// Requests the server received (every attempt of every turn).
+    pub attempts: u64,
+    /// Seconds from the start to the last turn's end (its reply, or its failure).
     pub makespan_s: f64,
     /// The no-quota bound: think time + generation of one conversation.
     pub bound_s: f64,
@@ -136,7 +151,7 @@ impl ConversationResult {
 
 /// `n` tokens of text that no other user or turn shares (four bytes a token, as
 /// `tokens::count_text` counts them).
-fn text(tag: &str, n: u64) -> String {
+pub(crate) fn text(tag: &str, n: u64) -> String {
     let unit = format!("{tag} lorem ipsum ");
     let len = usize::try_from(n.saturating_sub(1) * 4).unwrap_or(usize::MAX);
     let mut s = unit.repeat(len / unit.len() + 1);
@@ -145,11 +160,59 @@ fn text(tag: &str, n: u64) -> String {
     s
 }
 
-struct TurnRecord {
-    index: usize,
-    ok: bool,
-    rejected: bool,
-    tokens: Tokens,
+/// The texts of one user's conversation. Every row sends the same ones, so rows differ only
+/// in how they send (and in which turns got a reply, and so are context).
+pub(crate) struct Script {
+    scn: Arc<ConversationScenario>,
+    id: usize,
+    system: String,
+}
+
+impl Script {
+    /// User `id`'s conversation in `scn`.
+    pub(crate) fn new(scn: Arc<ConversationScenario>, id: usize) -> Script {
+        let system = text(&format!("system{id}"), scn.system_tokens);
+        Script { scn, id, system }
+    }
+
+    /// The message of turn `index` (the file pasted above it in turn 0).
+    pub(crate) fn prompt(&self, index: usize) -> String {
+        let id = self.id;
+        let prompt = text(&format!("u{id} t{index}"), self.scn.user_tokens);
+        if index == 0 {
+            format!(
+                "{}\n\n{prompt}",
+                text(&format!("file{id}"), self.scn.file_tokens)
+            )
+        } else {
+            prompt
+        }
+    }
+
+    /// The request for `history` (which ends with the new message), cached as `mode` says.
+    pub(crate) fn request(&self, history: &[Message], mode: CacheMode) -> MessagesRequest {
+        let mut req = MessagesRequest::new(self.scn.model.clone(), 1024, history.to_vec());
+        req.system = Some(self.system.clone().into());
+        req.apply_cache(mode, CacheTtl::FiveMinutes);
+        req
+    }
+}
+
+/// How one turn ended.
+pub(crate) struct TurnRecord {
+    /// Its index in the conversation, from 0.
+    pub(crate) index: usize,
+    /// It got its reply.
+    pub(crate) ok: bool,
+    /// It was refused as impossible.
+    pub(crate) rejected: bool,
+    /// The usage of its reply (zero without one).
+    pub(crate) tokens: Tokens,
+}
+
+/// Whether `BACKCHAT_CONV_DEBUG` asks for each turn on stderr.
+pub(crate) fn debug() -> bool {
+    std::env::var_os("BACKCHAT_CONV_DEBUG").is_some()
 }
 
 async fn user(
@@ -158,24 +221,15 @@ async fn user(
     id: usize,
     mode: CacheMode,
 ) -> (Vec<TurnRecord>, Instant) {
-    let system = text(&format!("system{id}"), scn.system_tokens);
+    let script = Script::new(Arc::clone(&scn), id);
     let mut history: Vec<Message> = Vec::new();
     let mut records = Vec::new();
     for index in 0..scn.turns {
         if index > 0 {
             tokio::time::sleep(Duration::from_secs_f64(scn.think_s)).await;
         }
-        let mut prompt = text(&format!("u{id} t{index}"), scn.user_tokens);
-        if index == 0 {
-            prompt = format!(
-                "{}\n\n{prompt}",
-                text(&format!("file{id}"), scn.file_tokens)
-            );
-        }
-        history.push(Message::text(Role::User, prompt));
-        let mut req = MessagesRequest::new(scn.model.clone(), 1024, history.clone());
-        req.system = Some(system.clone().into());
-        req.apply_cache(mode, CacheTtl::FiveMinutes);
+        history.push(Message::text(Role::User, script.prompt(index)));
+        let req = script.request(&history, mode);
         let mut reply = String::new();
         let mut record = TurnRecord {
             index,
@@ -188,21 +242,19 @@ async fn user(
             match ev {
                 TurnEvent::TextDelta { text } => reply.push_str(&text),
                 TurnEvent::Finished { usage, .. } => {
-                    if std::env::var("BACKCHAT_CONV_DEBUG").is_ok() {
+                    if debug() {
                         eprintln!("user {id} turn {index}: ok {usage:?}");
                     }
                     record.ok = true;
                     record.tokens = Tokens::from(&usage);
                 }
                 TurnEvent::Failed(f) => {
-                    if std::env::var("BACKCHAT_CONV_DEBUG").is_ok() {
+                    if debug() {
                         eprintln!("user {id} turn {index}: {:?} {}", f.kind, f.message);
                     }
                     record.rejected = f.kind == FailureKind::ExceedsQuota;
                 }
-                TurnEvent::RetryScheduled { message, .. }
-                    if std::env::var("BACKCHAT_CONV_DEBUG").is_ok() =>
-                {
+                TurnEvent::RetryScheduled { message, .. } if debug() => {
                     eprintln!("user {id} turn {index}: retry: {message}");
                 }
                 _ => {}
@@ -219,11 +271,11 @@ async fn user(
     (records, Instant::now())
 }
 
-/// Run `scn` once with `mode`. Call on a paused clock for exact, fast runs.
-pub async fn run(
+/// The in-process mock with the scenario's limits and prompt cache, every reply the
+/// scenario's, and an HTTP transport to it fit for a paused clock.
+pub(crate) async fn start_mock(
     scn: &ConversationScenario,
-    mode: CacheMode,
-) -> Result<ConversationResult, String> {
+) -> Result<(MockServer, HttpTransport), String> {
     let reply = text("reply", scn.reply_tokens);
     let server = MockServer::start(MockConfig {
         limits: MockLimits {
@@ -253,6 +305,40 @@ pub async fn run(
     cfg.header_timeout = Duration::from_hours(24);
     cfg.idle_timeout = Duration::from_hours(24);
     let transport = HttpTransport::new(cfg).map_err(|e| e.to_string())?;
+    Ok((server, transport))
+}
+
+/// Keeps tokio's paused clock from jumping past a loopback socket while it runs.
+///
+/// On a paused clock, a runtime with nothing ready jumps to its next timer, even while a
+/// loopback socket is still delivering a large body. A 1 ms ticker bounds each jump to a
+/// millisecond of simulated time, so no timer fires early by more than that.
+pub(crate) struct Ticker(tokio::task::JoinHandle<()>);
+
+impl Ticker {
+    /// Start ticking (on the current runtime).
+    pub(crate) fn start() -> Ticker {
+        Ticker(tokio::spawn(async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Run backchat's engine through `scn` once with `mode`. Call on a paused clock for exact,
+/// fast runs.
+pub async fn run(
+    scn: &ConversationScenario,
+    mode: CacheMode,
+) -> Result<ConversationResult, String> {
+    let (server, transport) = start_mock(scn).await?;
     let driver = Driver::new(Arc::new(transport))
         .with_seed(42)
         .with_config(RetryConfig {
@@ -263,35 +349,70 @@ pub async fn run(
             ..RetryConfig::default()
         });
     let scn = Arc::new(scn.clone());
-    // On a paused clock, a runtime with nothing ready jumps to its next timer, even while a
-    // loopback socket is still delivering a large body. A 1 ms ticker bounds each jump to a
-    // millisecond of simulated time, so no timer fires early by more than that.
-    let ticker = tokio::spawn(async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    });
+    let ticker = Ticker::start();
     let start = Instant::now();
     let tasks: Vec<_> = (0..scn.users)
         .map(|id| tokio::spawn(user(driver.clone(), Arc::clone(&scn), id, mode)))
         .collect();
+    let mut users = Vec::new();
+    for t in tasks {
+        users.push(t.await.map_err(|e| e.to_string())?);
+    }
+    drop(ticker);
+    let stats = server.control().stats();
+    server.shutdown().await;
+    let served = Served {
+        rate_limited: stats.count(429),
+        attempts: stats.messages_requests,
+    };
+    Ok(summarize(
+        &scn,
+        "backchat",
+        mode.as_str(),
+        start,
+        users,
+        served,
+    ))
+}
+
+/// What the server counted over a run.
+pub(crate) struct Served {
+    /// 429s it sent.
+    pub(crate) rate_limited: u64,
+    /// Requests it received.
+    pub(crate) attempts: u64,
+}
+
+/// One row from every user's turn records and end instant: the counts, the makespan, the
+/// cache shares, the cost and the two bounds.
+pub(crate) fn summarize(
+    scn: &ConversationScenario,
+    policy: &str,
+    cache: &str,
+    start: Instant,
+    users: Vec<(Vec<TurnRecord>, Instant)>,
+    served: Served,
+) -> ConversationResult {
     let mut result = ConversationResult {
-        cache: mode.as_str().into(),
+        policy: policy.into(),
+        cache: cache.into(),
         bound_s: scn.no_quota_bound().as_secs_f64(),
+        rate_limited: served.rate_limited,
+        attempts: served.attempts,
         ..ConversationResult::default()
     };
     let mut end = start;
     let (mut read3, mut total3) = (0u64, 0u64);
     // Input the server charged (uncached + writes), per turn index, summed over users.
     let mut charged_by_turn = vec![0u64; scn.turns];
-    for t in tasks {
-        let (records, finished) = t.await.map_err(|e| e.to_string())?;
+    for (records, finished) in users {
         end = end.max(finished);
         for r in records {
             if r.ok {
                 result.ok += 1;
-                charged_by_turn[r.index] +=
-                    r.tokens.input + r.tokens.cache_write_5m + r.tokens.cache_write_1h;
+                if let Some(c) = charged_by_turn.get_mut(r.index) {
+                    *c += r.tokens.input + r.tokens.cache_write_5m + r.tokens.cache_write_1h;
+                }
                 result.tally.add(&scn.model, &r.tokens);
                 if r.index >= 2 {
                     read3 += r.tokens.cache_read;
@@ -304,9 +425,6 @@ pub async fn run(
             }
         }
     }
-    ticker.abort();
-    result.rate_limited = server.control().stats().count(429);
-    server.shutdown().await;
     result.makespan_s = (end - start).as_secs_f64();
     result.cache_share = result.tally.tokens.hit_rate();
     result.cache_share_from_turn_3 = if total3 == 0 {
@@ -343,17 +461,19 @@ pub async fn run(
         } else {
             0.0
         });
-    Ok(result)
+    result
 }
 
-/// The report of one scenario: one row per cache mode.
+/// The report of one scenario: one row per policy and cache mode.
 pub fn table(scn: &ConversationScenario, rows: &[ConversationResult]) -> String {
-    let baseline = rows.iter().find(|r| r.cache == "off");
+    let baseline = rows
+        .iter()
+        .find(|r| r.policy == "backchat" && r.cache == "off");
     let mut out = format!(
         "scenario {} — {} ({} user(s) × {} turns, {} RPM, {} ITPM, {} OTPM)\n",
         scn.name, scn.description, scn.users, scn.turns, scn.rpm, scn.itpm, scn.otpm
     );
-    out.push_str("cache  ok   rejected  429  429/ok  makespan  bound   ×bound  LB      ×LB    read%  read%≥t3  cost      ×uncached  ×off-run\n");
+    out.push_str("policy                cache  ok   rejected  failed  429     429/ok   makespan  ×bound   LB      ×LB     read%  read%≥t3  cost    ×uncached  ×off-run\n");
     for r in rows {
         let vs_off = baseline
             .filter(|b| b.tally.usd > 0.0)
@@ -366,14 +486,15 @@ pub fn table(scn: &ConversationScenario, rows: &[ConversationResult]) -> String 
             "-".into()
         };
         out.push_str(&format!(
-            "{:<6} {:<4} {:<9} {:<4} {:<7.3} {:<9.1} {:<7.1} {:<6.3} {:<7.1} {:<6.3} {:<6.1} {:<9.1} {:<9} {:<10} {}\n",
+            "{:<21} {:<6} {:<4} {:<9} {:<7} {:<7} {:<8.3} {:<9.1} {:<8.3} {:<7.1} {:<7.3} {:<6.1} {:<9.1} {:<7} {:<10} {}\n",
+            r.policy,
             r.cache,
             r.ok,
             r.rejected,
+            r.failed,
             r.rate_limited,
             r.rate_limited_per_ok(),
             r.makespan_s,
-            r.bound_s,
             r.makespan_s / r.bound_s,
             r.lb_s,
             r.makespan_s / r.lb_s,
@@ -384,24 +505,39 @@ pub fn table(scn: &ConversationScenario, rows: &[ConversationResult]) -> String 
             vs_off,
         ));
     }
+    out.push_str(&format!(
+        "bound = {:.1} s without a quota (think + generation); peers do not cache and send the whole history; \
+         a peer's rejected turns were retried until its own give-up\n",
+        scn.no_quota_bound().as_secs_f64()
+    ));
     out
 }
 
-/// `backchat loadtest --scenario E|F`: both cache modes on a paused clock, the table (or
-/// JSON) on stdout.
+/// Every row of a conversation scenario: backchat with caching and without (end to end
+/// against the mock), then every peer policy (on the simulated server). Call on a paused
+/// clock.
+pub async fn run_all(scn: &ConversationScenario) -> Result<Vec<ConversationResult>, String> {
+    let mut rows = Vec::new();
+    for mode in [CacheMode::Auto, CacheMode::Off] {
+        rows.push(run(scn, mode).await?);
+    }
+    for policy in PolicyId::ALL {
+        if policy.peer().is_some() {
+            rows.push(super::conversation_peers::run_peer(scn, policy, 0, PeerEngine::Sim).await?);
+        }
+    }
+    Ok(rows)
+}
+
+/// `backchat loadtest --scenario E|F`: every row on a paused clock, the table (or JSON) on
+/// stdout.
 pub fn run_cli(scn: &ConversationScenario, json: bool) -> Result<String, String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .map_err(|e| e.to_string())?;
-    let rows = rt.block_on(async {
-        let mut rows = Vec::new();
-        for mode in [CacheMode::Auto, CacheMode::Off] {
-            rows.push(run(scn, mode).await?);
-        }
-        Ok::<_, String>(rows)
-    })?;
+    let rows = rt.block_on(run_all(scn))?;
     if json {
         serde_json::to_string_pretty(&serde_json::json!({"scenario": scn, "rows": rows}))
             .map_err(|e| e.to_string())

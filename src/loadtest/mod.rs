@@ -13,11 +13,14 @@
 //! target), `run.rs` (running them and reporting), `scenario.rs` (the TOML scenarios),
 //! `workload.rs` (requests and sizes), `policies.rs` (the peers and the backchat engine's
 //! wiring), `users.rs` (the closed loop), `sim.rs` (the simulated server), `e2e.rs` (the mock
-//! end to end), `processes.rs` (workers), `metrics.rs`, `report.rs`, `progress.rs`.
+//! end to end), `processes.rs` (workers), `metrics.rs`, `report.rs`, `progress.rs`;
+//! `conversation.rs` (the conversation scenarios E and F, backchat's rows) and
+//! `conversation_peers.rs` (the peers' rows in them).
 //! docs/loadtest.md is the user's guide.
 
 mod args;
 pub mod conversation;
+pub mod conversation_peers;
 pub mod e2e;
 pub mod metrics;
 pub mod policies;

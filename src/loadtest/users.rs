@@ -134,7 +134,7 @@ impl Transport for Recording {
 }
 
 /// How one submission of a request ended.
-enum Outcome {
+pub(crate) enum Outcome {
     Done,
     GaveUp { rate_limit: bool },
 }
@@ -322,7 +322,7 @@ async fn run_user(
 }
 
 /// One submission under a peer policy: attempts until the reply ends or the policy gives up.
-async fn peer_submission(
+pub(crate) async fn peer_submission(
     policy: PeerPolicy,
     transport: &dyn Transport,
     request: &MessagesRequest,

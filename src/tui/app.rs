@@ -158,7 +158,7 @@ pub struct App {
     pub mock: bool,
     /// `--demo`.
     pub demo: bool,
-    /// The one-line notice.
+    /// The notice on the rule (`view::notice` wraps it to the width).
     pub notice: Option<Notice>,
     /// The session the turns are saved to.
     pub session_name: Option<String>,

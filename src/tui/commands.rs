@@ -137,9 +137,10 @@ pub fn parse(line: &str) -> Command {
     }
 }
 
-/// The `/cost` breakdown of a conversation's turns `(model, tokens)`: the session's total and
-/// the last turn's, then each kind of token with its count and price, and what the prompt
-/// cache saved. A model without a price shows its token counts and "price unknown".
+/// The `/cost` breakdown of a conversation's turns `(model, tokens)`, one line per subject:
+/// the session's total and the last turn's; each kind of input token with its count and
+/// price; the output, the cache hit rate and what the prompt cache saved. A model without a
+/// price shows its token counts and "price unknown".
 pub fn cost_report(turns: &[(String, Tokens)]) -> String {
     if turns.is_empty() {
         return "cost: no usage yet".into();
@@ -166,7 +167,7 @@ pub fn cost_report(turns: &[(String, Tokens)]) -> String {
         Some(p) => format!("{} {}", compact(n), usd_text(n as f64 * rate(&p) / 1e6)),
         None => compact(n),
     };
-    // Only the kinds that occurred, so the line fits a terminal.
+    // Only the kinds that occurred, so the input line stays short.
     let mut kinds: Vec<String> = Vec::new();
     for (n, what, rate) in [
         (
@@ -182,20 +183,27 @@ pub fn cost_report(turns: &[(String, Tokens)]) -> String {
             kinds.push(format!("{} {what}", part(n, rate)));
         }
     }
+    // One line per subject; the rule wraps each to the terminal's width.
     let mut out = format!(
-        "cost: {} this session ({} turn{}) · this turn {} · input {} · output {}",
+        "cost: {} this session ({} turn{}) · this turn {}",
         price(&session),
         turns.len(),
         if turns.len() == 1 { "" } else { "s" },
         price(&turn),
+    );
+    out.push_str(&format!(
+        "\ninput: {}",
         if kinds.is_empty() {
             "0".to_string()
         } else {
             kinds.join(", ")
-        },
+        }
+    ));
+    out.push_str(&format!(
+        "\noutput: {} · cache {:.0}% read",
         part(t.output, |p| p.output),
-    );
-    out.push_str(&format!(" · cache {:.0}% read", t.hit_rate() * 100.0));
+        t.hit_rate() * 100.0
+    ));
     if session.priced() {
         out.push_str(&format!(
             ", saved {} of {}",
@@ -205,7 +213,7 @@ pub fn cost_report(turns: &[(String, Tokens)]) -> String {
     }
     if session.unpriced > 0 {
         out.push_str(&format!(
-            " · {} turns with a model that has no price (counted in tokens only)",
+            "\n{} turns with a model that has no price (counted in tokens only)",
             session.unpriced
         ));
     }

@@ -4,6 +4,7 @@
 pub mod composer;
 pub mod help;
 pub mod model_picker;
+pub mod notice;
 pub mod picker;
 pub mod quota_panel;
 pub mod status_bar;
@@ -14,8 +15,7 @@ use ratatui::layout::{Constraint, Layout, Position, Rect};
 use ratatui::text::{Line, Span};
 use tokio::time::Instant;
 
-use super::app::{App, DEMO_HINT};
-use super::msg::NoticeKind;
+use super::app::App;
 
 /// Narrowest usable terminal.
 pub const MIN_WIDTH: u16 = 40;
@@ -41,21 +41,31 @@ pub struct Areas {
     pub status: Rect,
 }
 
+/// Most rows a notice may take on a screen of `area`: a third of its height, at least one
+/// and at most [`notice::MAX_ROWS`].
+fn max_notice_rows(area: Rect) -> u16 {
+    (area.height / 3).clamp(1, notice::MAX_ROWS)
+}
+
 /// Split the screen; `None` when it is smaller than [`MIN_WIDTH`]×[`MIN_HEIGHT`].
 ///
-/// Top to bottom: the body (transcript, and the quota panel beside or under it), the rule,
-/// the composer (as tall as its text, at most a third of the screen and ten rows) and the
-/// status bar. Every length but the body's is fixed, and the minimum size leaves the body
-/// rows, so the layout always fits exactly.
+/// Top to bottom: the body (transcript, and the quota panel beside or under it), the rule
+/// (one row, or as many as a long notice needs, at most a third of the screen), the
+/// composer (as tall as its text, at most a third of the screen and ten rows) and the status
+/// bar. Every length but the body's is fixed, and the minimum size leaves the body rows, so
+/// the layout always fits exactly.
 pub fn layout(app: &App, area: Rect) -> Option<Areas> {
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         return None;
     }
     let max_composer = (area.height / 3).clamp(1, 10);
     let composer_h = composer::wanted_height(app, area.width).min(max_composer);
+    let rule_h = u16::try_from(notice::rows(app, area.width, max_notice_rows(area)).len())
+        .unwrap_or(1)
+        .max(1);
     let [body, rule, composer, status] = Layout::vertical([
         Constraint::Fill(1),
-        Constraint::Length(1),
+        Constraint::Length(rule_h),
         Constraint::Length(composer_h),
         Constraint::Length(1),
     ])
@@ -89,19 +99,17 @@ fn render_rule(app: &App, area: Rect, buf: &mut Buffer) {
     let theme = app.theme;
     let fill = "─".repeat(usize::from(area.width));
     buf.set_stringn(area.x, area.y, &fill, usize::from(area.width), theme.dim());
-    // The session's name at the right end (a notice may cover it).
-    if let Some(name) = &app.session_name {
-        let label = format!(" session {} ─", crate::util::clip(name, 40));
-        let w = u16::try_from(label.chars().count()).unwrap_or(u16::MAX);
-        if w + 20 < area.width {
-            buf.set_stringn(
-                area.right() - w,
-                area.y,
-                &label,
-                usize::from(w),
-                theme.dim(),
-            );
-        }
+    // The session's name at the right end (a notice's first row leaves room for it).
+    if let Some(label) = notice::session_label(app, area.width) {
+        let w = u16::try_from(unicode_width::UnicodeWidthStr::width(label.as_str()))
+            .unwrap_or(u16::MAX);
+        buf.set_stringn(
+            area.right().saturating_sub(w),
+            area.y,
+            &label,
+            usize::from(w),
+            theme.dim(),
+        );
     }
     if let Some(i) = app.resume_choice {
         let label = app.labels.get(i).copied().unwrap_or(i as u64 + 1);
@@ -140,28 +148,32 @@ fn render_rule(app: &App, area: Rect, buf: &mut Buffer) {
         buf.set_line(area.x, area.y, &line, area.width);
         return;
     }
-    let (text, style) = match &app.notice {
-        Some(n) => (
-            n.text.clone(),
-            match n.kind {
-                NoticeKind::Info => ratatui::style::Style::new(),
-                NoticeKind::Warn => theme.warn(),
-                NoticeKind::Error => theme.error(),
-            },
-        ),
-        None if app.demo => (DEMO_HINT.to_string(), theme.warn()),
-        None if app.quota_open && !app.mouse_captured => (
-            "mouse released: select with the mouse · F2 to scroll".to_string(),
-            theme.dim(),
-        ),
-        None => return,
+    let Some((_, style)) = notice::current(app) else {
+        return;
     };
-    let line = Line::from(vec![
-        Span::styled("─ ", theme.dim()),
-        Span::styled(text, style),
-        Span::styled(" ", theme.dim()),
-    ]);
-    buf.set_line(area.x, area.y, &line, area.width);
+    // As many rows as the layout gave the rule: the notice wrapped to its width.
+    for (i, row) in notice::rows(app, area.width, area.height)
+        .into_iter()
+        .enumerate()
+    {
+        let y = area.y + u16::try_from(i).unwrap_or(u16::MAX);
+        if y >= area.bottom() {
+            break;
+        }
+        let line = if i == 0 {
+            Line::from(vec![
+                Span::styled("─ ", theme.dim()),
+                Span::styled(row, style),
+                Span::styled(" ", theme.dim()),
+            ])
+        } else {
+            Line::from(vec![
+                Span::raw(" ".repeat(notice::PREFIX)),
+                Span::styled(row, style),
+            ])
+        };
+        buf.set_line(area.x, y, &line, area.width);
+    }
 }
 
 /// A box of at most `max_width` columns and `rows` lines of content (plus its border),
