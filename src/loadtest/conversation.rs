@@ -102,7 +102,7 @@ impl ConversationScenario {
 }
 
 /// The mock's delay before a reply's first token (part of [`ConversationScenario::generation`]).
-pub(crate) const FIRST_TOKEN: Duration = Duration::from_millis(200);
+const FIRST_TOKEN: Duration = Duration::from_millis(200);
 
 /// What one row (one policy, one cache mode) measured.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -215,11 +215,23 @@ pub(crate) fn debug() -> bool {
     std::env::var_os("BACKCHAT_CONV_DEBUG").is_some()
 }
 
+/// With `BACKCHAT_CONV_DEBUG`: one line on stderr about user `id`'s turn `index`, stamped
+/// with the seconds since `start`.
+pub(crate) fn debug_line(start: Instant, id: usize, index: usize, what: &str) {
+    if debug() {
+        let t = Instant::now()
+            .saturating_duration_since(start)
+            .as_secs_f64();
+        eprintln!("[{t:9.1} s] user {id} turn {index}: {what}");
+    }
+}
+
 async fn user(
     driver: Driver,
     scn: Arc<ConversationScenario>,
     id: usize,
     mode: CacheMode,
+    start: Instant,
 ) -> (Vec<TurnRecord>, Instant) {
     let script = Script::new(Arc::clone(&scn), id);
     let mut history: Vec<Message> = Vec::new();
@@ -242,20 +254,25 @@ async fn user(
             match ev {
                 TurnEvent::TextDelta { text } => reply.push_str(&text),
                 TurnEvent::Finished { usage, .. } => {
-                    if debug() {
-                        eprintln!("user {id} turn {index}: ok {usage:?}");
-                    }
+                    debug_line(start, id, index, &format!("ok {usage:?}"));
                     record.ok = true;
                     record.tokens = Tokens::from(&usage);
                 }
                 TurnEvent::Failed(f) => {
-                    if debug() {
-                        eprintln!("user {id} turn {index}: {:?} {}", f.kind, f.message);
-                    }
+                    debug_line(start, id, index, &format!("{:?} {}", f.kind, f.message));
                     record.rejected = f.kind == FailureKind::ExceedsQuota;
                 }
-                TurnEvent::RetryScheduled { message, .. } if debug() => {
-                    eprintln!("user {id} turn {index}: retry: {message}");
+                TurnEvent::RetryScheduled { message, .. } => {
+                    debug_line(start, id, index, &format!("retry: {message}"));
+                }
+                TurnEvent::Pacing { until, .. } => {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    debug_line(
+                        start,
+                        id,
+                        index,
+                        &format!("pacing {:.1} s", wait.as_secs_f64()),
+                    );
                 }
                 _ => {}
             }
@@ -352,7 +369,7 @@ pub async fn run(
     let ticker = Ticker::start();
     let start = Instant::now();
     let tasks: Vec<_> = (0..scn.users)
-        .map(|id| tokio::spawn(user(driver.clone(), Arc::clone(&scn), id, mode)))
+        .map(|id| tokio::spawn(user(driver.clone(), Arc::clone(&scn), id, mode, start)))
         .collect();
     let mut users = Vec::new();
     for t in tasks {

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 
 use super::conversation::{
     ConversationResult, ConversationScenario, Script, Served, Ticker, TurnRecord, debug,
-    start_mock, summarize, text,
+    debug_line, start_mock, summarize, text,
 };
 use super::metrics::RunRecord;
 use super::policies::{PeerPolicy, PolicyId};
@@ -204,7 +204,7 @@ async fn user(
             } else {
                 "gave up".into()
             };
-            eprintln!("user {id} turn {index}: {how}");
+            debug_line(time.origin, id, index, &how);
         }
         if ok {
             history.push(Message::text(Role::Assistant, reply.clone()));
