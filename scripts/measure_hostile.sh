@@ -25,15 +25,19 @@ trap '[ -z "$SERVER" ] || kill "$SERVER" 2>/dev/null || true; rm -rf "$WORK"' EX
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
-# Run "$@" under /usr/bin/time; append wall, cpu (user+sys) and max RSS (kB) to $WORK/$TAG.
+# Run "$@" under /usr/bin/time; append wall (from the shell's microsecond clock: time's own
+# has 10 ms steps, coarse beside curl's tens of milliseconds), cpu (user+sys) and max RSS
+# (kB) to $WORK/$TAG.
 timed() {
-  local tag=$1 out=$2
+  local tag=$1 out=$2 t0 t1
   shift 2
-  /usr/bin/time -f "%e %U %S %M" -o "$WORK/t" "$@" >"$out" 2>"$WORK/err" || {
+  t0=$EPOCHREALTIME
+  /usr/bin/time -f "%U %S %M" -o "$WORK/t" "$@" >"$out" 2>"$WORK/err" || {
     cat "$WORK/err" >&2
     return 1
   }
-  awk '{printf "%s %.3f %s\n", $1, $2 + $3, $4}' "$WORK/t" >>"$WORK/$tag"
+  t1=$EPOCHREALTIME
+  awk -v w="$(echo "$t1 - $t0" | bc -l)" '{printf "%.4f %.3f %s\n", w, $1 + $2, $3}' "$WORK/t" >>"$WORK/$tag"
 }
 
 BASE_KB=
@@ -64,7 +68,7 @@ measure() {
   bcpu=$(awk '{print $2}' "$WORK/bc" | median)
   rss=$(awk '{print $3}' "$WORK/bc" | median)
   [ -n "$BASE_KB" ] || BASE_KB=$rss
-  printf "body %6s MB, text %5s MB: median of %s: curl %.3fs (cpu %.2fs), backchat %.3fs (cpu %.2fs): %.1fx curl's wall time; peak RSS %.1f MB = base %.1f + %.2fx text; reply bytes %s\n" \
+  printf "body %6s MB, text %5s MB: median of %s: curl %.3fs (cpu %.3fs), backchat %.3fs (cpu %.3fs): %.1fx curl's wall time; peak RSS %.1f MB = base %.1f + %.2fx text; reply bytes %s\n" \
     "$body_mb" "$text_mb" "$RUNS" "$cw" "$cc" "$bw" "$bcpu" "$(echo "$bw / $cw" | bc -l)" \
     "$(echo "$rss / 1000" | bc -l)" "$(echo "$BASE_KB / 1000" | bc -l)" \
     "$(echo "if ($text_mb > 0) ($rss - $BASE_KB) * 1000 / ($text_mb * 1000000) else 0" | bc -l)" \
