@@ -2,8 +2,11 @@
 //!
 //! A session is a JSON Lines file `<name>.jsonl` in the sessions directory
 //! (`$XDG_DATA_HOME/backchat/sessions`); the format is in [`super::session_format`]. Each turn
-//! is appended as one line when it ends, with one `write` under an advisory lock, and fsync'd
-//! before [`Session::append_turn`] returns: a `kill -9` can cut off at most the turn in flight.
+//! is appended as one line when it ends, under an advisory lock, and fsync'd before
+//! [`Session::append_turn`] returns: a `kill -9` can cut off at most the turn in flight. A line
+//! is serialized, redacted and written as a stream, never built whole in memory: a line up to
+//! [`LINE_BUFFER`] goes out in one `write`, a longer one (a reply of megabytes) in several, under
+//! the lock.
 //! Files are created lazily, at the first turn, so opening the TUI and leaving creates nothing.
 //!
 //! These are blocking file operations, each small (one line, one fsync); an async caller that
@@ -24,6 +27,10 @@ pub const MAX_NAME_LEN: usize = 100;
 
 /// The extension of session files.
 pub const EXTENSION: &str = "jsonl";
+
+/// Bytes of a record gathered before they are written: a record up to this size goes out in
+/// one `write` (whole, even where advisory locks are not honoured, as `O_APPEND` writes are).
+pub const LINE_BUFFER: usize = 1 << 20;
 
 /// Characters refused in names, beyond path separators: they are not allowed in file names on
 /// some systems, and sessions should move between machines.
@@ -460,8 +467,8 @@ impl Session {
         }
         let ts = crate::clock::rfc3339_millis(SystemTime::now());
         let model = turn.model.clone();
-        let n = self.write_locked(&model, |next| {
-            (session_format::turn_line(turn, next, &ts), Some(next))
+        let n = self.write_locked(&model, |next, w| {
+            session_format::write_turn_line(w, turn, next, &ts).map(|()| Some(next))
         })?;
         if let (Some(numbers), Some(n)) = (self.numbers.as_mut(), n) {
             numbers.push(n);
@@ -484,11 +491,9 @@ impl Session {
     /// as context; the record stays in the file.
     pub fn mark_superseded_number_by(&mut self, n: u64, edit: bool) -> Result<(), SessionError> {
         let ts = crate::clock::rfc3339_millis(SystemTime::now());
-        self.write_locked("", |_| {
-            (
-                session_format::superseded_line_by(n, &ts, edit),
-                None::<u64>,
-            )
+        self.write_locked("", |_, w| {
+            w.write_all(session_format::superseded_line_by(n, &ts, edit).as_bytes())
+                .map(|()| None::<u64>)
         })?;
         Ok(())
     }
@@ -521,12 +526,12 @@ impl Session {
         Ok(())
     }
 
-    /// Append what `line` builds (given the next turn number) under an exclusive lock, with
+    /// Append what `line` writes (given the next turn number) under an exclusive lock, with
     /// the header first if the file is new, then fsync.
     fn write_locked<T>(
         &mut self,
         model: &str,
-        line: impl FnOnce(u64) -> (String, T),
+        line: impl FnOnce(u64, &mut dyn Write) -> std::io::Result<T>,
     ) -> Result<T, SessionError> {
         crate::util::create_private_dir(&self.dir).map_err(io("create", &self.dir))?;
         let (mut file, created) = open_for_append(&self.path)?;
@@ -546,7 +551,7 @@ impl Session {
         &mut self,
         file: &mut File,
         model: &str,
-        line: impl FnOnce(u64) -> (String, T),
+        line: impl FnOnce(u64, &mut dyn Write) -> std::io::Result<T>,
     ) -> Result<T, SessionError> {
         let path = self.path.clone();
         let len = file.metadata().map_err(io("read", &path))?.len();
@@ -555,17 +560,17 @@ impl Session {
             file.seek(SeekFrom::Start(0)).map_err(io("read", &path))?;
             file.read_to_end(&mut bytes).map_err(io("read", &path))?;
         }
-        let mut data = String::new();
+        let mut lead = String::new();
         if len == 0 {
-            data.push_str(&session_format::header_line(
+            lead = session_format::header_line(
                 &self.name,
                 model,
                 &crate::clock::rfc3339_seconds(SystemTime::now()),
-            ));
+            );
         } else if !ends_with_newline(file, len).map_err(io("read", &path))? {
             // The last write was cut off (a kill mid-write): end that line, so that the damage
             // stays confined to it and this record is whole.
-            data.push('\n');
+            lead.push('\n');
         }
         let decoded = (!bytes.is_empty()).then(|| session_format::decode(&bytes));
         if let (Some(d), None) = (&decoded, &self.numbers) {
@@ -582,14 +587,27 @@ impl Session {
         if self.numbers.is_none() {
             self.numbers = Some(Vec::new());
         }
-        let (record, out) = line(next);
-        data.push_str(&record);
-        // The key must never reach a session file, even if someone pasted it into a prompt.
-        let data = crate::secret::redact(&data);
-        file.write_all(data.as_bytes())
-            .map_err(io("write", &path))?;
+        // Serialized → gathered (serde_json writes in small pieces) → redacted (the key must
+        // never reach a session file, even if someone pasted it into a prompt) → gathered
+        // into writes of up to a line buffer → the file.
+        let to_file = std::io::BufWriter::with_capacity(LINE_BUFFER, &mut *file);
+        let redact = crate::secret::RedactWriter::new(to_file);
+        let mut w = std::io::BufWriter::with_capacity(64 << 10, redact);
+        let written = (|| {
+            w.write_all(lead.as_bytes())?;
+            let out = line(next, &mut w)?;
+            let (to_file, written) = w
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?
+                .finish()?;
+            to_file
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?;
+            Ok((out, written))
+        })();
+        let (out, written) = written.map_err(io("write", &path))?;
         file.sync_data().map_err(io("sync", &path))?;
-        self.known_len = len + data.len() as u64;
+        self.known_len = len + written;
         Ok(out)
     }
 }

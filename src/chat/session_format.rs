@@ -109,7 +109,7 @@ pub fn header_line(name: &str, model: &str, created: &str) -> String {
         name: name.into(),
         model: model.into(),
     };
-    line_of(Outgoing::Header(&h))
+    line_of(&Outgoing::Header(&h))
 }
 
 /// The line (with its newline) that stores `turn` as turn number `n`, ended at `ts`.
@@ -118,6 +118,21 @@ pub fn header_line(name: &str, model: &str, created: &str) -> String {
 /// still waiting → failed, still streaming → interrupted. An empty reply is never stored as a
 /// reply.
 pub fn turn_line(turn: &Turn, n: u64, ts: &str) -> String {
+    let mut line = Vec::with_capacity(turn.user.len() + turn.assistant.len() + 1024);
+    // Writing to a Vec cannot fail.
+    let _ = write_turn_line(&mut line, turn, n, ts);
+    // serde_json writes UTF-8 only.
+    String::from_utf8(line).unwrap_or_default()
+}
+
+/// [`turn_line`], written to `w` as it is serialized: a long reply is never copied into a
+/// line first (a 50 MB reply would otherwise be held twice more: the line, then the write).
+pub fn write_turn_line(
+    w: &mut dyn std::io::Write,
+    turn: &Turn,
+    n: u64,
+    ts: &str,
+) -> std::io::Result<()> {
     let has_reply = !turn.assistant.trim().is_empty();
     let (end, stop_reason, reason, keep_reply) = match &turn.state {
         ReplyState::Complete { stop_reason } if has_reply => {
@@ -160,7 +175,7 @@ pub fn turn_line(turn: &Turn, n: u64, ts: &str) -> String {
         superseded: turn.superseded,
         attachments: turn.attachments.clone(),
     };
-    line_of(Outgoing::Turn(&record))
+    write_line(w, &Outgoing::Turn(&record))
 }
 
 /// The line (with its newline) that marks turn `n` superseded.
@@ -171,7 +186,7 @@ pub fn superseded_line(n: u64, ts: &str) -> String {
 /// The line (with its newline) that marks turn `n` superseded, by an edit of its prompt
 /// when `edit`, otherwise by a retry.
 pub fn superseded_line_by(n: u64, ts: &str, edit: bool) -> String {
-    line_of(Outgoing::Superseded(&SupersededRecord {
+    line_of(&Outgoing::Superseded(&SupersededRecord {
         v: FORMAT_VERSION,
         n,
         ts: ts.into(),
@@ -189,21 +204,19 @@ enum Outgoing<'a> {
     Superseded(&'a SupersededRecord),
 }
 
-fn line_of(record: Outgoing<'_>) -> String {
-    // Sized up front from the texts it carries: a buffer grown by doubling would hold up to
-    // twice a long reply, and copy it at each step.
-    let hint = match &record {
-        Outgoing::Turn(r) => r.user.len() + r.reply.len() + r.thinking.len() + 1024,
-        _ => 256,
-    };
-    let mut json = Vec::with_capacity(hint);
-    // Serializing these plain structs cannot fail (string keys, no maps with odd keys).
-    if serde_json::to_writer(&mut json, &record).is_err() {
-        json.clear();
-    }
-    json.push(b'\n');
+fn line_of(record: &Outgoing<'_>) -> String {
+    let mut json = Vec::with_capacity(256);
+    // Writing to a Vec cannot fail.
+    let _ = write_line(&mut json, record);
     // serde_json writes UTF-8 only.
     String::from_utf8(json).unwrap_or_default()
+}
+
+/// One record and its newline. Serializing these plain structs cannot fail (string keys, no
+/// maps with odd keys): an error here is the writer's.
+fn write_line(w: &mut dyn std::io::Write, record: &Outgoing<'_>) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *w, record).map_err(std::io::Error::from)?;
+    w.write_all(b"\n")
 }
 
 /// A line that could not be read as it was written.

@@ -52,6 +52,16 @@ pub const TICK: Duration = Duration::from_millis(80);
 /// How often the shared limiter's health is looked at while it is in use.
 pub const HEALTH_CHECK: Duration = Duration::from_secs(1);
 
+/// Turn events a stream may have sent that the loop has not yet taken: past this, the turn's
+/// task waits (and the socket with it). Without it a server faster than the screen queued
+/// the reply without bound, and every frame had more of it to lay out than the one before:
+/// the screen froze and Esc waited behind it.
+pub const TURN_EVENTS_IN_FLIGHT: usize = 1024;
+
+/// Messages taken per pass of the loop: then it draws (when a frame is due) and looks at the
+/// keyboard again, however fast a reply pours in.
+pub const MESSAGES_PER_PASS: usize = 256;
+
 static KEYBOARD_PUSHED: AtomicBool = AtomicBool::new(false);
 static TERMINAL_ACTIVE: AtomicBool = AtomicBool::new(false);
 
@@ -322,6 +332,9 @@ struct Runner<'a> {
     driver: &'a Driver,
     http: crate::api::HttpTransport,
     tx: mpsc::UnboundedSender<Msg>,
+    /// Permits for turn events in flight (see [`TURN_EVENTS_IN_FLIGHT`]): a turn's task
+    /// takes one per event it sends, the loop gives it back when it has taken the event.
+    in_flight: std::sync::Arc<tokio::sync::Semaphore>,
     tasks: HashMap<TurnId, JoinHandle<()>>,
     sessions: Sessions,
 }
@@ -338,11 +351,17 @@ impl Runner<'_> {
                 Effect::StartTurn { id, request, .. } => {
                     let mut stream = self.driver.run(request);
                     let tx = self.tx.clone();
+                    let in_flight = std::sync::Arc::clone(&self.in_flight);
                     let handle = tokio::spawn(async move {
                         let mut logger = crate::logging::TurnLogger::new();
                         while let Some(event) = stream.next().await {
                             logger.observe(&event);
                             let event = redact_event(event);
+                            // Wait while the screen is behind (the semaphore is never closed).
+                            let Ok(permit) = in_flight.acquire().await else {
+                                return;
+                            };
+                            permit.forget();
                             if tx.send(Msg::Turn { id, event }).is_err() {
                                 return;
                             }
@@ -565,10 +584,12 @@ async fn main_loop(
 ) -> io::Result<()> {
     let driver = &backend.driver;
     let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(TURN_EVENTS_IN_FLIGHT));
     let mut runner = Runner {
         driver,
         http: backend.http.clone(),
         tx,
+        in_flight: std::sync::Arc::clone(&in_flight),
         tasks: HashMap::new(),
         sessions,
     };
@@ -615,6 +636,8 @@ async fn main_loop(
             (a, b) => a.or(b),
         };
         let first = tokio::select! {
+            // The keyboard first: a key is never left waiting behind a flood of deltas.
+            biased;
             ev = events.next() => match ev {
                 Some(Ok(e)) => translate(e),
                 Some(Err(e)) => break Err(e),
@@ -626,14 +649,20 @@ async fn main_loop(
                 Some(Msg::Tick)
             }
         };
-        // Take everything already queued before drawing (a burst of deltas is one frame).
+        // Take what is already queued before drawing (a burst of deltas is one frame), up to
+        // a bound, so that a frame's work and the wait for the next key stay bounded too.
         let mut batch: Vec<Msg> = first.into_iter().collect();
-        while let Ok(m) = rx.try_recv() {
+        while batch.len() < MESSAGES_PER_PASS
+            && let Ok(m) = rx.try_recv()
+        {
             batch.push(m);
         }
         let mut quit = false;
         for msg in batch {
             dirty = true;
+            if matches!(msg, Msg::Turn { .. }) {
+                in_flight.add_permits(1);
+            }
             let effects = update(app, msg, Instant::now());
             match runner.run(effects, terminal) {
                 Ok(true) => quit = true,

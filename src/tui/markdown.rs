@@ -211,10 +211,13 @@ fn s_tail(
 pub struct MdStream {
     /// Byte offset in the text where the finished chunks end.
     pub end: usize,
-    /// Lines of the finished chunks.
+    /// Lines of the finished chunks (filled by [`MdStream::advance`]; a caller that keeps
+    /// them elsewhere uses [`MdStream::advance_into`], and this stays empty).
     pub stable: Vec<StyledLine>,
     /// Code blocks in the finished chunks (the tail's are numbered after them).
     pub codes: usize,
+    /// Whether the finished chunks produced any line (the next one is set apart by a blank).
+    emitted: bool,
 }
 
 impl MdStream {
@@ -222,29 +225,54 @@ impl MdStream {
     /// [`MdStream::stable`] where the new lines start.
     pub fn advance(&mut self, text: &str, theme: Theme, indent: &str) -> usize {
         let first_new = self.stable.len();
+        let mut stable = std::mem::take(&mut self.stable);
+        self.advance_into(text, theme, indent, &mut stable);
+        self.stable = stable;
+        first_new
+    }
+
+    /// [`MdStream::advance`], appending the new lines to `out` instead of keeping them.
+    pub fn advance_into(
+        &mut self,
+        text: &str,
+        theme: Theme,
+        indent: &str,
+        out: &mut Vec<StyledLine>,
+    ) {
+        self.advance_each(text, theme, indent, |lines| out.append(lines));
+    }
+
+    /// [`MdStream::advance`], handing each finished chunk's lines to `take` as it is
+    /// rendered (from a buffer it may empty), so that a caller storing them otherwise never
+    /// holds more than one chunk as [`StyledLine`]s: a whole reply rendered at once, when a
+    /// long one is resumed, costs many times its text that way.
+    pub fn advance_each(
+        &mut self,
+        text: &str,
+        theme: Theme,
+        indent: &str,
+        mut take: impl FnMut(&mut Vec<StyledLine>),
+    ) {
+        let mut out = Vec::new();
         for b in boundaries(text, self.end) {
             let chunk = text.get(self.end..b).unwrap_or("");
             if !chunk.trim().is_empty() {
-                if !self.stable.is_empty() {
-                    self.stable.push(StyledLine::blank());
+                out.clear();
+                if self.emitted {
+                    out.push(StyledLine::blank());
                 }
-                render_chunk_from(chunk, theme, indent, &mut self.stable, &mut self.codes);
+                let before = out.len();
+                render_chunk_from(chunk, theme, indent, &mut out, &mut self.codes);
+                self.emitted |= out.len() > before;
+                take(&mut out);
             }
             self.end = b;
         }
-        first_new
     }
 
     /// The lines of the unfinished tail (including the blank line that separates it).
     pub fn tail(&self, text: &str, theme: Theme, indent: &str) -> Vec<StyledLine> {
-        s_tail(
-            text,
-            self.end,
-            !self.stable.is_empty(),
-            theme,
-            indent,
-            self.codes,
-        )
+        s_tail(text, self.end, self.emitted, theme, indent, self.codes)
     }
 }
 

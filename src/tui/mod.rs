@@ -17,6 +17,7 @@ pub mod event_loop;
 #[cfg(any(test, feature = "test-support"))]
 pub mod harness;
 pub mod keymap;
+pub mod line_store;
 pub mod live;
 pub mod markdown;
 pub mod msg;

@@ -7,14 +7,21 @@
 //! it streams only the unfinished tail is rendered again. A change of width re-wraps
 //! everything once; nothing else re-renders a finished turn. Row numbers are `usize`, never
 //! `u16`, so there is no limit on the length of a conversation.
+//!
+//! Memory stays close to the text: a turn keeps its rendered lines once, compactly (a
+//! [`LineStore`]: the text end to end, a few bytes per span), and its visual rows as
+//! [`Wrapped`] references into them (byte ranges, not copies), made into `Line`s only when
+//! drawn. Owned `Line`s per row and `StyledLine`s per line cost several times the text: a
+//! 10 MB reply resumed took 5× its size, a 10 MB markdown reply of short lines 25×.
 
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
+use super::line_store::LineStore;
 use super::markdown::MdStream;
 use super::sanitize::sanitize;
 use super::theme::Theme;
-use super::wrap::{StyledLine, WrapMode, wrap_into};
+use super::wrap::{StyledLine, WrapMode, Wrapped};
 use crate::chat::{ReplyState, Turn};
 
 /// Indentation of a turn's body under its header.
@@ -82,26 +89,52 @@ pub struct Stats {
     pub tail_renders: u64,
 }
 
+/// One turn's rows: its logical lines in three parts, each with its visual rows.
+#[derive(Default)]
 struct Entry {
-    fp: Fingerprint,
-    head: Vec<Line<'static>>,
+    fp: Option<Fingerprint>,
+    /// Where the reply's finished chunks end (their lines follow the head's in `body`).
     md: MdStream,
-    md_wrapped: Vec<Line<'static>>,
-    tail: Vec<Line<'static>>,
+    /// The head's lines (prompt, model, thinking), then the reply's finished chunks'.
+    body_lines: LineStore,
+    body: Wrapped,
+    /// The unfinished chunk and the footer: built again at each change of a live turn.
+    tail_lines: LineStore,
+    tail: Wrapped,
     live: bool,
 }
 
 impl Entry {
     fn height(&self) -> usize {
-        self.head.len() + self.md_wrapped.len() + self.tail.len() + usize::from(self.live) + 1
+        self.line_rows() + usize::from(self.live) + 1
+    }
+
+    /// The cached lines, in order.
+    fn lines(&self) -> impl Iterator<Item = Line<'_>> + '_ {
+        self.body
+            .rows(&self.body_lines)
+            .chain(self.tail.rows(&self.tail_lines))
+    }
+
+    /// Cached line `local` (0 is the first row of the head), if it is one.
+    fn line(&self, local: usize) -> Option<Line<'_>> {
+        if local < self.body.len() {
+            return self.body.row(local, &self.body_lines);
+        }
+        self.tail.row(local - self.body.len(), &self.tail_lines)
+    }
+
+    /// Rows that are cached lines (not the live line, not the blank after the turn).
+    fn line_rows(&self) -> usize {
+        self.body.len() + self.tail.len()
     }
 }
 
 /// A row of the transcript.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Row<'a> {
-    /// A cached line.
-    Line(&'a Line<'static>),
+    /// A cached line, borrowed from the cache.
+    Line(Line<'a>),
     /// The live status line of the turn at this index (drawn at render time: it counts down).
     Live(usize),
     /// Space between turns.
@@ -114,7 +147,10 @@ pub struct TranscriptCache {
     width: u16,
     epoch: u64,
     expanded: bool,
-    entries: Vec<Entry>,
+    /// Boxed: a long transcript has thousands of turns, and a `Vec` of entries grown by
+    /// doubling would hold up to twice their size.
+    #[expect(clippy::vec_box, reason = "an entry is large; see above")]
+    entries: Vec<Box<Entry>>,
     offsets: Vec<usize>,
     /// Leading turns that had ended at the last sync. An ended turn changes only when it
     /// becomes (or stops being) the retry target, or is superseded (it was the target), so
@@ -200,7 +236,7 @@ impl TranscriptCache {
             let turn = &turns[i];
             let label = labels.get(i).copied().unwrap_or(i as u64 + 1);
             let fp = Fingerprint::of(turn, label, expanded, retry_target == Some(i));
-            match self.entries.get(i).map(|e| e.fp) {
+            match self.entries.get(i).and_then(|e| e.fp) {
                 Some(old) if old == fp => continue,
                 Some(old) if !old.needs_rebuild(&fp) => self.update(i, turn, fp),
                 Some(_) => {
@@ -227,61 +263,53 @@ impl TranscriptCache {
         }
     }
 
-    fn wrap(&mut self, lines: &[StyledLine], out: &mut Vec<Line<'static>>) {
+    /// Wrap `lines` onto `rows`, and keep them in `store`.
+    fn wrap(&mut self, lines: Vec<StyledLine>, store: &mut LineStore, rows: &mut Wrapped) {
         for l in lines {
             self.stats.lines_wrapped += 1;
-            wrap_into(l, self.width, out);
+            rows.push_line(store.len(), &l, self.width);
+            store.push(l);
         }
     }
 
-    fn build(&mut self, turn: &Turn, fp: Fingerprint) -> Entry {
+    fn build(&mut self, turn: &Turn, fp: Fingerprint) -> Box<Entry> {
         self.stats.rebuilds += 1;
-        let head_lines = head(turn, fp, self.theme);
-        let mut head = Vec::new();
-        self.wrap(&head_lines, &mut head);
-        let mut e = Entry {
-            fp,
-            head,
-            md: MdStream::default(),
-            md_wrapped: Vec::new(),
-            tail: Vec::new(),
-            live: false,
-        };
+        let mut e = Box::<Entry>::default();
+        self.wrap(head(turn, fp, self.theme), &mut e.body_lines, &mut e.body);
         self.refresh(&mut e, turn, fp);
         e
     }
 
     fn update(&mut self, i: usize, turn: &Turn, fp: Fingerprint) {
-        let mut e = std::mem::replace(
-            &mut self.entries[i],
-            Entry {
-                fp,
-                head: Vec::new(),
-                md: MdStream::default(),
-                md_wrapped: Vec::new(),
-                tail: Vec::new(),
-                live: false,
-            },
-        );
+        let mut e = std::mem::take(&mut self.entries[i]);
         self.refresh(&mut e, turn, fp);
         self.entries[i] = e;
     }
 
     /// Render newly finished chunks, the tail and the footer.
     fn refresh(&mut self, e: &mut Entry, turn: &Turn, fp: Fingerprint) {
-        let first_new = e.md.advance(&turn.assistant, self.theme, INDENT);
-        let new_lines: Vec<StyledLine> = e.md.stable[first_new..].to_vec();
-        let mut wrapped = std::mem::take(&mut e.md_wrapped);
-        self.wrap(&new_lines, &mut wrapped);
-        e.md_wrapped = wrapped;
+        // Chunk by chunk: a resumed reply of megabytes is never held whole as StyledLines.
+        let mut md = std::mem::take(&mut e.md);
+        md.advance_each(&turn.assistant, self.theme, INDENT, |lines| {
+            self.wrap(std::mem::take(lines), &mut e.body_lines, &mut e.body);
+        });
+        e.md = md;
         self.stats.tail_renders += 1;
+        // The old tail goes first: for a long unfinished reply it is as big as the text.
+        e.tail_lines = LineStore::default();
+        e.tail = Wrapped::default();
         let mut tail_lines = e.md.tail(&turn.assistant, self.theme, INDENT);
         tail_lines.extend(footer(turn, fp, self.theme));
-        let mut tail = Vec::new();
-        self.wrap(&tail_lines, &mut tail);
-        e.tail = tail;
+        self.wrap(tail_lines, &mut e.tail_lines, &mut e.tail);
         e.live = !turn.state.is_final();
-        e.fp = fp;
+        if !e.live {
+            // A finished turn keeps its rows as they are: no room left for growth.
+            e.body_lines.shrink_to_fit();
+            e.body.shrink_to_fit();
+            e.tail_lines.shrink_to_fit();
+            e.tail.shrink_to_fit();
+        }
+        e.fp = Some(fp);
     }
 
     /// The row at `row` (0 is the first row of the first turn).
@@ -291,19 +319,11 @@ impl TranscriptCache {
         }
         let i = self.offsets.partition_point(|&o| o <= row).checked_sub(1)?;
         let e = self.entries.get(i)?;
-        let mut local = row - self.offsets[i];
-        if let Some(l) = e.head.get(local) {
+        let local = row - self.offsets[i];
+        if let Some(l) = e.line(local) {
             return Some(Row::Line(l));
         }
-        local -= e.head.len();
-        if let Some(l) = e.md_wrapped.get(local) {
-            return Some(Row::Line(l));
-        }
-        local -= e.md_wrapped.len();
-        if let Some(l) = e.tail.get(local) {
-            return Some(Row::Line(l));
-        }
-        local -= e.tail.len();
+        let local = local - e.line_rows();
         if e.live && local == 0 {
             return Some(Row::Live(i));
         }
@@ -324,10 +344,7 @@ impl TranscriptCache {
             .enumerate()
             .flat_map(move |(k, e)| {
                 let i = start + k;
-                e.head
-                    .iter()
-                    .chain(&e.md_wrapped)
-                    .chain(&e.tail)
+                e.lines()
                     .map(Row::Line)
                     .chain(e.live.then_some(Row::Live(i)))
                     .chain(std::iter::once(Row::Blank))

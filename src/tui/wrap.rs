@@ -13,6 +13,8 @@ use ratatui::text::{Line, Span};
 use unicode_segmentation::UnicodeSegmentation;
 use unicode_width::UnicodeWidthStr;
 
+use super::line_store::LineStore;
+
 /// How a logical line breaks when it is too wide.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum WrapMode {
@@ -197,23 +199,274 @@ pub fn spans_width(spans: &[Span<'_>]) -> usize {
     spans.iter().map(|s| s.content.width()).sum()
 }
 
+/// Which prefix a visual row starts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Prefix {
+    /// None: the prefix left no room for text, or a grapheme needed the whole row.
+    No,
+    /// The line's `first_prefix` (its first row).
+    First,
+    /// The line's `prefix` (every following row).
+    Rest,
+}
+
+/// What a visual row is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowKind {
+    /// The whole line, as it is (it fits): its `first_prefix` and every span, no pieces.
+    Fits,
+    /// A prefix, then `pieces[start..end]`: byte ranges of the line's own spans. With
+    /// `merge`, text continuing a span of the same style joins it (as a row built grapheme
+    /// by grapheme always did); without, each span stays whole (a line that fits as it is).
+    Pieces { prefix: Prefix, merge: bool },
+    /// `owned[start]`: a row whose text the line does not hold (rules, tables).
+    Owned,
+}
+
+/// A byte range of one of a line's content spans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Piece {
+    span: u32,
+    start: u32,
+    end: u32,
+}
+
+/// One visual row: which logical line it belongs to, and what it is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RowRef {
+    line: u32,
+    kind: RowKind,
+    start: u32,
+    end: u32,
+}
+
+/// Logical lines wrapped to a width, kept as references into the lines rather than as text.
+///
+/// A visual row is a prefix and byte ranges of its line's spans (16 bytes for a line that
+/// fits, about 30 for a wrapped row), so a wrapped reply costs a small fraction of its text
+/// on top of the lines themselves, where owned `Line`s per row cost several times the text.
+/// Rows are materialised as borrowed [`Line`]s on demand ([`Wrapped::row`]), which a frame
+/// does for the visible ones only. The lines are not held here: they are wrapped as
+/// [`StyledLine`]s, stored in a [`LineStore`] (at the index given to
+/// [`Wrapped::push_line`]), and every call that reads rows passes that store.
+#[derive(Clone, Debug, Default)]
+pub struct Wrapped {
+    rows: Vec<RowRef>,
+    pieces: Vec<Piece>,
+    owned: Vec<Line<'static>>,
+}
+
+/// A `u32` index; the transcript never holds 4 GiB of text in one line, nor 4 billion rows.
+fn idx(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Wrapped {
+    /// Visual rows so far.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Forget every row.
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.pieces.clear();
+        self.owned.clear();
+    }
+
+    /// Give back the room that growing by doubling left unused.
+    pub fn shrink_to_fit(&mut self) {
+        self.rows.shrink_to_fit();
+        self.pieces.shrink_to_fit();
+        self.owned.shrink_to_fit();
+    }
+
+    /// Wrap `line`, the logical line number `index` of the slice later passed to
+    /// [`Wrapped::row`], to `width` cells, and append its visual rows; returns how many.
+    /// Always at least one.
+    pub fn push_line(&mut self, index: usize, line: &StyledLine, width: u16) -> usize {
+        let width = usize::from(width).max(1);
+        let before = self.rows.len();
+        let index = idx(index);
+        let content_w = spans_width(&line.spans);
+        let first_w = spans_width(&line.first_prefix);
+        match &line.mode {
+            WrapMode::Table(table) => {
+                let mut out = Vec::new();
+                wrap_table(line, table, width, &mut out);
+                for l in out {
+                    self.push_owned(index, l);
+                }
+            }
+            WrapMode::Rule => {
+                let (prefix, avail) = prefix_for(line, width, true);
+                let mut spans: Vec<Span<'static>> = match prefix {
+                    Prefix::First => line.first_prefix.clone(),
+                    Prefix::Rest | Prefix::No => Vec::new(),
+                };
+                if let Some(span) = line.spans.first() {
+                    let unit = if span.content.is_empty() {
+                        "─"
+                    } else {
+                        &*span.content
+                    };
+                    let uw = unit.width().max(1);
+                    let text = unit.repeat(avail / uw);
+                    merge_or_push(&mut spans, text, span.style);
+                }
+                self.push_owned(index, Line::from(spans));
+            }
+            // The common case: it fits.
+            _ if first_w + content_w <= width => {
+                let at = idx(self.pieces.len());
+                self.rows.push(RowRef {
+                    line: index,
+                    kind: RowKind::Fits,
+                    start: at,
+                    end: at,
+                });
+            }
+            WrapMode::Char => {
+                let mut b = Builder::new(self, index, line, width);
+                for (i, span) in line.spans.iter().enumerate() {
+                    b.push_breaking(i, 0, &span.content);
+                }
+                b.finish();
+            }
+            WrapMode::Word => wrap_words(self, index, line, width),
+        }
+        self.rows.len() - before
+    }
+
+    fn push_owned(&mut self, line: u32, l: Line<'static>) {
+        let start = idx(self.owned.len());
+        self.owned.push(l);
+        self.rows.push(RowRef {
+            line,
+            kind: RowKind::Owned,
+            start,
+            end: start + 1,
+        });
+    }
+
+    /// Visual row `row`, borrowing from `lines` (the store the rows' lines went to).
+    pub fn row<'a>(&'a self, row: usize, lines: &'a LineStore) -> Option<Line<'a>> {
+        let r = self.rows.get(row)?;
+        Some(self.materialise(r, lines))
+    }
+
+    /// Every visual row in order, borrowing from `lines`.
+    pub fn rows<'a>(&'a self, lines: &'a LineStore) -> impl Iterator<Item = Line<'a>> + 'a {
+        self.rows.iter().map(move |r| self.materialise(r, lines))
+    }
+
+    fn materialise<'a>(&'a self, r: &RowRef, lines: &'a LineStore) -> Line<'a> {
+        let line = r.line as usize;
+        match r.kind {
+            RowKind::Owned => self
+                .owned
+                .get(r.start as usize)
+                .map(|l| {
+                    Line::from(
+                        l.spans
+                            .iter()
+                            .map(|s| Span::styled(&*s.content, s.style))
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .unwrap_or_default(),
+            RowKind::Fits => Line::from(
+                lines
+                    .prefix(line, true)
+                    .chain(lines.contents(line))
+                    .collect::<Vec<_>>(),
+            ),
+            RowKind::Pieces { prefix, merge } => {
+                let mut spans: Vec<Span<'a>> = match prefix {
+                    Prefix::No => Vec::new(),
+                    Prefix::First => lines.prefix(line, true).collect(),
+                    Prefix::Rest => lines.prefix(line, false).collect(),
+                };
+                let pieces = self
+                    .pieces
+                    .get(r.start as usize..r.end as usize)
+                    .unwrap_or(&[]);
+                for p in pieces {
+                    if let Some((text, style)) = lines.content(line, p.span as usize) {
+                        let text = text.get(p.start as usize..p.end as usize).unwrap_or("");
+                        // Text of one style is one span, as it was when rows were owned: a
+                        // combining mark split from its base by a span boundary would be
+                        // drawn apart from it.
+                        match spans.last_mut() {
+                            Some(last) if merge && last.style == style => {
+                                last.content.to_mut().push_str(text);
+                            }
+                            _ => spans.push(Span::styled(text, style)),
+                        }
+                    }
+                }
+                Line::from(spans)
+            }
+        }
+    }
+}
+
+/// Push `text` onto `spans`, into the last span if it has the same style.
+fn merge_or_push(spans: &mut Vec<Span<'static>>, text: String, style: Style) {
+    if let Some(last) = spans.last_mut()
+        && last.style == style
+    {
+        last.content.to_mut().push_str(&text);
+    } else {
+        spans.push(Span::styled(text, style));
+    }
+}
+
+/// The prefix a row starts with and the cells left for text. A prefix that leaves no room
+/// for text is dropped rather than pushing text off-screen.
+fn prefix_for(line: &StyledLine, width: usize, first: bool) -> (Prefix, usize) {
+    let (kind, prefix) = if first {
+        (Prefix::First, &line.first_prefix)
+    } else {
+        (Prefix::Rest, &line.prefix)
+    };
+    let pw = spans_width(prefix);
+    if pw < width {
+        (kind, width - pw)
+    } else {
+        (Prefix::No, width.max(1))
+    }
+}
+
+/// Builds the rows of one logical line, piece by piece.
 struct Builder<'a> {
-    out: &'a mut Vec<Line<'static>>,
+    out: &'a mut Wrapped,
+    index: u32,
     line: &'a StyledLine,
     width: usize,
-    cur: Vec<Span<'static>>,
+    prefix: Prefix,
+    /// Where this row's pieces start in `out.pieces`.
+    row_start: usize,
     cur_w: usize,
     avail: usize,
     first: bool,
 }
 
 impl<'a> Builder<'a> {
-    fn new(out: &'a mut Vec<Line<'static>>, line: &'a StyledLine, width: usize) -> Self {
+    fn new(out: &'a mut Wrapped, index: u32, line: &'a StyledLine, width: usize) -> Self {
+        let row_start = out.pieces.len();
         let mut b = Builder {
             out,
+            index,
             line,
             width,
-            cur: Vec::new(),
+            prefix: Prefix::First,
+            row_start,
             cur_w: 0,
             avail: 1,
             first: true,
@@ -224,123 +477,169 @@ impl<'a> Builder<'a> {
 
     fn start(&mut self, first: bool) {
         self.first = first;
-        let prefix = if first {
-            &self.line.first_prefix
-        } else {
-            &self.line.prefix
-        };
-        let pw = spans_width(prefix);
-        // A prefix that leaves no room for text is dropped rather than pushing text off-screen.
-        if pw < self.width {
-            self.cur.extend(prefix.iter().cloned());
-            self.avail = self.width - pw;
-        } else {
-            self.avail = self.width.max(1);
-        }
+        (self.prefix, self.avail) = prefix_for(self.line, self.width, first);
+        self.row_start = self.out.pieces.len();
         self.cur_w = 0;
     }
 
-    fn push(&mut self, text: &str, style: Style, w: usize) {
-        if let Some(last) = self.cur.last_mut()
-            && last.style == style
+    /// Add bytes `start..end` of span `span` (`w` cells) to the row.
+    fn push(&mut self, span: usize, start: usize, end: usize, w: usize) {
+        let (span, start, end) = (idx(span), idx(start), idx(end));
+        self.cur_w += w;
+        if self.out.pieces.len() > self.row_start
+            && let Some(last) = self.out.pieces.last_mut()
+            && last.span == span
+            && last.end == start
         {
-            last.content.to_mut().push_str(text);
-            self.cur_w += w;
+            last.end = end;
             return;
         }
-        self.cur.push(Span::styled(text.to_string(), style));
-        self.cur_w += w;
+        self.out.pieces.push(Piece { span, start, end });
+    }
+
+    fn end_row(&mut self) {
+        self.out.rows.push(RowRef {
+            line: self.index,
+            kind: RowKind::Pieces {
+                prefix: self.prefix,
+                merge: true,
+            },
+            start: idx(self.row_start),
+            end: idx(self.out.pieces.len()),
+        });
     }
 
     fn newline(&mut self) {
-        self.out.push(Line::from(std::mem::take(&mut self.cur)));
+        self.end_row();
         self.start(false);
     }
 
     fn finish(mut self) {
-        self.out.push(Line::from(std::mem::take(&mut self.cur)));
+        self.end_row();
     }
 
-    /// Push graphemes one by one, breaking whenever the next one does not fit.
-    fn push_breaking(&mut self, text: &str, style: Style) {
-        for g in text.graphemes(true) {
+    /// Before a grapheme `gw` cells wide: break the row if it does not fit.
+    fn make_room(&mut self, gw: usize) {
+        if self.cur_w + gw > self.avail && self.cur_w > 0 {
+            self.newline();
+        }
+        if gw > self.avail && self.cur_w == 0 {
+            self.drop_prefix();
+        }
+    }
+
+    /// Push graphemes of `text` (which starts at byte `base` of span `span`) one by one,
+    /// breaking whenever the next one does not fit.
+    fn push_breaking(&mut self, span: usize, base: usize, text: &str) {
+        for (at, g) in text.grapheme_indices(true) {
             let gw = g.width();
-            if self.cur_w + gw > self.avail && self.cur_w > 0 {
-                self.newline();
+            self.make_room(gw);
+            let start = base + at;
+            self.push(span, start, start + g.len(), gw);
+        }
+    }
+
+    /// [`Builder::push_breaking`] for runs of one style from several spans: their text is
+    /// cut into graphemes as one string (a combining mark at the start of a span belongs to
+    /// the character before it), and each grapheme maps back to the runs it covers.
+    fn push_breaking_runs(&mut self, runs: &[Run]) {
+        let spans = &self.line.spans;
+        let slice = |r: &Run| spans[r.span].content.get(r.start..r.end).unwrap_or("");
+        if let [r] = runs {
+            self.push_breaking(r.span, r.start, slice(r));
+            return;
+        }
+        let text: String = runs.iter().map(slice).collect();
+        for (at, g) in text.grapheme_indices(true) {
+            let gw = g.width();
+            self.make_room(gw);
+            let (lo, hi) = (at, at + g.len());
+            let mut off = 0;
+            let mut w = gw;
+            for r in runs {
+                let len = r.end - r.start;
+                let (a, b) = (lo.max(off), hi.min(off + len));
+                if a < b {
+                    self.push(r.span, r.start + a - off, r.start + b - off, w);
+                    w = 0;
+                }
+                off += len;
             }
-            if gw > self.avail && self.cur_w == 0 {
-                self.drop_prefix();
-            }
-            self.push(g, style, gw);
+        }
+    }
+
+    /// Push runs of one style from several spans, `w` cells together.
+    fn push_runs(&mut self, runs: &[Run], w: usize) {
+        let mut w = w;
+        for r in runs {
+            self.push(r.span, r.start, r.end, w);
+            w = 0;
         }
     }
 
     /// A grapheme wider than the room beside the prefix gets the whole line instead.
     fn drop_prefix(&mut self) {
-        self.cur.clear();
+        self.out.pieces.truncate(self.row_start);
+        self.prefix = Prefix::No;
         self.avail = self.width.max(1);
     }
 }
 
 /// Wrap `line` to `width` cells, appending the visual lines to `out`; returns how many.
-/// Always produces at least one line.
+/// Always produces at least one line. (The transcript keeps rows as [`Wrapped`] instead:
+/// this owned form is for small, short-lived text.)
 pub fn wrap_into(line: &StyledLine, width: u16, out: &mut Vec<Line<'static>>) -> usize {
-    let width = usize::from(width).max(1);
-    let before = out.len();
-    let content_w = spans_width(&line.spans);
-    let first_w = spans_width(&line.first_prefix);
-    match &line.mode {
-        WrapMode::Table(table) => wrap_table(line, table, width, out),
-        WrapMode::Rule => {
-            let mut b = Builder::new(out, line, width);
-            if let Some(span) = line.spans.first() {
-                let unit = if span.content.is_empty() {
-                    "─"
-                } else {
-                    &*span.content
-                };
-                let uw = unit.width().max(1);
-                let n = b.avail / uw;
-                let text = unit.repeat(n);
-                b.push(&text, span.style, n * uw);
-            }
-            b.finish();
-        }
-        // The common case: it fits.
-        _ if first_w + content_w <= width => {
-            let mut spans = line.first_prefix.clone();
-            spans.extend(line.spans.iter().cloned());
-            out.push(Line::from(spans));
-        }
-        WrapMode::Char => {
-            let mut b = Builder::new(out, line, width);
-            for span in &line.spans {
-                b.push_breaking(&span.content, span.style);
-            }
-            b.finish();
-        }
-        WrapMode::Word => wrap_words(line, width, out),
-    }
-    out.len() - before
+    let mut w = Wrapped::default();
+    let mut lines = LineStore::default();
+    let n = w.push_line(lines.push(line.clone()), line, width);
+    out.extend(w.rows(&lines).map(|l| {
+        Line::from(
+            l.spans
+                .into_iter()
+                .map(|s| Span::styled(s.content.into_owned(), s.style))
+                .collect::<Vec<_>>(),
+        )
+    }));
+    n
 }
 
-fn wrap_words(line: &StyledLine, width: usize, out: &mut Vec<Line<'static>>) {
-    fn add(parts: &mut Vec<(Style, String)>, style: Style, g: &str) {
-        match parts.last_mut() {
-            Some((s, text)) if *s == style => text.push_str(g),
-            _ => parts.push((style, g.to_string())),
-        }
+/// A run of graphemes of one span: bytes `start..end` of span `span`.
+#[derive(Clone, Copy)]
+struct Run {
+    span: usize,
+    start: usize,
+    end: usize,
+}
+
+/// Add a grapheme to a list of runs, extending the last run when it continues it.
+fn add(runs: &mut Vec<Run>, span: usize, start: usize, end: usize) {
+    match runs.last_mut() {
+        Some(r) if r.span == span && r.end == start => r.end = end,
+        _ => runs.push(Run { span, start, end }),
     }
-    let mut b = Builder::new(out, line, width);
-    let mut word: Vec<(Style, String)> = Vec::new();
+}
+
+fn wrap_words(out: &mut Wrapped, index: u32, line: &StyledLine, width: usize) {
+    let mut b = Builder::new(out, index, line, width);
+    let mut word: Vec<Run> = Vec::new();
     let mut word_w = 0usize;
-    let mut space: Vec<(Style, String)> = Vec::new();
+    let mut space: Vec<Run> = Vec::new();
     let mut space_w = 0usize;
 
+    // Runs of one style, from however many spans, count as one piece of text (its width
+    // is measured whole), as they did when words were built as strings per style.
+    let same_style = |a: &Run, b: &Run| line.spans[a.span].style == line.spans[b.span].style;
+    let width_of = |runs: &[Run]| -> usize {
+        let slice = |r: &Run| line.spans[r.span].content.get(r.start..r.end).unwrap_or("");
+        match runs {
+            [r] => slice(r).width(),
+            _ => runs.iter().map(slice).collect::<String>().width(),
+        }
+    };
     let flush = |b: &mut Builder<'_>,
-                 word: &mut Vec<(Style, String)>,
+                 word: &mut Vec<Run>,
                  word_w: &mut usize,
-                 space: &mut Vec<(Style, String)>,
+                 space: &mut Vec<Run>,
                  space_w: &mut usize| {
         if word.is_empty() {
             return;
@@ -348,9 +647,8 @@ fn wrap_words(line: &StyledLine, width: usize, out: &mut Vec<Line<'static>>) {
         if b.cur_w + *space_w + *word_w <= b.avail {
             // Leading spaces of a continuation line are dropped; elsewhere they are kept.
             if b.cur_w > 0 || b.first {
-                for (s, t) in space.drain(..) {
-                    let w = t.width();
-                    b.push(&t, s, w);
+                for runs in space.chunk_by(same_style) {
+                    b.push_runs(runs, width_of(runs));
                 }
             }
         } else if b.cur_w > 0 {
@@ -359,27 +657,27 @@ fn wrap_words(line: &StyledLine, width: usize, out: &mut Vec<Line<'static>>) {
         space.clear();
         *space_w = 0;
         if b.cur_w + *word_w <= b.avail {
-            for (s, t) in word.drain(..) {
-                let w = t.width();
-                b.push(&t, s, w);
+            for runs in word.chunk_by(same_style) {
+                b.push_runs(runs, width_of(runs));
             }
         } else {
-            for (s, t) in word.drain(..) {
-                b.push_breaking(&t, s);
+            for runs in word.chunk_by(same_style) {
+                b.push_breaking_runs(runs);
             }
         }
+        word.clear();
         *word_w = 0;
     };
 
-    for span in &line.spans {
-        for g in span.content.graphemes(true) {
+    for (si, span) in line.spans.iter().enumerate() {
+        for (at, g) in span.content.grapheme_indices(true) {
             let gw = g.width();
             if g.chars().all(char::is_whitespace) {
                 flush(&mut b, &mut word, &mut word_w, &mut space, &mut space_w);
-                add(&mut space, span.style, g);
+                add(&mut space, si, at, at + g.len());
                 space_w += gw;
             } else {
-                add(&mut word, span.style, g);
+                add(&mut word, si, at, at + g.len());
                 word_w += gw;
             }
         }

@@ -26,3 +26,4 @@ mod sessions_headless;
 mod sessions_kill9;
 mod shared_limiter_backend;
 mod tui_attach_e2e;
+mod tui_cancel_e2e;

@@ -15,6 +15,9 @@ pub const GUARD: Duration = Duration::from_secs(30);
 /// A program running in a pseudo-terminal.
 pub struct Pty {
     parser: Arc<Mutex<vt100::Parser>>,
+    /// While set, the program's output is left unread (its writes block, as on a terminal
+    /// that has stopped scrolling).
+    paused: Arc<std::sync::atomic::AtomicBool>,
     writer: Arc<Mutex<Box<dyn Write + Send>>>,
     child: Box<dyn Child + Send + Sync>,
     _master: Box<dyn MasterPty + Send>,
@@ -40,12 +43,17 @@ impl Pty {
         )));
         let mut reader = pair.master.try_clone_reader().expect("reader");
         let writer = Arc::new(Mutex::new(pair.master.take_writer().expect("writer")));
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
         {
             let parser = Arc::clone(&parser);
             let writer = Arc::clone(&writer);
+            let paused = Arc::clone(&paused);
             std::thread::spawn(move || {
                 let mut buf = [0u8; 8192];
                 loop {
+                    while paused.load(std::sync::atomic::Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
                     match reader.read(&mut buf) {
                         Ok(0) | Err(_) => return,
                         Ok(n) => {
@@ -63,6 +71,7 @@ impl Pty {
         }
         Pty {
             parser,
+            paused,
             writer,
             child,
             _master: pair.master,
@@ -93,6 +102,16 @@ impl Pty {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Stop reading the program's output (`true`), or read it again.
+    #[allow(
+        dead_code,
+        reason = "tests/tui_e2e.rs includes this file on its own and does not pause"
+    )]
+    pub fn pause_output(&self, paused: bool) {
+        self.paused
+            .store(paused, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Type `bytes`.

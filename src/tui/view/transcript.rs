@@ -111,8 +111,8 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         let yy = area.y + y as u16;
         match row {
             Row::Line(line) => {
-                buf.set_line(area.x, yy, line, area.width);
-                highlight_matches(app, top + y, line, Rect { y: yy, ..area }, buf);
+                buf.set_line(area.x, yy, &line, area.width);
+                highlight_matches(app, top + y, &line, Rect { y: yy, ..area }, buf);
             }
             Row::Live(i) => {
                 buf.set_line(area.x, yy, &live_line(app, i, now), area.width);
