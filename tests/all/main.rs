@@ -25,6 +25,7 @@ mod layering;
 mod loadtest_conversation;
 mod loadtest_sim;
 mod mock_api;
+mod pacer_queue;
 mod redis_cluster;
 mod redis_frozen;
 mod redis_tls;
