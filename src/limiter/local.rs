@@ -189,12 +189,21 @@ impl ClassModel {
         // explain. Concurrent turns of this process are not someone else's use; mistaking
         // them for it used to hold back a request's worth of quota each time. The correction
         // itself still assumes none of them was counted (it leans low).
+        //
+        // And raise it when it is below what the server has less everything of ours it may
+        // not have counted yet (and the rounding): that much is there whatever the server
+        // counted. Leaning low is only safe when something corrects it. It was not, when a
+        // burst went out before any headers (the first request slower than the probe wait):
+        // the first reading's `remaining` had counted the burst's admitted requests, and the
+        // new bucket, owing them too, held them back a second time, a stall of as many slots.
         if let Some(remaining) = q.remaining {
             let tolerance = if dim.counts_tokens() { 500.0 } else { 0.5 };
             let server_view = remaining as f64;
             let model_view = bucket.level(read_at) + pending;
             if server_view + tolerance < model_view - maybe_counted {
                 bucket.set_level(server_view - pending, read_at);
+            } else if bucket.level(read_at) < server_view - tolerance - owed {
+                bucket.set_level(server_view - tolerance - owed, read_at);
             }
         }
     }

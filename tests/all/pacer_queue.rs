@@ -93,3 +93,51 @@ async fn the_input_scale_settles_under_a_deep_queue() {
         "settled at {last:.4}, not at the charged 0.998"
     );
 }
+
+/// Sixteen requests go out before any headers (the first one was slower than the probe
+/// wait). The server admits ten, which empty its 30,000-token bucket, and refuses six; the
+/// first headers read already count all ten. The pacer must not hold the ten back a second
+/// time: once the answers are in, the next request waits for its own tokens' refill (9 s),
+/// not for the ten again (a minute and a half: a load-test run showed it as a 43-second
+/// gap).
+#[tokio::test(start_paused = true)]
+async fn a_burst_before_any_headers_is_not_counted_twice() {
+    let p = LocalLimiter::new();
+    let class = ModelClass::of(MODEL);
+    let r = request();
+    let mut burst = Vec::new();
+    for _ in 0..16 {
+        burst.push(grant(&p, &r).await);
+    }
+    let start = Instant::now();
+    let empty = |now: Instant| {
+        let mut q = quota(now);
+        if let Some(b) = q.input_tokens.as_mut() {
+            b.remaining = Some(0);
+            b.reset = Some(now + Duration::from_mins(1));
+        }
+        if let Some(b) = q.requests.as_mut() {
+            b.remaining = Some(34);
+            b.reset = Some(now + Duration::from_secs(20));
+        }
+        q
+    };
+    let (admitted, refused) = burst.split_at(10);
+    for g in admitted {
+        p.commit(g);
+        p.observe(&class, &empty(Instant::now()));
+    }
+    for g in refused {
+        p.release(g);
+        p.observe(&class, &empty(Instant::now()));
+    }
+    let next = grant(&p, &r).await;
+    let wait = next.start_at - start;
+    // The refill of its own demand, plus the 500 tokens the rounding of `remaining` allows.
+    let refill = Duration::from_secs_f64((next.demand.input_tokens + 500.0) / 500.0);
+    assert!(
+        wait <= refill + Duration::from_millis(100),
+        "waits {wait:?} for {} tokens at 500/s",
+        next.demand.input_tokens
+    );
+}
