@@ -43,6 +43,11 @@ pub const INITIAL_OUTPUT_ESTIMATE: f64 = 512.0;
 /// Weight of the newest observation in the running estimates.
 const EWMA_WEIGHT: f64 = 0.3;
 
+/// How many grants' input scales are remembered until their settlement: far more than are
+/// ever queued or streaming at once. A grant that is never settled (a reply cut before it
+/// reported any usage) is forgotten when this many newer ones are remembered.
+const MAX_SCALES_REMEMBERED: usize = 4096;
+
 /// Settings of the local limiter. The defaults fit the real API; the load test shrinks both
 /// durations together with a mock whose minute is shrunk (`backchat loadtest --time-scale`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -106,6 +111,12 @@ struct ClassModel {
     blocked_until: Option<(Instant, Option<Bucket>)>,
     probe_in_flight: bool,
     input_scale: f64,
+    /// The input scale each grant was reserved with, by grant id, until it is settled or
+    /// released. A settlement compares its usage with the estimate *of its own time*: with
+    /// a queue, many settlements happen between a grant and its own, and comparing with
+    /// the scale of the moment fed every correction back again (a delayed loop that
+    /// oscillated and grew, once to four times the real size, starving the queue).
+    scale_at_grant: std::collections::BTreeMap<u64, f64>,
     output_estimate: f64,
     /// Woken when this class's first headers arrive (or its probe fails without any).
     first_headers: Arc<Notify>,
@@ -123,6 +134,7 @@ impl ClassModel {
             blocked_until: None,
             probe_in_flight: false,
             input_scale: 1.0,
+            scale_at_grant: std::collections::BTreeMap::new(),
             output_estimate: INITIAL_OUTPUT_ESTIMATE,
             first_headers: Arc::new(Notify::new()),
         }
@@ -177,12 +189,21 @@ impl ClassModel {
         // explain. Concurrent turns of this process are not someone else's use; mistaking
         // them for it used to hold back a request's worth of quota each time. The correction
         // itself still assumes none of them was counted (it leans low).
+        //
+        // And raise it when it is below what the server has less everything of ours it may
+        // not have counted yet (and the rounding): that much is there whatever the server
+        // counted. Leaning low is only safe when something corrects it. It was not, when a
+        // burst went out before any headers (the first request slower than the probe wait):
+        // the first reading's `remaining` had counted the burst's admitted requests, and the
+        // new bucket, owing them too, held them back a second time, a stall of as many slots.
         if let Some(remaining) = q.remaining {
             let tolerance = if dim.counts_tokens() { 500.0 } else { 0.5 };
             let server_view = remaining as f64;
             let model_view = bucket.level(read_at) + pending;
             if server_view + tolerance < model_view - maybe_counted {
                 bucket.set_level(server_view - pending, read_at);
+            } else if bucket.level(read_at) < server_view - tolerance - owed {
+                bucket.set_level(server_view - tolerance - owed, read_at);
             }
         }
     }
@@ -315,6 +336,11 @@ impl LocalLimiter {
         model
             .outstanding
             .push((id, DIMS.map(|d| demand.get(d)), start));
+        // Callers estimate right before they reserve, so this is the scale of the estimate.
+        model.scale_at_grant.insert(id, model.input_scale);
+        if model.scale_at_grant.len() > MAX_SCALES_REMEMBERED {
+            model.scale_at_grant.pop_first();
+        }
         if model.knows_nothing() {
             model.probe_in_flight = true;
         }
@@ -405,6 +431,7 @@ impl Limiter for LocalLimiter {
             }
         }
         model.unpend(grant);
+        model.scale_at_grant.remove(&grant.id);
         if model.knows_nothing() {
             // The probe failed without headers: let the next turn try.
             model.probe_in_flight = false;
@@ -454,8 +481,13 @@ impl Limiter for LocalLimiter {
             ),
             None => (actual_in, reserved_in),
         };
+        let reserved_scale = model
+            .scale_at_grant
+            .remove(&grant.id)
+            .unwrap_or(model.input_scale);
         if scale_actual > 0.0 && scale_reserved > 0.0 {
-            let ratio = (scale_actual / scale_reserved * model.input_scale).clamp(0.1, 10.0);
+            // actual ÷ the unscaled estimate: what the scale should have been for this one.
+            let ratio = (scale_actual / scale_reserved * reserved_scale).clamp(0.1, 10.0);
             model.input_scale = model.input_scale * (1.0 - EWMA_WEIGHT) + ratio * EWMA_WEIGHT;
         }
         if actual_out > 0.0 {

@@ -26,6 +26,7 @@ mod loadtest_conversation;
 mod loadtest_conversation_peers;
 mod loadtest_sim;
 mod mock_api;
+mod pacer_queue;
 mod redis_cluster;
 mod redis_frozen;
 mod redis_tls;
