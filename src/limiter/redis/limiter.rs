@@ -109,6 +109,7 @@ impl RedisLimiter {
             LinkTiming {
                 call_timeout: config.call_timeout,
                 connect_timeout: config.connect_timeout,
+                down_after: config.down_after.max(config.call_timeout),
                 retry_every: config.retry_every,
             },
         );
