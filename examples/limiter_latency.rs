@@ -25,7 +25,8 @@ use std::time::Duration;
 
 use backchat::api::Usage;
 use backchat::limiter::{
-    Demand, Limiter, LimiterHealth, LocalLimiter, RedisLimiter, RedisLimiterConfig, Reservation,
+    Demand, GrantSource, Limiter, LimiterHealth, LocalLimiter, RedisLimiter, RedisLimiterConfig,
+    Reservation,
 };
 use backchat::quota::{BucketQuota, ModelClass, QuotaSnapshot};
 use backchat::secret::ApiKey;
@@ -47,7 +48,8 @@ fn quota() -> QuotaSnapshot {
     q
 }
 
-async fn measure(limiter: Arc<dyn Limiter>, cycles: usize, tasks: usize) -> Vec<Duration> {
+/// Every `reserve`'s duration, sorted, and how many were decided by a local pacer.
+async fn measure(limiter: Arc<dyn Limiter>, cycles: usize, tasks: usize) -> (Vec<Duration>, usize) {
     let class = ModelClass::of("claude-sonnet-4-5");
     limiter.observe(&class, &quota());
     limiter.flush().await;
@@ -56,6 +58,7 @@ async fn measure(limiter: Arc<dyn Limiter>, cycles: usize, tasks: usize) -> Vec<
         let limiter = Arc::clone(&limiter);
         handles.push(tokio::spawn(async move {
             let mut took = Vec::with_capacity(cycles);
+            let mut local = 0;
             for _ in 0..cycles {
                 let demand = Demand {
                     requests: 1.0,
@@ -70,6 +73,7 @@ async fn measure(limiter: Arc<dyn Limiter>, cycles: usize, tasks: usize) -> Vec<
                     Reservation::AwaitFirstHeaders { .. } => panic!("limits are known"),
                 };
                 took.push(asked.elapsed());
+                local += usize::from(grant.source == GrantSource::Local);
                 limiter.observe(&class, &quota());
                 limiter.commit(&grant);
                 limiter.settle(
@@ -81,15 +85,18 @@ async fn measure(limiter: Arc<dyn Limiter>, cycles: usize, tasks: usize) -> Vec<
                     },
                 );
             }
-            took
+            (took, local)
         }));
     }
     let mut all = Vec::new();
+    let mut local = 0;
     for h in handles {
-        all.extend(h.await.expect("a task"));
+        let (took, paced_locally) = h.await.expect("a task");
+        all.extend(took);
+        local += paced_locally;
     }
     all.sort();
-    all
+    (all, local)
 }
 
 /// `EVALSHA` calls so far, from `INFO commandstats`.
@@ -131,7 +138,7 @@ async fn main() {
     let shared = Arc::new(shared);
     let calls_before = evalsha_calls(&client).await;
     let cycles = n / tasks;
-    let took = measure(Arc::clone(&shared) as Arc<dyn Limiter>, cycles, tasks).await;
+    let (took, went_local) = measure(Arc::clone(&shared) as Arc<dyn Limiter>, cycles, tasks).await;
     shared.flush().await;
     assert_eq!(
         shared.health(),
@@ -140,7 +147,7 @@ async fn main() {
     );
     let calls = evalsha_calls(&client).await - calls_before;
     let shared = took;
-    let local = measure(Arc::new(LocalLimiter::new()), n / tasks, tasks).await;
+    let (local, _) = measure(Arc::new(LocalLimiter::new()), cycles, tasks).await;
     for (name, d) in [("redis", &shared), ("local", &local)] {
         println!(
             "{name}: reserve p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({} reservations)",
@@ -160,4 +167,5 @@ async fn main() {
         shared.len(),
         calls as f64 / shared.len().max(1) as f64
     );
+    println!("paced locally (no answer within the 50 ms call budget): {went_local}");
 }

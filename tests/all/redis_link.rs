@@ -244,3 +244,47 @@ async fn a_server_silent_past_down_after_takes_the_process_local_until_it_answer
     server.resume();
     eventually("shared again", HANG, || l.health() == LimiterHealth::Shared).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_estimate_costs_no_true_up() {
+    let server = RedisServer::start();
+    let k = ApiKey::new("sk-ant-test-true-up").expect("non-empty");
+    let l = RedisLimiter::connect(
+        RedisLimiterConfig {
+            call_timeout: Duration::from_secs(1),
+            ..RedisLimiterConfig::new(server.url())
+        },
+        Some(&k),
+    )
+    .await;
+    l.observe(&class(), &requests(6000, 6000));
+    l.flush().await;
+    let demand = Demand {
+        input_tokens: 3000.0,
+        output_tokens: 100.0,
+        ..one_request()
+    };
+    let mut calls = Vec::new();
+    for used in [3000, 2500] {
+        let before = evalsha_calls(&server).await;
+        let Reservation::Granted(g) = l.reserve(demand, false).await else {
+            panic!("expected a grant")
+        };
+        l.commit(&g);
+        l.settle(
+            &g,
+            &backchat::api::Usage {
+                input_tokens: used,
+                output_tokens: 100,
+                ..backchat::api::Usage::default()
+            },
+        );
+        l.flush().await;
+        calls.push(evalsha_calls(&server).await - before);
+    }
+    assert_eq!(
+        calls,
+        [1, 2],
+        "the reservation alone when the estimate was exact; a true-up when it was not"
+    );
+}

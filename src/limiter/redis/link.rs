@@ -25,7 +25,12 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -39,6 +44,9 @@ use super::script::{SCRIPT_SOURCE, ScriptCall, ScriptReply};
 
 /// The most calls sent in one pipeline.
 const MAX_BATCH: usize = 128;
+
+/// The most flights on their way at once; more calls wait in the queue.
+const MAX_IN_FLIGHT: usize = 16;
 
 /// Why a call did not reach Redis.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -198,7 +206,7 @@ impl Link {
         let worker = Worker {
             client,
             conn: None,
-            script: redis::Script::new(SCRIPT_SOURCE),
+            script: Arc::new(redis::Script::new(SCRIPT_SOURCE)),
             timing,
             state,
             tls: url.contains("rediss://"),
@@ -448,7 +456,7 @@ fn trust_roots(path: &Path) -> Result<TlsCertificates, String> {
 struct Worker {
     client: Client,
     conn: Option<Conn>,
-    script: redis::Script,
+    script: Arc<redis::Script>,
     timing: LinkTiming,
     state: Arc<Mutex<LinkState>>,
     target: String,
@@ -463,6 +471,20 @@ type Replies = Result<Vec<Result<ScriptReply, String>>, String>;
 /// The script's reply as the crate decodes it.
 type ReplyTuple = (String, i64, i64, i64, i64, Vec<String>);
 
+/// Calls sent together, and what came back.
+struct Landed {
+    calls: Vec<Queued>,
+    replies: Replies,
+    /// When the answers arrived.
+    after: Instant,
+    /// The link's epoch when they were sent: answers from a connection since replaced change
+    /// nothing about the link.
+    epoch: u64,
+}
+
+/// Flights on their way, answered in the order they were sent.
+type InFlight = FuturesOrdered<BoxFuture<'static, Landed>>;
+
 impl Worker {
     fn lock(&self) -> MutexGuard<'_, LinkState> {
         self.state
@@ -471,61 +493,77 @@ impl Worker {
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        let mut in_flight = InFlight::new();
         loop {
             let retry_at = {
                 let st = self.lock();
                 st.down.as_ref().and(st.retry_at)
             };
-            let job = match retry_at {
-                Some(at) => tokio::select! {
-                    job = rx.recv() => job,
-                    () = tokio::time::sleep_until(at) => {
-                        self.reconnect().await;
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
-            };
-            // The limiter is gone: so is the connection.
-            let Some(job) = job else { return };
-            // Everything queued meanwhile goes out with it, in order: one round trip for the
-            // lot. A probe or a flush waits for the calls queued before it.
-            let mut batch = Vec::new();
-            let mut control = None;
-            match job {
-                Job::Call(q) => batch.push(q),
-                other => control = Some(other),
-            }
-            while control.is_none() && batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(Job::Call(q)) => batch.push(q),
-                    Ok(other) => control = Some(other),
-                    Err(_) => break,
+            tokio::select! {
+                biased;
+                Some(landed) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.land(landed, &mut in_flight).await;
                 }
-            }
-            if !batch.is_empty() {
-                self.flight(batch).await;
-            }
-            match control {
-                Some(Job::Flush(done)) => {
-                    let _ = done.send(());
+                () = sleep_until_some(retry_at), if retry_at.is_some() && in_flight.is_empty() => {
+                    self.reconnect().await;
                 }
-                Some(Job::Probe(done)) => {
-                    if self.lock().down.is_some() {
-                        self.reconnect().await;
-                    } else if let Err(e) = self.load(self.timing.connect_timeout).await {
-                        self.mark_down(e);
-                    }
-                    let _ = done.send(());
+                job = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    // The limiter is gone: so is the connection.
+                    let Some(job) = job else { return };
+                    self.take(job, &mut rx, &mut in_flight).await;
                 }
-                Some(Job::Call(q)) => self.flight(vec![q]).await,
-                None => {}
             }
         }
     }
 
-    /// Run a batch of calls and answer their callers.
-    async fn flight(&mut self, batch: Vec<Queued>) {
+    /// Handle `job` and everything queued behind it: calls go out together, in order, as one
+    /// flight (without waiting for the flights before it to land); a probe or a flush waits
+    /// for every call queued before it.
+    async fn take(
+        &mut self,
+        job: Job,
+        rx: &mut mpsc::UnboundedReceiver<Job>,
+        in_flight: &mut InFlight,
+    ) {
+        let mut batch = Vec::new();
+        let mut control = None;
+        match job {
+            Job::Call(q) => batch.push(q),
+            other => control = Some(other),
+        }
+        while control.is_none() && batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Job::Call(q)) => batch.push(q),
+                Ok(other) => control = Some(other),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            self.launch(batch, in_flight).await;
+        }
+        let Some(control) = control else { return };
+        while let Some(landed) = in_flight.next().await {
+            self.land(landed, in_flight).await;
+        }
+        match control {
+            Job::Flush(done) => {
+                let _ = done.send(());
+            }
+            Job::Probe(done) => {
+                if self.lock().down.is_some() {
+                    self.reconnect().await;
+                } else if let Err(e) = self.load(self.timing.connect_timeout).await {
+                    self.mark_down(e);
+                }
+                let _ = done.send(());
+            }
+            Job::Call(q) => self.launch(vec![q], in_flight).await,
+        }
+    }
+
+    /// Send a batch of calls as one flight. It is polled once here, which hands its pipeline
+    /// to the connection: flights reach Redis in the order they were launched.
+    async fn launch(&mut self, batch: Vec<Queued>, in_flight: &mut InFlight) {
         let down = self.lock().down.clone();
         if let Some(reason) = down {
             for q in batch {
@@ -545,8 +583,8 @@ impl Worker {
         }
         // A reservation expires when its caller stops waiting: Redis frozen past our timeout
         // must not run it later (`script.lua`, 'reserve'). Without a clock anchor yet (the
-        // first call after a connection) it cannot be dated; the undo below covers what can
-        // still be answered.
+        // first call after a connection) it cannot be dated; the undo on landing covers what
+        // can still be answered.
         if let Some(anchor) = self.anchor {
             for q in &mut calls {
                 if let Some(at) = q.expires_at
@@ -556,13 +594,54 @@ impl Worker {
                 }
             }
         }
-        let sent = self.send(calls.iter().map(|q| &q.call).collect()).await;
-        let after = Instant::now();
-        let results = match sent {
+        let conn = self.conn.clone();
+        let script = Arc::clone(&self.script);
+        let limit = self.timing.down_after;
+        let epoch = self.lock().epoch;
+        in_flight.push_back(Box::pin(async move {
+            let replies = match &conn {
+                Some(conn) => {
+                    let each: Vec<&ScriptCall> = calls.iter().map(|q| &q.call).collect();
+                    send(conn, &script, &each, limit).await
+                }
+                None => Err("not connected".to_string()),
+            };
+            Landed {
+                calls,
+                replies,
+                after: Instant::now(),
+                epoch,
+            }
+        }));
+        // A flight that lands at once (nothing to send it on) is handled now, and so is any
+        // earlier one that has landed meanwhile.
+        while let Poll::Ready(Some(landed)) = futures::poll!(in_flight.next()) {
+            Box::pin(self.land(landed, in_flight)).await;
+        }
+    }
+
+    /// Answer a landed flight's callers. A reservation granted after its caller went local is
+    /// given back (a flight of its own); a failure takes the link down.
+    async fn land(&mut self, landed: Landed, in_flight: &mut InFlight) {
+        let Landed {
+            calls,
+            replies,
+            after,
+            epoch,
+        } = landed;
+        // Answers from a connection that has since failed and been replaced say nothing about
+        // the current one.
+        let current = {
+            let st = self.lock();
+            st.down.is_none() && st.epoch == epoch
+        };
+        let results = match replies {
             Ok(results) => results,
             Err(e) => {
                 let reason = self.reason(&e);
-                self.mark_down(e);
+                if current {
+                    self.mark_down(e);
+                }
                 for q in calls {
                     if let Some(reply) = q.reply {
                         let _ = reply.send(Err(LinkError::Down(reason.clone())));
@@ -577,7 +656,9 @@ impl Worker {
             match result {
                 Ok(answer) => {
                     let anchor = ClockAnchor::update(self.anchor, after, answer.now_us);
-                    self.anchor = Some(anchor);
+                    if current {
+                        self.anchor = Some(anchor);
+                    }
                     let read_at = anchor.at(answer.now_us);
                     let reserved = answer.status == "granted" && answer.flag == 1;
                     let undelivered = match q.reply {
@@ -588,7 +669,12 @@ impl Worker {
                         && reserved
                         && let Some(undo) = q.undo
                     {
-                        undos.push(undo);
+                        undos.push(Queued {
+                            call: undo,
+                            reply: None,
+                            undo: None,
+                            expires_at: None,
+                        });
                     }
                 }
                 Err(e) => {
@@ -600,67 +686,19 @@ impl Worker {
             }
         }
         if let Some(e) = failure {
-            self.mark_down(e);
+            if current {
+                self.mark_down(e);
+            }
             return;
         }
         if !undos.is_empty() {
             // Granted after the caller had gone local: give the units back.
-            let failed = match self.send(undos.iter().collect()).await {
-                Ok(results) => results.into_iter().find_map(Result::err),
-                Err(e) => Some(e),
-            };
-            if let Some(e) = failed {
-                self.mark_down(e);
-            }
+            Box::pin(self.launch(undos, in_flight)).await;
         }
     }
 
     fn reason(&self, e: &str) -> String {
         format!("{}: {}", self.target, one_line(&explain(e, self.tls)))
-    }
-
-    /// Run `calls` in order, waiting at most `down_after` for the answers: one pipeline, or
-    /// on a cluster one per scope (a cluster pipeline must stay in one slot; scopes are
-    /// independent, so they run side by side).
-    async fn send(&self, calls: Vec<&ScriptCall>) -> Replies {
-        let limit = self.timing.down_after;
-        let Some(conn) = self.conn.as_ref() else {
-            return Err("not connected".to_string());
-        };
-        let groups: Vec<Vec<usize>> = match conn {
-            Conn::Single(_) => vec![(0..calls.len()).collect()],
-            Conn::Cluster(_) => {
-                let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
-                for (i, call) in calls.iter().enumerate() {
-                    let scope = call.keys.first().map_or("", String::as_str);
-                    match groups.iter_mut().find(|(s, _)| *s == scope) {
-                        Some((_, members)) => members.push(i),
-                        None => groups.push((scope, vec![i])),
-                    }
-                }
-                groups.into_iter().map(|(_, members)| members).collect()
-            }
-        };
-        let script = &self.script;
-        let work = futures::future::join_all(groups.iter().map(|members| {
-            let mut conn = conn.clone();
-            let group: Vec<&ScriptCall> = members.iter().map(|&i| calls[i]).collect();
-            async move { run_pipeline(&mut conn, script, &group).await }
-        }));
-        let outcome = tokio::time::timeout(limit, work)
-            .await
-            .map_err(|_| format!("no answer within {} ms", limit.as_millis()))?;
-        let mut out: Vec<Option<Result<ScriptReply, String>>> =
-            (0..calls.len()).map(|_| None).collect();
-        for (members, replies) in groups.iter().zip(outcome) {
-            for (&i, reply) in members.iter().zip(replies?) {
-                out[i] = Some(reply);
-            }
-        }
-        Ok(out
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err("Redis sent fewer replies than calls".to_string())))
-            .collect())
     }
 
     /// Connect if need be and load the script (which also proves the server answers; on a
@@ -717,6 +755,58 @@ impl Worker {
         // that answers next may be another one, with another clock.
         self.conn = None;
         self.anchor = None;
+    }
+}
+
+/// Run `calls` in order, waiting at most `limit` for the answers: one pipeline, or on a
+/// cluster one per scope (a cluster pipeline must stay in one slot; scopes are independent,
+/// so they run side by side).
+async fn send(
+    conn: &Conn,
+    script: &redis::Script,
+    calls: &[&ScriptCall],
+    limit: Duration,
+) -> Replies {
+    let groups: Vec<Vec<usize>> = match conn {
+        Conn::Single(_) => vec![(0..calls.len()).collect()],
+        Conn::Cluster(_) => {
+            let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+            for (i, call) in calls.iter().enumerate() {
+                let scope = call.keys.first().map_or("", String::as_str);
+                match groups.iter_mut().find(|(s, _)| *s == scope) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((scope, vec![i])),
+                }
+            }
+            groups.into_iter().map(|(_, members)| members).collect()
+        }
+    };
+    let work = futures::future::join_all(groups.iter().map(|members| {
+        let mut conn = conn.clone();
+        let group: Vec<&ScriptCall> = members.iter().map(|&i| calls[i]).collect();
+        async move { run_pipeline(&mut conn, script, &group).await }
+    }));
+    let outcome = tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| format!("no answer within {} ms", limit.as_millis()))?;
+    let mut out: Vec<Option<Result<ScriptReply, String>>> =
+        (0..calls.len()).map(|_| None).collect();
+    for (members, replies) in groups.iter().zip(outcome) {
+        for (&i, reply) in members.iter().zip(replies?) {
+            out[i] = Some(reply);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("Redis sent fewer replies than calls".to_string())))
+        .collect())
+}
+
+/// Sleep until `at`; never wakes without one (the caller disables the branch).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
