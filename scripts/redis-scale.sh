@@ -6,10 +6,14 @@
 #
 #   scripts/redis-scale.sh P K [FAULT]     FAULT: none (default) | restart | pause
 #
-# Environment: BACKCHAT (binary, default target/release/backchat, else target/debug/backchat),
-# PORT (default 16400), SCALE (--time-scale, default 20), AT (seconds of real time before the
-# fault, default 20), EXTRA (more loadtest flags). Prints the loadtest report, then one
-# `figures:` line per run. docs/loadtest.md, "Scale and faults".
+# Environment: BACKCHAT (binary, default target/release/backchat, else target/debug/backchat;
+# both rows of a comparison always run the same one), PORT (default 16400), SCALE
+# (--time-scale, default 20), MAX_WAIT (the backchat policy's --max-wait in model seconds,
+# default 600: K users sharing scenario A's input-token limit queue about K × 6 s, so 64 users
+# wait about 6.4 min per request, and a team that size would raise the chat's default 2 min),
+# AT (seconds of real time before the fault, default 20), EXTRA (more loadtest flags). Prints
+# the machine's load before and after, then one `figures:` line per row.
+# docs/shared-limiter.md, "At scale".
 set -euo pipefail
 P=${1:?processes}
 K=${2:?users}
@@ -17,6 +21,7 @@ FAULT=${3:-none}
 PORT=${PORT:-16400}
 SCALE=${SCALE:-20}
 AT=${AT:-20}
+MAX_WAIT=${MAX_WAIT:-600}
 BIN=${BACKCHAT:-}
 if [[ -z "$BIN" ]]; then
   if [[ -x target/release/backchat ]]; then BIN=target/release/backchat; else BIN=target/debug/backchat; fi
@@ -38,13 +43,14 @@ start_redis() {
 stat() { redis-cli -p "$PORT" info "$1" | tr -d '\r'; }
 start_redis
 redis-cli -p "$PORT" config resetstat >/dev/null
+echo "binary: $BIN; load before: $(uptime)"
 URL="redis://127.0.0.1:$PORT/0"
 COMPARE=--compare-unshared
 [[ "$FAULT" != none ]] && COMPARE=
 # shellcheck disable=SC2086
 "$BIN" loadtest --engine e2e --processes "$P" --machines 2 -k "$K" --scenario A \
-  --policy backchat --shared-limiter "$URL" $COMPARE --time-scale "$SCALE" --json \
-  ${EXTRA:-} >"$DIR/report.json" &
+  --policy backchat --shared-limiter "$URL" $COMPARE --time-scale "$SCALE" \
+  --max-wait "$MAX_WAIT" --json ${EXTRA:-} >"$DIR/report.json" &
 RUN=$!
 if [[ "$FAULT" != none ]]; then
   sleep "$AT"
@@ -68,14 +74,16 @@ if [[ "$FAULT" != none ]]; then
   done
 fi
 wait "$RUN"
+echo "load after: $(uptime)"
 calls=$(stat commandstats | awk -F'[=,:]' '/^cmdstat_(evalsha|eval|script)/ {s += $3} END {print s+0}')
-python3 - "$DIR/report.json" "$calls" "$P" "$K" "$FAULT" <<'PY'
+python3 - "$DIR/report.json" "$calls" "$P" "$K" "$FAULT" "$MAX_WAIT" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1])); calls = int(sys.argv[2])
 for p in report["policies"]:
     m = p["mean"]
     attempts = m["successes"] * m["attempts_per_success"]
-    line = (f"figures: P={sys.argv[3]} K={sys.argv[4]} fault={sys.argv[5]} row={p['policy']}"
+    line = (f"figures: P={sys.argv[3]} K={sys.argv[4]} fault={sys.argv[5]} max_wait={sys.argv[6]} "
+            f"row={p['policy']}"
             f"{'+shared' if p['shared_limiter'] else ''} ratio={m['ratio']:.3f} "
             f"429/ok={m['rate_limited_per_success']:.3f} jain={m['jain']:.3f} "
             f"give_ups={m['give_ups']:.0f} successes={m['successes']:.0f} "

@@ -37,6 +37,7 @@ async fn in_process_mock_agrees_with_the_simulation() {
         users: 0..scenario.users,
         model: "claude-sonnet-4-6".into(),
         limiter_url: None,
+        max_wait_s: None,
     };
     let (backchat, naive) = (plan(PolicyId::Backchat), plan(PolicyId::Naive));
     let limit = Duration::from_secs(30);

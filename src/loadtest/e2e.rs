@@ -228,7 +228,7 @@ pub async fn run_via(
     for _ in 0..proxies {
         let mut c = ProxyConfig::new(server.base_url());
         c.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        c.retry = super::policies::backchat_retry_config(scale);
+        c.retry = super::policies::backchat_retry_config(scale, plan.max_wait_s);
         c.time_scale = scale;
         c.shared_limiter = proxy_limiter.map(str::to_string);
         c.seed = Some(plan.seed);

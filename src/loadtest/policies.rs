@@ -308,17 +308,19 @@ impl PeerPolicy {
     }
 }
 
-/// The backchat policy's retry settings: the defaults, every duration divided by `scale`
-/// (against a mock `scale`× faster than real time).
-pub fn backchat_retry_config(scale: f64) -> RetryConfig {
+/// The backchat policy's retry settings: the defaults, `max_wait_s` (model seconds,
+/// `--max-wait`) instead of the default `max_wait` when given, every duration divided by
+/// `scale` (against a mock `scale`× faster than real time).
+pub fn backchat_retry_config(scale: f64, max_wait_s: Option<f64>) -> RetryConfig {
     let d = RetryConfig::default();
     let s = if scale.is_finite() && scale > 0.0 {
         scale
     } else {
         1.0
     };
+    let max_wait = max_wait_s.map_or(d.max_wait, crate::clock::secs_f64);
     RetryConfig {
-        max_wait: d.max_wait.div_f64(s),
+        max_wait: max_wait.div_f64(s),
         deadline: d.deadline.div_f64(s),
         backoff_base: d.backoff_base.div_f64(s),
         backoff_cap: d.backoff_cap.div_f64(s),
@@ -331,14 +333,15 @@ pub fn backchat_retry_config(scale: f64) -> RetryConfig {
 /// the in-process [`LocalLimiter`], or with `shared` (`--shared-limiter redis://…`) the
 /// [`RedisLimiter`], through which every process of the run shares one picture of the quota
 /// (docs/loadtest.md, P7b). Both run on the server's minute shrunk by `scale`; the Redis
-/// limiter's reservations reach no further ahead than the driver would wait (its scaled
-/// `max_wait`, as `Backend::start` does). `key` must be what the transport sends: the shared
-/// state is namespaced by the key's fingerprint (and by the model class of each request), so
-/// processes share only when both agree.
+/// limiter's reservations reach no further ahead than the driver would wait (`retry`, the
+/// driver's settings: its scaled `max_wait` and deadline, as `Backend::start` does). `key`
+/// must be what the transport sends: the shared state is namespaced by the key's fingerprint
+/// (and by the model class of each request), so processes share only when both agree.
 pub async fn backchat_limiter(
     shared: Option<&str>,
     scale: f64,
     key: Option<&ApiKey>,
+    retry: &RetryConfig,
 ) -> Result<Arc<dyn Limiter>, String> {
     match shared {
         None => Ok(Arc::new(LocalLimiter::with_config(
@@ -346,7 +349,6 @@ pub async fn backchat_limiter(
         ))),
         Some(url) => {
             check_shared_limiter_url(url)?;
-            let retry = backchat_retry_config(scale);
             let config = RedisLimiterConfig {
                 max_ahead: retry.max_wait.min(retry.deadline),
                 ..RedisLimiterConfig::new(url).time_scaled(scale)
@@ -389,5 +391,17 @@ mod tests {
             PolicyId::parse_list("naive, backchat,naive"),
             Ok(vec![PolicyId::Naive, PolicyId::Backchat])
         );
+    }
+
+    #[test]
+    fn max_wait_is_in_model_seconds_and_scaled_like_the_rest() {
+        let d = RetryConfig::default();
+        let default = backchat_retry_config(20.0, None);
+        assert_eq!(default.max_wait, d.max_wait / 20);
+        assert_eq!(default.deadline, d.deadline / 20);
+        // --max-wait 600 against a mock 20x faster: 30 s of real time.
+        let patient = backchat_retry_config(20.0, Some(600.0));
+        assert_eq!(patient.max_wait, Duration::from_secs(30));
+        assert_eq!(patient.deadline, default.deadline);
     }
 }

@@ -39,6 +39,8 @@ pub struct WorkerSpec {
     pub model: String,
     /// `--shared-limiter`, passed through.
     pub limiter_url: Option<String>,
+    /// `--max-wait` (model seconds), passed through.
+    pub max_wait_s: Option<f64>,
     /// The API key every worker sends to the mock (one per run, so that they share one quota
     /// there and one scope in the shared limiter).
     pub api_key: String,
@@ -103,6 +105,7 @@ pub async fn run(
             users,
             model: plan.model.clone(),
             limiter_url: plan.limiter_url.clone(),
+            max_wait_s: plan.max_wait_s,
             api_key: api_key.clone(),
             time_scale: scale,
             mock_url,
@@ -203,6 +206,7 @@ pub async fn worker(spec_json: &str) -> Result<String, String> {
         users: spec.users.clone(),
         model: spec.model.clone(),
         limiter_url: spec.limiter_url.clone(),
+        max_wait_s: spec.max_wait_s,
     };
     let key = ApiKey::new(&spec.api_key);
     let transport =

@@ -305,6 +305,7 @@ pub fn simulate_one(
         users: 0..scenario.users,
         model: workload::DEFAULT_MODEL.to_string(),
         limiter_url: None,
+        max_wait_s: None,
     };
     let (record, stats) = sim::simulate(&plan, None)?;
     Ok((metrics::metrics(&record, scenario), record, stats))

@@ -91,6 +91,7 @@ pub struct Setup {
     pub(super) target: Target,
     pub(super) model: String,
     pub(super) limiter_url: Option<String>,
+    pub(super) max_wait_s: Option<f64>,
 }
 
 impl Setup {
@@ -197,6 +198,7 @@ impl Setup {
             target,
             model: args.model.clone(),
             limiter_url: args.shared_limiter.clone(),
+            max_wait_s: args.max_wait,
         })
     }
 
@@ -213,6 +215,7 @@ impl Setup {
             } else {
                 None
             },
+            max_wait_s: self.max_wait_s,
         }
     }
 

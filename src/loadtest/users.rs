@@ -78,6 +78,8 @@ pub struct RunPlan {
     pub model: String,
     /// `--shared-limiter` for the backchat policy (passed through to workers).
     pub limiter_url: Option<String>,
+    /// `--max-wait` for the backchat policy, in model seconds (`None`: the driver's default).
+    pub max_wait_s: Option<f64>,
 }
 
 /// What a user's transport saw since the last reset.
@@ -154,7 +156,8 @@ pub async fn run_users(
         PolicyId::Backchat => plan.limiter_url.as_deref(),
         _ => None,
     };
-    let limiter = backchat_limiter(url, time.scale, key).await?;
+    let retry = backchat_retry_config(time.scale, plan.max_wait_s);
+    let limiter = backchat_limiter(url, time.scale, key, &retry).await?;
     let mut watch = url.map(|_| HealthWatch::new(limiter.as_ref(), time));
     let budget = backchat_budget();
     let users = plan.users.clone().map(|user| {
@@ -175,7 +178,7 @@ pub async fn run_users(
             },
             None => Sender::Backchat(
                 Driver::new(recording)
-                    .with_config(backchat_retry_config(time.scale))
+                    .with_config(retry.clone())
                     .with_limiter(Some(Arc::clone(&limiter)))
                     .with_budget(Arc::clone(&budget))
                     .with_seed(workload::mix(plan.seed, user as u64, 0xbac)),

@@ -14,11 +14,19 @@ use std::time::Duration;
 use super::script::num_arg;
 use crate::limiter::local::{LocalLimiterConfig, PROBE_WAIT};
 
-/// The longest any Redis call may take before the limiter paces locally instead.
+/// The longest a caller waits for Redis's answer before it paces that request locally.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(50);
 
-/// The longest start-up waits for the first connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(100);
+/// The longest a connection attempt may take (start-up waits for the first one). A refused
+/// connection fails at once; this is for a server that is slow to answer, as one is when
+/// dozens of processes start together on a busy machine.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long Redis may leave a call unanswered before the link is declared down (every
+/// process then paces locally until a fresh connection answers). A call slower than
+/// [`CALL_TIMEOUT`] but answered within this is paced locally on its own and the link stays
+/// up: a moment of CPU starvation is not an outage.
+pub const DOWN_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a failed server is left alone before the next connection attempt.
 pub const RETRY_EVERY: Duration = Duration::from_secs(3);
@@ -35,10 +43,13 @@ pub struct RedisLimiterConfig {
     /// A PEM file of CA certificates trusted for `rediss://` besides the system's roots (a
     /// private CA, or a self-signed server certificate).
     pub ca_file: Option<PathBuf>,
-    /// The longest any Redis call may take ([`CALL_TIMEOUT`]).
+    /// The longest a caller waits for an answer ([`CALL_TIMEOUT`]).
     pub call_timeout: Duration,
-    /// The longest the first connection may take ([`CONNECT_TIMEOUT`]).
+    /// The longest a connection attempt may take ([`CONNECT_TIMEOUT`]).
     pub connect_timeout: Duration,
+    /// How long an unanswered call may stay unanswered before the link is down
+    /// ([`DOWN_AFTER`]; never less than `call_timeout`).
+    pub down_after: Duration,
     /// Pause between connection attempts after a failure ([`RETRY_EVERY`]).
     pub retry_every: Duration,
     /// The furthest start time a reservation may get ([`MAX_AHEAD`]).
@@ -59,6 +70,7 @@ impl RedisLimiterConfig {
             ca_file: None,
             call_timeout: CALL_TIMEOUT,
             connect_timeout: CONNECT_TIMEOUT,
+            down_after: DOWN_AFTER,
             retry_every: RETRY_EVERY,
             max_ahead: MAX_AHEAD,
             probe_wait: PROBE_WAIT,

@@ -109,6 +109,7 @@ impl RedisLimiter {
             LinkTiming {
                 call_timeout: config.call_timeout,
                 connect_timeout: config.connect_timeout,
+                down_after: config.down_after.max(config.call_timeout),
                 retry_every: config.retry_every,
             },
         );
@@ -464,9 +465,10 @@ impl Limiter for RedisLimiter {
         if let Some(local) = &record.local {
             self.local.settle(local, usage);
         }
-        if record.shared {
-            let over_in = grant.demand.input_tokens - usage.rate_limited_input() as f64;
-            let over_out = grant.demand.output_tokens - usage.output_tokens as f64;
+        let over_in = grant.demand.input_tokens - usage.rate_limited_input() as f64;
+        let over_out = grant.demand.output_tokens - usage.output_tokens as f64;
+        // An exact estimate needs no true-up: a round trip saved.
+        if record.shared && (over_in != 0.0 || over_out != 0.0) {
             let call = self.adjust_call(&record.class, [0.0, over_in, over_out], false);
             self.link.send(call);
         }

@@ -1,23 +1,36 @@
 //! The connection to Redis, kept off the chat's path.
 //!
-//! One task owns the connection and runs every script call in the order the limiter queued
-//! it (so a release is applied before the reservation that follows it, and a reservation's
-//! read-back of the shared limits includes every observation queued before it), each within
-//! the call timeout. The first failure or slow answer marks the link down: from then on nothing is
-//! sent until the retry time, when the task tries a *fresh* connection (at most once per
-//! `retry_every`, so a dead server is not hammered). Callers never wait for Redis longer
-//! than the call timeout, and while the link is down they do not wait at all.
+//! One task owns the connection. It runs the script calls in the order the limiter queued
+//! them (so a release is applied before the reservation that follows it, and a reservation's
+//! read-back of the shared limits includes every observation queued before it), and sends
+//! everything queued while a round trip is under way together, as one pipeline: concurrent
+//! turns in one process share round trips instead of each waiting behind the others' calls.
+//!
+//! Two budgets. A *caller* waits at most the call timeout (50 ms) for its answer and then
+//! paces that request locally. The *link* is declared down only when Redis refuses or drops
+//! the connection, answers with an error, or leaves a call unanswered for `down_after` (1 s):
+//! a moment of CPU starvation makes one request go local, not the whole process for seconds.
+//! While down, nothing is sent until the retry time, when the task tries a *fresh* connection
+//! (at most once per `retry_every`, so a dead server is not hammered), and callers do not
+//! wait at all. A reservation that Redis grants after its caller went local is given back as
+//! soon as the answer arrives.
 //!
 //! The link speaks to one server (a [`ConnectionManager`]) or to a Redis Cluster (the crate's
 //! async cluster client, which follows `MOVED`/`ASK` and re-reads the slot map after a
-//! failover), in plain text or over TLS (rustls, with the system's roots plus an optional CA
-//! file). Errors are reworded for people ([`explain`]): an untrusted certificate, a
-//! certificate for another host, TLS spoken to a plain port or a cluster node addressed as a
-//! single server each say what to change.
+//! failover; a cluster pipeline must stay within one slot, so a batch goes out as one
+//! pipeline per scope), in plain text or over TLS (rustls, with the system's roots plus an
+//! optional CA file). Errors are reworded for people ([`explain`]): an untrusted
+//! certificate, a certificate for another host, TLS spoken to a plain port or a cluster node
+//! addressed as a single server each say what to change.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
@@ -28,6 +41,12 @@ use tokio::time::Instant;
 
 use super::config::node_urls;
 use super::script::{SCRIPT_SOURCE, ScriptCall, ScriptReply};
+
+/// The most calls sent in one pipeline.
+const MAX_BATCH: usize = 128;
+
+/// The most flights on their way at once; more calls wait in the queue.
+const MAX_IN_FLIGHT: usize = 16;
 
 /// Why a call did not reach Redis.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -43,10 +62,13 @@ pub(crate) enum LinkError {
 /// Timing of the link.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LinkTiming {
-    /// The longest any script call may take.
+    /// The longest a caller waits for its answer.
     pub call_timeout: Duration,
-    /// The longest the first connection may take.
+    /// The longest a connection attempt may take.
     pub connect_timeout: Duration,
+    /// The longest a call may stay unanswered before the link is down (at least
+    /// `call_timeout`).
+    pub down_after: Duration,
     /// How long to stay away from a server that failed.
     pub retry_every: Duration,
 }
@@ -64,18 +86,22 @@ struct LinkState {
 /// The reply, and the local instant at which the script read Redis's clock.
 type Answer = Result<(ScriptReply, Instant), LinkError>;
 
-/// How long a clock anchor is trusted before a worse sample may replace it.
+/// How long a clock anchor is trusted before a looser reading may replace it (Redis's clock
+/// is the wall clock, which may be slewed against tokio's).
 const ANCHOR_MAX_AGE: Duration = Duration::from_secs(30);
 
-/// Maps Redis's clock onto tokio's. The script read `TIME` somewhere within the call's round
-/// trip, so the call with the shortest round trip pins it best; every reply is mapped through
-/// that one anchor, so start times handed out by successive calls keep their exact spacing
-/// instead of each carrying its own round-trip error.
+/// Maps Redis's clock onto tokio's, never early. The script read `TIME` somewhere within the
+/// call's round trip; taking that reading as made at the *end* of the round trip can only
+/// make a mapped instant late (by up to that round trip), never early. So a request is never
+/// sent before its slot (a few milliseconds early, it meets a server whose bucket is still a
+/// few tokens short: a 429), and a caller's give-up instant mapped onto Redis's clock (a
+/// reservation's expiry) can only come early, never late. Every reading gives such a bound;
+/// the tightest one (the one that maps earliest) is kept, and every reply is mapped through
+/// it, so start times handed out by successive calls keep their exact spacing.
 #[derive(Clone, Copy, Debug)]
 struct ClockAnchor {
     local: Instant,
     redis_us: i64,
-    rtt: Duration,
 }
 
 impl ClockAnchor {
@@ -103,19 +129,40 @@ impl ClockAnchor {
             self.local.checked_sub(magnitude).unwrap_or(self.local)
         }
     }
+
+    /// The anchor to keep after a reply that read `now_us` and arrived at `after`: this one,
+    /// unless the reading bounds the clocks more tightly or this one is too old.
+    fn update(anchor: Option<ClockAnchor>, after: Instant, now_us: i64) -> ClockAnchor {
+        let sample = ClockAnchor {
+            local: after,
+            redis_us: now_us,
+        };
+        match anchor {
+            Some(a)
+                if a.at(now_us) <= after
+                    && after.saturating_duration_since(a.local) < ANCHOR_MAX_AGE =>
+            {
+                a
+            }
+            _ => sample,
+        }
+    }
+}
+
+/// One script call waiting for the connection task.
+struct Queued {
+    call: ScriptCall,
+    reply: Option<oneshot::Sender<Answer>>,
+    /// Run when a reservation succeeded in Redis but its caller had already given up:
+    /// gives the units back instead of leaking the slot.
+    undo: Option<ScriptCall>,
+    /// When the caller stops waiting (a reservation: its last argument becomes this instant
+    /// on Redis's clock, after which the script reserves nothing).
+    expires_at: Option<Instant>,
 }
 
 enum Job {
-    Call {
-        call: ScriptCall,
-        reply: Option<oneshot::Sender<Answer>>,
-        /// Run when a reservation succeeded in Redis but its caller had already given up:
-        /// gives the units back instead of leaking the slot.
-        undo: Option<ScriptCall>,
-        /// When the caller stops waiting (a reservation: its last argument becomes this
-        /// instant on Redis's clock, after which the script reserves nothing).
-        expires_at: Option<Instant>,
-    },
+    Call(Queued),
     Probe(oneshot::Sender<()>),
     Flush(oneshot::Sender<()>),
 }
@@ -159,7 +206,7 @@ impl Link {
         let worker = Worker {
             client,
             conn: None,
-            script: redis::Script::new(SCRIPT_SOURCE),
+            script: Arc::new(redis::Script::new(SCRIPT_SOURCE)),
             timing,
             state,
             tls: url.contains("rediss://"),
@@ -202,12 +249,12 @@ impl Link {
         let expires_at = undo
             .as_ref()
             .map(|_| Instant::now() + self.timing.call_timeout);
-        let job = Job::Call {
+        let job = Job::Call(Queued {
             call,
             reply: Some(tx),
             undo,
             expires_at,
-        };
+        });
         if self.tx.send(job).is_err() {
             return Err(LinkError::Down("the shared limiter stopped".to_string()));
         }
@@ -222,12 +269,12 @@ impl Link {
     /// Dropped at once while the link is down.
     pub fn send(&self, call: ScriptCall) {
         if self.down_reason().is_none() {
-            let _ = self.tx.send(Job::Call {
+            let _ = self.tx.send(Job::Call(Queued {
                 call,
                 reply: None,
                 undo: None,
                 expires_at: None,
-            });
+            }));
         }
     }
 
@@ -288,7 +335,7 @@ impl Client {
             several => {
                 let mut builder = ClusterClientBuilder::new(several.iter().copied())
                     .connection_timeout(timing.connect_timeout)
-                    .response_timeout(timing.call_timeout.max(timing.connect_timeout))
+                    .response_timeout(patience(timing))
                     // Enough to follow a MOVED or ASK and a slot-map refresh; giving up on a
                     // node that stays away is the connection task's job.
                     .retries(2);
@@ -312,7 +359,7 @@ impl Client {
                 let config = ConnectionManagerConfig::new()
                     .set_number_of_retries(0)
                     .set_connection_timeout(Some(timing.connect_timeout))
-                    .set_response_timeout(Some(timing.call_timeout.max(timing.connect_timeout)));
+                    .set_response_timeout(Some(patience(timing)));
                 ConnectionManager::new_lazy_with_config(client.clone(), config)
                     .map(Conn::Single)
                     .map_err(|e| e.to_string())
@@ -326,7 +373,15 @@ impl Client {
     }
 }
 
-/// An open connection of either kind; the script runs the same way on both.
+/// The longest the crate itself waits for an answer: the connection task's own limits
+/// (`down_after`, `connect_timeout`) decide, the crate's must not cut them short.
+fn patience(timing: &LinkTiming) -> Duration {
+    timing.down_after.max(timing.connect_timeout)
+}
+
+/// An open connection of either kind; the script runs the same way on both. Cheap to clone
+/// (both multiplex one connection per server).
+#[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
     Cluster(Box<ClusterConnection>),
@@ -401,7 +456,7 @@ fn trust_roots(path: &Path) -> Result<TlsCertificates, String> {
 struct Worker {
     client: Client,
     conn: Option<Conn>,
-    script: redis::Script,
+    script: Arc<redis::Script>,
     timing: LinkTiming,
     state: Arc<Mutex<LinkState>>,
     target: String,
@@ -409,6 +464,26 @@ struct Worker {
     tls: bool,
     anchor: Option<ClockAnchor>,
 }
+
+/// One result per call of a flight, in order; `Err` for the flight when nothing came back.
+type Replies = Result<Vec<Result<ScriptReply, String>>, String>;
+
+/// The script's reply as the crate decodes it.
+type ReplyTuple = (String, i64, i64, i64, i64, Vec<String>);
+
+/// Calls sent together, and what came back.
+struct Landed {
+    calls: Vec<Queued>,
+    replies: Replies,
+    /// When the answers arrived.
+    after: Instant,
+    /// The link's epoch when they were sent: answers from a connection since replaced change
+    /// nothing about the link.
+    epoch: u64,
+}
+
+/// Flights on their way, answered in the order they were sent.
+type InFlight = FuturesOrdered<BoxFuture<'static, Landed>>;
 
 impl Worker {
     fn lock(&self) -> MutexGuard<'_, LinkState> {
@@ -418,29 +493,59 @@ impl Worker {
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        let mut in_flight = InFlight::new();
         loop {
             let retry_at = {
                 let st = self.lock();
                 st.down.as_ref().and(st.retry_at)
             };
-            let job = match retry_at {
-                Some(at) => tokio::select! {
-                    job = rx.recv() => job,
-                    () = tokio::time::sleep_until(at) => {
-                        self.reconnect().await;
-                        continue;
-                    }
-                },
-                None => rx.recv().await,
-            };
-            // The limiter is gone: so is the connection.
-            let Some(job) = job else { return };
-            self.handle(job).await;
+            tokio::select! {
+                biased;
+                Some(landed) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.land(landed, &mut in_flight).await;
+                }
+                () = sleep_until_some(retry_at), if retry_at.is_some() && in_flight.is_empty() => {
+                    self.reconnect().await;
+                }
+                job = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
+                    // The limiter is gone: so is the connection.
+                    let Some(job) = job else { return };
+                    self.take(job, &mut rx, &mut in_flight).await;
+                }
+            }
         }
     }
 
-    async fn handle(&mut self, job: Job) {
+    /// Handle `job` and everything queued behind it: calls go out together, in order, as one
+    /// flight (without waiting for the flights before it to land); a probe or a flush waits
+    /// for every call queued before it.
+    async fn take(
+        &mut self,
+        job: Job,
+        rx: &mut mpsc::UnboundedReceiver<Job>,
+        in_flight: &mut InFlight,
+    ) {
+        let mut batch = Vec::new();
+        let mut control = None;
         match job {
+            Job::Call(q) => batch.push(q),
+            other => control = Some(other),
+        }
+        while control.is_none() && batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Job::Call(q)) => batch.push(q),
+                Ok(other) => control = Some(other),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            self.launch(batch, in_flight).await;
+        }
+        let Some(control) = control else { return };
+        while let Some(landed) = in_flight.next().await {
+            self.land(landed, in_flight).await;
+        }
+        match control {
             Job::Flush(done) => {
                 let _ = done.send(());
             }
@@ -452,111 +557,148 @@ impl Worker {
                 }
                 let _ = done.send(());
             }
-            Job::Call {
-                mut call,
-                reply,
-                undo,
-                expires_at,
-            } => {
-                let down = self.lock().down.clone();
-                if let Some(reason) = down {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(LinkError::Down(reason)));
-                    }
-                    return;
-                }
-                // A reservation whose caller already went local must not take a slot.
-                if reply.as_ref().is_some_and(oneshot::Sender::is_closed) {
-                    return;
-                }
-                // A reservation expires when its caller stops waiting: Redis frozen past our
-                // timeout must not run it later (`script.lua`, 'reserve'). Without a clock
-                // anchor yet (the first call after a connection) it cannot be dated; the undo
-                // below covers what can still be answered.
-                if let (Some(at), Some(anchor)) = (expires_at, self.anchor)
-                    && let Some(last) = call.args.last_mut()
-                {
-                    *last = anchor.redis_us_at(at).to_string();
-                }
-                let before = Instant::now();
-                let result = self.invoke(&call).await;
-                let after = Instant::now();
-                match result {
-                    Ok(answer) => {
-                        let read_at = self.map_clock(before, after, answer.now_us);
-                        let reserved = answer.status == "granted" && answer.flag == 1;
-                        let undelivered = match reply {
-                            Some(reply) => reply.send(Ok((answer, read_at))).is_err(),
-                            None => false,
-                        };
-                        if undelivered
-                            && reserved
-                            && let Some(undo) = undo
-                            && let Err(e) = self.invoke(&undo).await
-                        {
-                            self.mark_down(e);
-                        }
-                    }
-                    Err(e) => {
-                        self.mark_down(e.clone());
-                        if let Some(reply) = reply {
-                            let _ = reply.send(Err(LinkError::Down(self.reason(&e))));
-                        }
-                    }
-                }
-            }
+            Job::Call(q) => self.launch(vec![q], in_flight).await,
         }
     }
 
-    /// The local instant of Redis's `now_us`, read during a call between `before` and `after`.
-    fn map_clock(&mut self, before: Instant, after: Instant, now_us: i64) -> Instant {
-        let rtt = after - before;
-        let sample = ClockAnchor {
-            local: before + rtt / 2,
-            redis_us: now_us,
-            rtt,
-        };
-        let anchor = match self.anchor {
-            Some(a)
-                if a.rtt < rtt && before.saturating_duration_since(a.local) < ANCHOR_MAX_AGE =>
-            {
-                a
+    /// Send a batch of calls as one flight. It is polled once here, which hands its pipeline
+    /// to the connection: flights reach Redis in the order they were launched.
+    async fn launch(&mut self, batch: Vec<Queued>, in_flight: &mut InFlight) {
+        let down = self.lock().down.clone();
+        if let Some(reason) = down {
+            for q in batch {
+                if let Some(reply) = q.reply {
+                    let _ = reply.send(Err(LinkError::Down(reason.clone())));
+                }
             }
-            _ => sample,
+            return;
+        }
+        // A reservation whose caller already went local must not take a slot.
+        let mut calls: Vec<Queued> = batch
+            .into_iter()
+            .filter(|q| !q.reply.as_ref().is_some_and(oneshot::Sender::is_closed))
+            .collect();
+        if calls.is_empty() {
+            return;
+        }
+        // A reservation expires when its caller stops waiting: Redis frozen past our timeout
+        // must not run it later (`script.lua`, 'reserve'). Without a clock anchor yet (the
+        // first call after a connection) it cannot be dated; the undo on landing covers what
+        // can still be answered.
+        if let Some(anchor) = self.anchor {
+            for q in &mut calls {
+                if let Some(at) = q.expires_at
+                    && let Some(last) = q.call.args.last_mut()
+                {
+                    *last = anchor.redis_us_at(at).to_string();
+                }
+            }
+        }
+        let conn = self.conn.clone();
+        let script = Arc::clone(&self.script);
+        let limit = self.timing.down_after;
+        let epoch = self.lock().epoch;
+        in_flight.push_back(Box::pin(async move {
+            let replies = match &conn {
+                Some(conn) => {
+                    let each: Vec<&ScriptCall> = calls.iter().map(|q| &q.call).collect();
+                    send(conn, &script, &each, limit).await
+                }
+                None => Err("not connected".to_string()),
+            };
+            Landed {
+                calls,
+                replies,
+                after: Instant::now(),
+                epoch,
+            }
+        }));
+        // A flight that lands at once (nothing to send it on) is handled now, and so is any
+        // earlier one that has landed meanwhile.
+        while let Poll::Ready(Some(landed)) = futures::poll!(in_flight.next()) {
+            Box::pin(self.land(landed, in_flight)).await;
+        }
+    }
+
+    /// Answer a landed flight's callers. A reservation granted after its caller went local is
+    /// given back (a flight of its own); a failure takes the link down.
+    async fn land(&mut self, landed: Landed, in_flight: &mut InFlight) {
+        let Landed {
+            calls,
+            replies,
+            after,
+            epoch,
+        } = landed;
+        // Answers from a connection that has since failed and been replaced say nothing about
+        // the current one.
+        let current = {
+            let st = self.lock();
+            st.down.is_none() && st.epoch == epoch
         };
-        self.anchor = Some(anchor);
-        anchor.at(now_us)
+        let results = match replies {
+            Ok(results) => results,
+            Err(e) => {
+                let reason = self.reason(&e);
+                if current {
+                    self.mark_down(e);
+                }
+                for q in calls {
+                    if let Some(reply) = q.reply {
+                        let _ = reply.send(Err(LinkError::Down(reason.clone())));
+                    }
+                }
+                return;
+            }
+        };
+        let mut undos = Vec::new();
+        let mut failure = None;
+        for (q, result) in calls.into_iter().zip(results) {
+            match result {
+                Ok(answer) => {
+                    let anchor = ClockAnchor::update(self.anchor, after, answer.now_us);
+                    if current {
+                        self.anchor = Some(anchor);
+                    }
+                    let read_at = anchor.at(answer.now_us);
+                    let reserved = answer.status == "granted" && answer.flag == 1;
+                    let undelivered = match q.reply {
+                        Some(reply) => reply.send(Ok((answer, read_at))).is_err(),
+                        None => false,
+                    };
+                    if undelivered
+                        && reserved
+                        && let Some(undo) = q.undo
+                    {
+                        undos.push(Queued {
+                            call: undo,
+                            reply: None,
+                            undo: None,
+                            expires_at: None,
+                        });
+                    }
+                }
+                Err(e) => {
+                    if let Some(reply) = q.reply {
+                        let _ = reply.send(Err(LinkError::Down(self.reason(&e))));
+                    }
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            if current {
+                self.mark_down(e);
+            }
+            return;
+        }
+        if !undos.is_empty() {
+            // Granted after the caller had gone local: give the units back.
+            Box::pin(self.launch(undos, in_flight)).await;
+        }
     }
 
     fn reason(&self, e: &str) -> String {
         format!("{}: {}", self.target, one_line(&explain(e, self.tls)))
-    }
-
-    async fn invoke(&mut self, call: &ScriptCall) -> Result<ScriptReply, String> {
-        let limit = self.timing.call_timeout;
-        let Some(conn) = self.conn.as_mut() else {
-            return Err("not connected".to_string());
-        };
-        let mut invocation = self.script.prepare_invoke();
-        for key in &call.keys {
-            invocation.key(key);
-        }
-        for arg in &call.args {
-            invocation.arg(arg);
-        }
-        let reply = invocation.invoke_async::<(String, i64, i64, i64, i64, Vec<String>)>(conn);
-        match tokio::time::timeout(limit, reply).await {
-            Ok(Ok((status, wait_us, bucket, flag, now_us, stored))) => Ok(ScriptReply {
-                status,
-                wait_us,
-                bucket,
-                flag,
-                now_us,
-                stored,
-            }),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
-        }
     }
 
     /// Connect if need be and load the script (which also proves the server answers; on a
@@ -614,6 +756,129 @@ impl Worker {
         self.conn = None;
         self.anchor = None;
     }
+}
+
+/// Run `calls` in order, waiting at most `limit` for the answers: one pipeline, or on a
+/// cluster one per scope (a cluster pipeline must stay in one slot; scopes are independent,
+/// so they run side by side).
+async fn send(
+    conn: &Conn,
+    script: &redis::Script,
+    calls: &[&ScriptCall],
+    limit: Duration,
+) -> Replies {
+    let groups: Vec<Vec<usize>> = match conn {
+        Conn::Single(_) => vec![(0..calls.len()).collect()],
+        Conn::Cluster(_) => {
+            let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+            for (i, call) in calls.iter().enumerate() {
+                let scope = call.keys.first().map_or("", String::as_str);
+                match groups.iter_mut().find(|(s, _)| *s == scope) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((scope, vec![i])),
+                }
+            }
+            groups.into_iter().map(|(_, members)| members).collect()
+        }
+    };
+    let work = futures::future::join_all(groups.iter().map(|members| {
+        let mut conn = conn.clone();
+        let group: Vec<&ScriptCall> = members.iter().map(|&i| calls[i]).collect();
+        async move { run_pipeline(&mut conn, script, &group).await }
+    }));
+    let outcome = tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| format!("no answer within {} ms", limit.as_millis()))?;
+    let mut out: Vec<Option<Result<ScriptReply, String>>> =
+        (0..calls.len()).map(|_| None).collect();
+    for (members, replies) in groups.iter().zip(outcome) {
+        for (&i, reply) in members.iter().zip(replies?) {
+            out[i] = Some(reply);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err("Redis sent fewer replies than calls".to_string())))
+        .collect())
+}
+
+/// Sleep until `at`; never wakes without one (the caller disables the branch).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Run `calls` as one pipeline, in order. A server that lost its script cache (flushed, or a
+/// replica promoted by a failover) answers `NOSCRIPT`: the script is loaded and those calls
+/// run again. `Err` when nothing came back; otherwise one result per call.
+async fn run_pipeline(
+    conn: &mut Conn,
+    script: &redis::Script,
+    calls: &[&ScriptCall],
+) -> Result<Vec<Result<ScriptReply, String>>, String> {
+    let mut results = query(conn, script, calls).await?;
+    let missing: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.as_ref().is_err_and(|e| {
+                e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+            })
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if !missing.is_empty() {
+        script.load_async(conn).await.map_err(|e| e.to_string())?;
+        let again: Vec<&ScriptCall> = missing.iter().map(|&i| calls[i]).collect();
+        let retried = query(conn, script, &again).await?;
+        for (i, r) in missing.into_iter().zip(retried) {
+            results[i] = r;
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect())
+}
+
+/// One pipeline of `EVALSHA` calls; a call's error (a script error, `NOSCRIPT`, `MOVED` from
+/// a cluster node addressed as a single server) is its own result, not the pipeline's.
+async fn query(
+    conn: &mut Conn,
+    script: &redis::Script,
+    calls: &[&ScriptCall],
+) -> Result<Vec<redis::RedisResult<ScriptReply>>, String> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for call in calls {
+        let mut invocation = script.prepare_invoke();
+        for key in &call.keys {
+            invocation.key(key);
+        }
+        for arg in &call.args {
+            invocation.arg(arg);
+        }
+        pipe.invoke_script(&invocation);
+    }
+    let replies: Vec<redis::RedisResult<ReplyTuple>> =
+        pipe.query_async(conn).await.map_err(|e| e.to_string())?;
+    Ok(replies
+        .into_iter()
+        .map(|r| {
+            r.map(
+                |(status, wait_us, bucket, flag, now_us, stored)| ScriptReply {
+                    status,
+                    wait_us,
+                    bucket,
+                    flag,
+                    now_us,
+                    stored,
+                },
+            )
+        })
+        .collect())
 }
 
 /// An error as a person can act on it: the crate's message, preceded by what it most likely
@@ -713,11 +978,31 @@ mod tests {
         let a = ClockAnchor {
             local,
             redis_us: 1_000_000,
-            rtt: Duration::from_millis(1),
         };
         assert_eq!(a.at(1_500_000), local + Duration::from_millis(500));
         assert_eq!(a.at(500_000), local - Duration::from_millis(500));
         assert_eq!(a.redis_us_at(local + Duration::from_millis(50)), 1_050_000);
         assert_eq!(a.redis_us_at(local - Duration::from_millis(50)), 950_000);
+    }
+
+    #[test]
+    fn the_clock_anchor_keeps_the_tightest_bound_and_never_maps_early() {
+        let t0 = Instant::now() + Duration::from_secs(10);
+        // Redis read 1.000 s at t0 + 1 ms, answered at t0 + 20 ms (a slow reply): the
+        // reading is taken as made at the end of the round trip, so it maps late, not early.
+        let slow = ClockAnchor::update(None, t0 + Duration::from_millis(20), 1_000_000);
+        assert_eq!(slow.at(1_000_000), t0 + Duration::from_millis(20));
+        // A quick reply (read 1.100 s at t0 + 101 ms, back at t0 + 101.2 ms) is a tighter
+        // bound: it replaces the slow one, and later instants map closer to the truth.
+        let quick = ClockAnchor::update(Some(slow), t0 + Duration::from_micros(101_200), 1_100_000);
+        assert_eq!(quick.at(1_100_000), t0 + Duration::from_micros(101_200));
+        assert_eq!(quick.at(1_200_000), t0 + Duration::from_micros(201_200));
+        // A slow reply afterwards is a looser bound: the quick anchor stays.
+        let kept = ClockAnchor::update(Some(quick), t0 + Duration::from_millis(260), 1_200_000);
+        assert_eq!(kept.local, quick.local);
+        // Until it is too old: then the next reading replaces it, whatever its round trip.
+        let later = t0 + ANCHOR_MAX_AGE + Duration::from_secs(1);
+        let fresh = ClockAnchor::update(Some(quick), later, 31_200_000);
+        assert_eq!(fresh.local, later);
     }
 }

@@ -18,7 +18,9 @@
 //!   shared level to the server's `remaining` when that is lower (±500 for token counts). The
 //!   capacity is learned in Rust, by [`crate::quota::learn_capacity`]; the script only
 //!   stores it.
-//! - **A 429** sets `blocked_until = max(blocked_until, until)` for everyone.
+//! - **A 429** sets `blocked_until = max(blocked_until, until)` for everyone, and moves the
+//!   named bucket's TAT on by the same wait: the server had less than the model, and behind a
+//!   queue of reservations nothing else would tell the model so (`script.lua`, 'block').
 //! - **Before any limit is known** one request (from any process) goes first and the others
 //!   may wait up to [`PROBE_WAIT`](super::PROBE_WAIT) for its headers.
 //! - **The server's minute** is 60 s, except against a time-scaled mock (`backchat loadtest
@@ -36,10 +38,12 @@
 //! server that runs it after its caller gave up reserves nothing (`script.lua`).
 //!
 //! **Fail open.** A [`LocalLimiter`](super::LocalLimiter) shadows everything (it is fed the
-//! same reservations, observations and 429s), so when Redis is unreachable or slower than the
-//! call timeout (50 ms) the limiter answers from it at once, and
-//! [`Limiter::health`](super::Limiter::health) says `Degraded`. The connection task
-//! (`link.rs`) retries every few seconds and health returns to `Shared`.
+//! same reservations, observations and 429s). A call that Redis does not answer within the
+//! call timeout (50 ms) is answered from it at once; when Redis refuses the connection,
+//! answers with an error or stays silent for `down_after` (1 s), the whole process paces
+//! from it and [`Limiter::health`](super::Limiter::health) says `Degraded`. The connection
+//! task (`link.rs`) then retries every few seconds and health returns to `Shared`. Calls
+//! queued together go to Redis as one pipeline, so concurrent turns share round trips.
 //!
 //! Files: `config.rs` (settings and the URL), `link.rs` (the connection task), `limiter.rs`
 //! (the [`Limiter`](super::Limiter) implementation), `scope.rs` (key names), `script.rs` and
@@ -52,7 +56,7 @@ pub mod scope;
 mod script;
 
 pub use self::config::{
-    CALL_TIMEOUT, CONNECT_TIMEOUT, MAX_AHEAD, RETRY_EVERY, RedisLimiterConfig, display_target,
-    node_urls,
+    CALL_TIMEOUT, CONNECT_TIMEOUT, DOWN_AFTER, MAX_AHEAD, RETRY_EVERY, RedisLimiterConfig,
+    display_target, node_urls,
 };
 pub use self::limiter::RedisLimiter;

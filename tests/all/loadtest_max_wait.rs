@@ -1,0 +1,54 @@
+//! `backchat loadtest --max-wait SECONDS`: the backchat policy's patience, as a team sharing one
+//! key would set it. On the simulated engine (paused clock): a wait for a pacing slot longer
+//! than `--max-wait` ends the turn with "wait too long" (a give-up, resubmitted by the user),
+//! and a longer `--max-wait` lets the same queue be waited through.
+
+use backchat::loadtest::{Setup, parse_args};
+
+async fn backchat_give_ups(max_wait: Option<&str>) -> f64 {
+    // A user resubmits 5 s after a give-up: at once, on a paused clock, a turn refused
+    // without waiting would be resubmitted forever in no time at all.
+    let mut flags = vec![
+        "--scenario",
+        "A",
+        "--seeds",
+        "0",
+        "--policy",
+        "backchat",
+        "--resubmit-delay-secs",
+        "5",
+    ];
+    if let Some(s) = max_wait {
+        flags.extend(["--max-wait", s]);
+    }
+    let args = parse_args(flags).expect("parses");
+    let setup = Setup::from_args(&args, None).expect("valid");
+    let (report, _) = setup.run().await.expect("runs");
+    report.policies[0].mean.give_ups
+}
+
+#[tokio::test]
+async fn max_wait_bounds_the_backchat_policys_pacing_waits() {
+    // Scenario A: four users on one input-token bucket, a slot every 6 s, so a request
+    // waits up to about 24 s for its turn. The default (120 s) waits every one through.
+    assert_eq!(backchat_give_ups(None).await, 0.0);
+    assert_eq!(backchat_give_ups(Some("120")).await, 0.0);
+    // Five seconds is shorter than the queue: turns give up and are resubmitted.
+    assert!(backchat_give_ups(Some("5")).await > 0.0);
+}
+
+#[test]
+fn max_wait_must_be_a_positive_number_of_seconds() {
+    for bad in ["0", "-1", "soon", "inf", "NaN"] {
+        assert!(
+            parse_args(["--max-wait", bad]).is_err(),
+            "--max-wait {bad} must be refused"
+        );
+    }
+    let args = parse_args(["--max-wait", "600"]).expect("parses");
+    assert_eq!(args.max_wait, Some(600.0));
+    assert_eq!(
+        parse_args(["--scenario", "A"]).expect("parses").max_wait,
+        None
+    );
+}
