@@ -66,7 +66,7 @@ const MOCK: [&str; 24] = [
     "--fault-spend-cap",
 ];
 /// The load test's own flags (it also takes the files group).
-const LOADTEST: [&str; 29] = [
+const LOADTEST: [&str; 30] = [
     "--scenario",
     "--users",
     "--requests",
@@ -85,6 +85,7 @@ const LOADTEST: [&str; 29] = [
     "--policy",
     "--engine",
     "--seeds",
+    "--max-wait",
     "--time-scale",
     "--processes",
     "--machines",
