@@ -66,7 +66,7 @@ const MOCK: [&str; 24] = [
     "--fault-spend-cap",
 ];
 /// The load test's own flags (it also takes the files group).
-const LOADTEST: [&str; 29] = [
+const LOADTEST: [&str; 30] = [
     "--scenario",
     "--users",
     "--requests",
@@ -89,6 +89,7 @@ const LOADTEST: [&str; 29] = [
     "--processes",
     "--machines",
     "--via-proxy",
+    "--max-wait",
     "--compare-unshared",
     "--json",
     "--records",
