@@ -8,8 +8,8 @@
 #
 # Environment: BACKCHAT (binary, default target/release/backchat, else target/debug/backchat;
 # both rows of a comparison always run the same one), PORT (default 16400), SCALE
-# (--time-scale, default 20), MAX_WAIT (the backchat policy's --max-wait in model seconds,
-# default 600: K users sharing scenario A's input-token limit queue about K × 6 s, so 64 users
+# (--time-scale, default 20), MAX_WAIT (the backchat policy's --max-wait in model time,
+# default 600 seconds: K users sharing scenario A's input-token limit queue about K × 6 s, so 64 users
 # wait about 6.4 min per request, and a team that size would raise the chat's default 2 min),
 # AT (seconds of real time before the fault, default 20), EXTRA (more loadtest flags). Prints
 # the machine's load before and after, then one `figures:` line per row.

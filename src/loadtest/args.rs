@@ -121,13 +121,13 @@ pub struct LoadtestArgs {
     /// clients.
     #[arg(long, value_name = "P", num_args = 0..=1, default_missing_value = "1", help_heading = "Run")]
     pub via_proxy: Option<usize>,
-    /// The backchat policy's `--max-wait`, in model seconds: the longest single wait (a pacing
-    /// slot or a server's `retry-after`) a turn sleeps before giving up with "wait too long".
-    /// Default: the chat's, 120 s. Users sharing one key at its limits queue for about
-    /// K × (one request's share of the binding limit): raise it when that is longer, as such a
-    /// team would. The turn's 15-minute deadline still applies.
-    #[arg(long, value_name = "SECONDS", value_parser = parse_max_wait, help_heading = "Run")]
-    pub max_wait: Option<f64>,
+    /// The backchat policy's `--max-wait` in model time (e.g. `600`, `10m`): the longest single
+    /// wait (a pacing slot or a server's `retry-after`) a turn sleeps before giving up with
+    /// "wait too long". Default: the chat's, 2 min. Users sharing one key at its limits queue
+    /// for about K × (one request's share of the binding limit): raise it when that is
+    /// longer, as such a team would. The turn's 15-minute deadline still applies.
+    #[arg(long, value_name = "DURATION", value_parser = parse_max_wait, help_heading = "Run")]
+    pub max_wait: Option<std::time::Duration>,
     /// With `--shared-limiter`: run the backchat policy twice, pacing each process on its own
     /// and through the shared limiter, and show both rows (`backchat`, `backchat+shared`).
     #[arg(long, help_heading = "Run")]
@@ -204,11 +204,11 @@ pub fn parse_seeds(text: &str) -> Result<Vec<u64>, String> {
         .collect()
 }
 
-/// A positive, finite number of seconds.
-fn parse_max_wait(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
-        _ => Err(format!("`{text}` is not a positive number of seconds")),
+/// A duration as the chat's `--max-wait` takes it (`120`, `90s`, `10m`), more than zero.
+fn parse_max_wait(text: &str) -> Result<std::time::Duration, String> {
+    match crate::clock::parse_duration(text)? {
+        d if d.is_zero() => Err(format!("`{text}`: a wait of zero would refuse every slot")),
+        d => Ok(d),
     }
 }
 

@@ -198,7 +198,7 @@ impl Setup {
             target,
             model: args.model.clone(),
             limiter_url: args.shared_limiter.clone(),
-            max_wait_s: args.max_wait,
+            max_wait_s: args.max_wait.map(|d| d.as_secs_f64()),
         })
     }
 

@@ -1,7 +1,9 @@
-//! `backchat loadtest --max-wait SECONDS`: the backchat policy's patience, as a team sharing one
+//! `backchat loadtest --max-wait DURATION`: the backchat policy's patience, as a team sharing one
 //! key would set it. On the simulated engine (paused clock): a wait for a pacing slot longer
 //! than `--max-wait` ends the turn with "wait too long" (a give-up, resubmitted by the user),
 //! and a longer `--max-wait` lets the same queue be waited through.
+
+use std::time::Duration;
 
 use backchat::loadtest::{Setup, parse_args};
 
@@ -38,15 +40,17 @@ async fn max_wait_bounds_the_backchat_policys_pacing_waits() {
 }
 
 #[test]
-fn max_wait_must_be_a_positive_number_of_seconds() {
-    for bad in ["0", "-1", "soon", "inf", "NaN"] {
+fn max_wait_is_a_duration_as_the_chat_takes_it() {
+    for bad in ["0", "0s", "-1", "soon", "inf", "NaN"] {
         assert!(
             parse_args(["--max-wait", bad]).is_err(),
             "--max-wait {bad} must be refused"
         );
     }
-    let args = parse_args(["--max-wait", "600"]).expect("parses");
-    assert_eq!(args.max_wait, Some(600.0));
+    for good in ["600", "600s", "10m"] {
+        let args = parse_args(["--max-wait", good]).expect("parses");
+        assert_eq!(args.max_wait, Some(Duration::from_mins(10)), "{good}");
+    }
     assert_eq!(
         parse_args(["--scenario", "A"]).expect("parses").max_wait,
         None

@@ -170,6 +170,19 @@ async fn a_429_behind_a_queue_moves_the_queue() {
         (after_third - 0.4).abs() <= SLACK,
         "the queue moved on by the server's shortfall: {after_third:.4} s after the third slot"
     );
+    // Another process refused at the same moment reports the same shortfall: the queue does
+    // not move again (only a block reaching further would move it further).
+    l.rate_limited(
+        &class(),
+        Instant::now() + Duration::from_millis(300),
+        Some(Bucket::Requests),
+    );
+    let after = grant(&l).await;
+    let gap = secs(next.start_at, after.start_at);
+    assert!(
+        (gap - 1.0).abs() <= SLACK,
+        "the next slot, one second on: {gap:.4} s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

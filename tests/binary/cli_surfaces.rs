@@ -90,6 +90,7 @@ const LOADTEST: [&str; 30] = [
     "--processes",
     "--machines",
     "--via-proxy",
+    "--max-wait",
     "--compare-unshared",
     "--json",
     "--records",

@@ -2,9 +2,10 @@
 //!
 //! One task owns the connection. It runs the script calls in the order the limiter queued
 //! them (so a release is applied before the reservation that follows it, and a reservation's
-//! read-back of the shared limits includes every observation queued before it), and sends
-//! everything queued while a round trip is under way together, as one pipeline: concurrent
-//! turns in one process share round trips instead of each waiting behind the others' calls.
+//! read-back of the shared limits includes every observation queued before it). Whatever is
+//! queued when the task gets to it goes out together as one pipeline (a *flight*), without
+//! waiting for the flights before it to be answered: concurrent turns in one process share
+//! round trips instead of each waiting for every call queued before it.
 //!
 //! Two budgets. A *caller* waits at most the call timeout (50 ms) for its answer and then
 //! paces that request locally. The *link* is declared down only when Redis refuses or drops

@@ -19,8 +19,9 @@
 //!   capacity is learned in Rust, by [`crate::quota::learn_capacity`]; the script only
 //!   stores it.
 //! - **A 429** sets `blocked_until = max(blocked_until, until)` for everyone, and moves the
-//!   named bucket's TAT on by the same wait: the server had less than the model, and behind a
-//!   queue of reservations nothing else would tell the model so (`script.lua`, 'block').
+//!   named bucket's TAT on by as much as that extends the block: the server had less than
+//!   the model, and behind a queue of reservations nothing else would tell the model so
+//!   (`script.lua`, 'block').
 //! - **Before any limit is known** one request (from any process) goes first and the others
 //!   may wait up to [`PROBE_WAIT`](super::PROBE_WAIT) for its headers.
 //! - **The server's minute** is 60 s, except against a time-scaled mock (`backchat loadtest

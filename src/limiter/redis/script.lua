@@ -285,25 +285,27 @@ elseif op == 'observe' then
   return { 'ok', 0, 0, 0, now_us, NOTHING }
 elseif op == 'block' then
   -- ARGV 3-4: milliseconds from now, bucket code. blocked_until = max(blocked_until, until).
-  local ahead = math.max(tonumber(ARGV[3]), 0)
-  local until_ = now + ahead
+  local until_ = now + math.max(tonumber(ARGV[3]), 0)
   local current = num(redis.call('HGET', KEYS[7], 'until'))
+  -- How much further this 429 blocks than the ones before it: several processes refused at
+  -- about the same moment report one shortfall, not one each.
+  local extra = until_ - math.max(current or now, now)
   if not current or until_ > current then
     redis.call('HSET', KEYS[7], 'until', string.format('%.3f', until_), 'bucket', ARGV[4])
     redis.call('PEXPIRE', KEYS[7], math.ceil(until_ - now) + MIN_TTL_MS)
   end
   -- A 429 also says that the server had less in this bucket than the model: the refused
-  -- request (whose units its process has just given back) fits only `ahead` from now. Behind
+  -- request (whose units its process has just given back) fits only `until` from now. Behind
   -- a queue of reservations that shortfall is invisible to 'observe' (the model's level counts
   -- every reservation ahead, the server's only those already sent), and it would meet the
-  -- next reservation in line, round after round. So the bucket's TAT moves on by `ahead`:
-  -- every later reservation starts that much later, and the model is back at the server's
-  -- level (a little below it: `ahead` is rounded up, and spread).
+  -- next reservation in line, round after round. So the bucket's TAT moves on by as much as
+  -- the block was extended: every later reservation starts that much later, and the model is
+  -- back at the server's level (a little below it: the wait is rounded up, and spread).
   local d = tonumber(ARGV[4])
-  if d and d >= 1 and d <= 3 then
+  if extra > 0 and d and d >= 1 and d <= 3 then
     local b = load(d)
     if b then
-      b.tat = b.tat + ahead
+      b.tat = b.tat + extra
       save(d, b)
       local bs = {}
       bs[d] = b
