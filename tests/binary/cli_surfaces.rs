@@ -85,7 +85,6 @@ const LOADTEST: [&str; 30] = [
     "--policy",
     "--engine",
     "--seeds",
-    "--max-wait",
     "--time-scale",
     "--processes",
     "--machines",
