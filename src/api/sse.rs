@@ -395,8 +395,15 @@ where
                 this.extend_batch(&mut line);
                 return Poll::Ready(Some(Ok(line.freeze())));
             }
-            // `buf` now holds only the current, unfinished line.
-            if this.event_bytes + this.buf.len() > this.max_event {
+            // `buf` now holds only the current, unfinished line. A lone CR waiting to see
+            // whether an LF follows is a blank line either way: it ends the event, it is not
+            // a byte of it.
+            let partial = if this.buf[..] == b"\r"[..] {
+                0
+            } else {
+                this.buf.len()
+            };
+            if this.event_bytes + partial > this.max_event {
                 this.failed = true;
                 return Poll::Ready(Some(Err(LineError::TooLarge(this.max_event))));
             }
@@ -753,6 +760,23 @@ data: {\"type\":\"message_stop\"}\n\
         decode_stream_with(s, Duration::from_mins(1), limits)
             .collect()
             .await
+    }
+
+    #[tokio::test]
+    async fn a_cr_waiting_for_its_lf_is_a_blank_line_not_part_of_the_event() {
+        // An event exactly at the cap, then a lone CR (a blank line) cut off at the end of a
+        // chunk: the CR must not count as a byte of the event while it waits for a
+        // possible LF (found by the split-invariance property).
+        let limits = StreamLimits {
+            max_event_bytes: 21,
+            max_reply_bytes: None,
+        };
+        let body = b"event: ping\ndata: {}\n\rdata: x".to_vec();
+        let whole = decode_with(vec![body.clone()], limits).await;
+        let cut = body.len() - "data: x".len();
+        let split = decode_with(vec![body[..cut].to_vec(), body[cut..].to_vec()], limits).await;
+        assert_eq!(split, whole);
+        assert!(whole.iter().all(Result::is_ok), "{whole:?}");
     }
 
     #[tokio::test]
