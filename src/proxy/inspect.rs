@@ -3,9 +3,6 @@
 //! reason (to settle the reservation). Both read copies; the bytes sent on are the ones
 //! received.
 
-use std::collections::VecDeque;
-
-use bytes::Bytes;
 use serde_json::Value;
 
 use crate::api::{Message, MessagesRequest, Role, Usage};
@@ -98,18 +95,19 @@ const EVENTS_READ: [&[u8]; 3] = [b"message_start", b"message_delta", b"error"];
 /// (the first event) has been read.
 const HEAD: usize = 64 << 10;
 
-/// How much of a stream's end is kept to be read when it ends, at least. What comes last is
+/// How much of a stream's end is kept to be read when it ends. What comes last is
 /// `message_delta` (the usage and stop reason) and `message_stop`, or an `error` event, after
 /// which the API ends the stream: a few hundred bytes.
-const TAIL: usize = 16 << 10;
+const TAIL: usize = 8 << 10;
 
 /// Watches a reply's bytes go by and keeps its usage and stop reason: from the SSE `data:`
 /// lines of a stream (usage is cumulative, so the last word wins), or from the whole JSON
 /// body of a non-streamed reply.
 ///
-/// It sits on the path of every chunk, so a stream's middle costs it nothing: it reads the
-/// start line by line until `message_start`, then only holds on to the last chunks (the
-/// chunks themselves, shared, not copies) and reads them when the stream ends. Lines are
+/// It sits on the path of every chunk, so a stream's middle costs it next to nothing: it
+/// reads the start line by line until `message_start`, then only keeps a copy of the last
+/// [`TAIL`] bytes and reads them when the stream ends. (A copy, not the chunks themselves:
+/// holding on to those would keep the HTTP client from reusing its read buffer.) Lines are
 /// found with one search per chunk; only a line cut by a chunk boundary is copied, and only
 /// the data of the events in [`EVENTS_READ`] (or of an unnamed event) is parsed.
 #[derive(Debug, Default)]
@@ -117,10 +115,10 @@ pub struct UsageScanner {
     stream: bool,
     /// Bytes of a stream still to be read as they go by ([`HEAD`], then 0).
     head_left: usize,
-    /// The last chunks of a stream, past its head: at least [`TAIL`] bytes once there are.
-    tail: VecDeque<Bytes>,
-    tail_len: usize,
-    /// Chunks were dropped from the front of `tail`: it starts in the middle of a line.
+    /// The last bytes of a stream, past its head: up to 2 × [`TAIL`], at least [`TAIL`] once
+    /// there are.
+    tail: Vec<u8>,
+    /// Bytes were dropped from the front of `tail`: it may start in the middle of a line.
     tail_cut: bool,
     /// The incomplete last line (a stream) or the body so far (a whole reply).
     pending: Vec<u8>,
@@ -147,7 +145,7 @@ impl UsageScanner {
     }
 
     /// A chunk as it went to the client.
-    pub fn feed(&mut self, chunk: &Bytes) {
+    pub fn feed(&mut self, chunk: &[u8]) {
         if !self.stream {
             if self.pending.len() + chunk.len() <= MAX_WHOLE_BODY {
                 self.pending.extend_from_slice(chunk);
@@ -163,15 +161,18 @@ impl UsageScanner {
             };
             return;
         }
-        self.tail_len += chunk.len();
-        self.tail.push_back(chunk.clone());
-        while let Some(front) = self.tail.front()
-            && self.tail_len - front.len() >= TAIL
-        {
-            self.tail_len -= front.len();
-            self.tail.pop_front();
-            self.tail_cut = true;
+        if self.tail.len() + chunk.len() <= 2 * TAIL {
+            self.tail.extend_from_slice(chunk);
+            return;
         }
+        // Keep the last TAIL bytes of tail + chunk: a copy of at most TAIL bytes per chunk,
+        // and a move of at most TAIL bytes per TAIL bytes that went by.
+        let from_chunk = chunk.len().min(TAIL);
+        let from_tail = TAIL - from_chunk;
+        self.tail.drain(..self.tail.len().saturating_sub(from_tail));
+        self.tail
+            .extend_from_slice(&chunk[chunk.len() - from_chunk..]);
+        self.tail_cut = true;
     }
 
     /// Read the kept chunks of a stream (its end, when it has ended).
@@ -186,10 +187,7 @@ impl UsageScanner {
             self.wanted = true;
         }
         let tail = std::mem::take(&mut self.tail);
-        for chunk in &tail {
-            self.scan(chunk);
-        }
-        self.tail_len = 0;
+        self.scan(&tail);
     }
 
     /// Read the lines of `bytes`, the next bytes of a stream.
@@ -326,10 +324,6 @@ impl UsageScanner {
 mod tests {
     use super::*;
 
-    fn feed(s: &mut UsageScanner, bytes: &[u8]) {
-        s.feed(&Bytes::copy_from_slice(bytes));
-    }
-
     #[test]
     fn a_body_with_unmodelled_fields_still_gives_model_and_text() {
         let body = br#"{"model":"claude-sonnet-4-5","max_tokens":100,"stream":true,
@@ -366,7 +360,7 @@ mod tests {
                    event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":40}}\n\n";
         let mut s = UsageScanner::new(true);
         for chunk in sse.as_bytes().chunks(7) {
-            feed(&mut s, chunk);
+            s.feed(chunk);
         }
         let u = s.usage().expect("usage");
         assert_eq!((u.input_tokens, u.output_tokens), (12, 40));
@@ -378,17 +372,14 @@ mod tests {
             .replace("event: message_delta\r\n", "");
         let mut s = UsageScanner::new(true);
         for chunk in crlf.as_bytes().chunks(1) {
-            feed(&mut s, chunk);
+            s.feed(chunk);
         }
         let u = s.usage().expect("usage");
         assert_eq!((u.input_tokens, u.output_tokens), (12, 40));
         assert_eq!(s.stop_reason(), Some("end_turn"));
 
         let mut w = UsageScanner::new(false);
-        feed(
-            &mut w,
-            br#"{"usage":{"input_tokens":3,"output_tokens":4},"stop_reason":"max_tokens"}"#,
-        );
+        w.feed(br#"{"usage":{"input_tokens":3,"output_tokens":4},"stop_reason":"max_tokens"}"#);
         let u = w.usage().expect("usage");
         assert_eq!((u.input_tokens, u.output_tokens), (3, 4));
         assert_eq!(w.stop_reason(), Some("max_tokens"));
@@ -398,16 +389,16 @@ mod tests {
     fn only_the_events_that_carry_usage_are_read_and_a_huge_line_is_skipped() {
         let mut s = UsageScanner::new(true);
         // A delta event whose text happens to look like usage is not parsed.
-        feed(&mut s, b"event: content_block_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":999}}\n\n");
+        s.feed(b"event: content_block_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":999}}\n\n");
         assert_eq!(s.usage(), None);
         // A line longer than MAX_LINE, cut across chunks, is dropped without being kept.
-        feed(&mut s, b"event: content_block_delta\ndata: {\"x\":\"");
+        s.feed(b"event: content_block_delta\ndata: {\"x\":\"");
         let filler = vec![b'a'; 16 << 10];
         for _ in 0..8 {
-            feed(&mut s, &filler);
+            s.feed(&filler);
         }
         assert!(s.pending.len() <= MAX_LINE);
-        feed(&mut s, b"\"}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\"},\"usage\":{\"output_tokens\":7}}\n\n");
+        s.feed(b"\"}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"max_tokens\"},\"usage\":{\"output_tokens\":7}}\n\n");
         let u = s.usage().expect("usage");
         assert_eq!(u.output_tokens, 7);
         assert_eq!(s.stop_reason(), Some("max_tokens"));
@@ -436,8 +427,8 @@ mod tests {
             let body = format!("{sse}{end}{tail}");
             let mut s = UsageScanner::new(true);
             for c in body.as_bytes().chunks(chunk) {
-                feed(&mut s, c);
-                assert!(s.tail_len <= TAIL + chunk, "only the end is kept");
+                s.feed(c);
+                assert!(s.tail.len() <= 2 * TAIL, "only the end is kept");
             }
             let u = s.usage().expect("usage");
             assert_eq!((u.input_tokens, u.output_tokens), (12, n));
