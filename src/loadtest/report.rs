@@ -160,13 +160,13 @@ pub fn table(report: &Report) -> String {
                 String::new()
             }
         ),
-        "e2e via proxy" | "e2e via proxies" => format!(
+        "e2e via proxy" | "e2e via proxies" | "e2e via unshared proxies" => format!(
             "end to end over loopback HTTP, time ×{}, every policy a client of {}",
             report.time_scale,
-            if report.engine == "e2e via proxy" {
-                "backchat proxy"
-            } else {
-                "backchat proxies sharing the quota"
+            match report.engine.as_str() {
+                "e2e via proxy" => "backchat proxy",
+                "e2e via proxies" => "backchat proxies sharing the quota through Redis",
+                _ => "backchat proxies, each pacing on its own (no --shared-limiter)",
             }
         ),
         "endpoint" => "a real endpoint, real time".to_string(),
@@ -259,6 +259,32 @@ pub fn table(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_header_says_whether_proxies_share_the_quota() {
+        let header = |engine: &str| {
+            let report = Report {
+                schema_version: SCHEMA_VERSION,
+                tool: "backchat loadtest".into(),
+                engine: engine.into(),
+                time_scale: 10.0,
+                processes: 1,
+                scenario: crate::loadtest::scenario::Scenario::load("A").expect("built in"),
+                seeds: vec![0],
+                policies: Vec::new(),
+            };
+            table(&report)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(header("e2e via proxy").contains("a client of backchat proxy;"));
+        assert!(header("e2e via proxies").contains("sharing the quota through Redis"));
+        let alone = header("e2e via unshared proxies");
+        assert!(alone.contains("each pacing on its own"), "{alone}");
+        assert!(!alone.contains("sharing"), "{alone}");
+    }
 
     #[test]
     fn a_fail_over_is_one_note_line() {

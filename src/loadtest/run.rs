@@ -257,9 +257,14 @@ impl Setup {
                 proxies: 1,
                 ..
             } => ("e2e via proxy", *scale, *processes),
+            // Without a shared limiter each proxy paces alone: the header must not say they
+            // share the quota.
             Target::Mock {
                 scale, processes, ..
-            } => ("e2e via proxies", *scale, *processes),
+            } if self.limiter_url.is_some() => ("e2e via proxies", *scale, *processes),
+            Target::Mock {
+                scale, processes, ..
+            } => ("e2e via unshared proxies", *scale, *processes),
             Target::Endpoint { .. } => ("endpoint", 1.0, 1),
         };
         Report {
