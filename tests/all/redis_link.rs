@@ -79,20 +79,24 @@ async fn evalsha_calls(server: &RedisServer) -> u64 {
         .unwrap_or(0)
 }
 
+/// A limiter on `server` for the key `key`, with a call budget (1 s) that a loaded test
+/// machine does not run out of.
+async fn connect(server: &RedisServer, key: &str) -> RedisLimiter {
+    let k = ApiKey::new(key).expect("non-empty");
+    RedisLimiter::connect(
+        RedisLimiterConfig {
+            call_timeout: Duration::from_secs(1),
+            ..RedisLimiterConfig::new(server.url())
+        },
+        Some(&k),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_turns_share_round_trips_and_keep_fifo_slots() {
     let server = RedisServer::start();
-    let k = ApiKey::new("sk-ant-test-pipeline").expect("non-empty");
-    let l = Arc::new(
-        RedisLimiter::connect(
-            RedisLimiterConfig {
-                call_timeout: Duration::from_secs(1),
-                ..RedisLimiterConfig::new(server.url())
-            },
-            Some(&k),
-        )
-        .await,
-    );
+    let l = Arc::new(connect(&server, "sk-ant-test-pipeline").await);
     assert_eq!(l.health(), LimiterHealth::Shared);
     // 600 requests per minute, none left: one slot every 100 ms.
     l.observe(&class(), &requests(600, 0));
@@ -138,15 +142,7 @@ async fn concurrent_turns_share_round_trips_and_keep_fifo_slots() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_behind_a_queue_moves_the_queue() {
     let server = RedisServer::start();
-    let k = ApiKey::new("sk-ant-test-deep-queue").expect("non-empty");
-    let l = RedisLimiter::connect(
-        RedisLimiterConfig {
-            call_timeout: Duration::from_secs(1),
-            ..RedisLimiterConfig::new(server.url())
-        },
-        Some(&k),
-    )
-    .await;
+    let l = connect(&server, "sk-ant-test-deep-queue").await;
     // 60 requests per minute, none left: slots 1 s apart, three of them queued.
     l.observe(&class(), &requests(60, 0));
     l.flush().await;
@@ -261,15 +257,7 @@ async fn a_server_silent_past_down_after_takes_the_process_local_until_it_answer
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exact_estimate_costs_no_true_up() {
     let server = RedisServer::start();
-    let k = ApiKey::new("sk-ant-test-true-up").expect("non-empty");
-    let l = RedisLimiter::connect(
-        RedisLimiterConfig {
-            call_timeout: Duration::from_secs(1),
-            ..RedisLimiterConfig::new(server.url())
-        },
-        Some(&k),
-    )
-    .await;
+    let l = connect(&server, "sk-ant-test-true-up").await;
     l.observe(&class(), &requests(6000, 6000));
     l.flush().await;
     let demand = Demand {
