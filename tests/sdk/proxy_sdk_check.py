@@ -7,11 +7,11 @@ and 529s there (POST /_mock/script) and counts what reached the mock (GET /_mock
 The proxy runs with --max-retries 2. Each check prints one line; the first failure raises.
 """
 
-import json
 import sys
-import urllib.request
 
 import anthropic
+
+import mock_admin
 
 PROXY_URL = sys.argv[1].rstrip("/")
 MOCK_URL = sys.argv[2].rstrip("/")
@@ -19,24 +19,12 @@ MODEL = "claude-sonnet-4-6"
 KEY = "sk-ant-proxy-sdk-check"
 
 
-def admin(path, payload=None):
-    data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(
-        MOCK_URL + path,
-        data=data,
-        method="POST" if data is not None else "GET",
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 def script(*steps):
-    admin("/_mock/script", list(steps))
+    mock_admin.script(MOCK_URL, *steps)
 
 
 def reached_mock():
-    return admin("/_mock/stats")["messages_requests"]
+    return mock_admin.messages_requests(MOCK_URL)
 
 
 def rate_limited(after="1"):

@@ -12,29 +12,18 @@ import math
 import os
 import sys
 import time
-import urllib.request
 
 import anthropic
+
+import mock_admin
 
 BASE_URL = sys.argv[1].rstrip("/")
 MODEL = "claude-sonnet-4-6"
 KEY = "sk-ant-sdk-check"
 
 
-def admin(path, payload=None):
-    data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(
-        BASE_URL + path,
-        data=data,
-        method="POST" if data is not None else "GET",
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 def script(*steps):
-    admin("/_mock/script", list(steps))
+    mock_admin.script(BASE_URL, *steps)
 
 
 def tokens(text):
@@ -66,7 +55,7 @@ def check_stream():
 
 
 def check_429_is_retried():
-    before = admin("/_mock/stats")["messages_requests"]
+    before = mock_admin.messages_requests(BASE_URL)
     script({"type": "error", "status": 429, "retry_after": "1"}, {"type": "ok"})
     t0 = time.monotonic()
     msg = client().messages.create(
@@ -74,7 +63,7 @@ def check_429_is_retried():
     )
     waited = time.monotonic() - t0
     assert msg.content[0].text, "empty reply after the retry"
-    seen = admin("/_mock/stats")["messages_requests"] - before
+    seen = mock_admin.messages_requests(BASE_URL) - before
     assert seen == 2, f"expected one 429 and one retry, the mock saw {seen} requests"
     assert waited >= 0.9, f"the SDK did not honour retry-after: 1 (retried after {waited:.2f} s)"
     print(f"ok 429 retried after {waited:.2f} s")

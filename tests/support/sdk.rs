@@ -39,6 +39,8 @@ pub async fn run_check(script: &str, args: &[String]) -> String {
         .arg(&path)
         .args(args)
         .env("PYTHONUNBUFFERED", "1")
+        // The scripts import `tests/sdk/mock_admin.py`: no bytecode cache in the source tree.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_mins(2), run)
