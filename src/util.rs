@@ -67,6 +67,25 @@ impl<T> Emitter<T> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         q.push_back(item);
     }
+
+    /// Queue an item, or fold it into the last one still queued when `merge` takes it
+    /// (returning `None`). The consumer has not seen a queued item yet, so folding loses
+    /// nothing: it gets the same content in fewer, larger items. `merge` hands the item back
+    /// when the two do not fold.
+    pub fn emit_merged(&self, item: T, merge: impl FnOnce(&mut T, T) -> Option<T>) {
+        let mut q = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let item = match q.back_mut() {
+            Some(last) => match merge(last, item) {
+                None => return,
+                Some(item) => item,
+            },
+            None => item,
+        };
+        q.push_back(item);
+    }
 }
 
 /// A stream driven by an async producer, like a generator: the producer runs only while the
@@ -142,6 +161,24 @@ mod tests {
     use super::*;
     use futures::StreamExt;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn an_item_folds_into_the_last_one_the_consumer_has_not_taken() {
+        let join = |last: &mut String, new: String| {
+            last.push_str(&new);
+            None
+        };
+        let mut stream = Box::pin(generate(move |tx: Emitter<String>| async move {
+            tx.emit_merged("a".into(), join);
+            tx.emit_merged("b".into(), join);
+            tokio::task::yield_now().await;
+            tx.emit_merged("c".into(), join);
+        }));
+        assert_eq!(stream.next().await.as_deref(), Some("ab"));
+        // "ab" was taken: "c" starts a new item.
+        assert_eq!(stream.next().await.as_deref(), Some("c"));
+        assert_eq!(stream.next().await, None);
+    }
 
     #[test]
     fn numbers_get_thousands_separators() {

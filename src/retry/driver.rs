@@ -377,10 +377,10 @@ impl Driver {
                 StreamEvent::ContentBlockDelta { delta, .. } => match delta {
                     Delta::TextDelta { text } if !text.is_empty() => {
                         got_text = true;
-                        tx.emit(TurnEvent::TextDelta { text });
+                        tx.emit_merged(TurnEvent::TextDelta { text }, merge_deltas);
                     }
                     Delta::ThinkingDelta { thinking } if !thinking.is_empty() => {
-                        tx.emit(TurnEvent::ThinkingDelta { text: thinking });
+                        tx.emit_merged(TurnEvent::ThinkingDelta { text: thinking }, merge_deltas);
                     }
                     // Signatures, tool input and citations are not shown by a chat client.
                     _ => {}
@@ -424,6 +424,27 @@ impl Driver {
             error: failure,
             partial_kept: got_text,
         });
+    }
+}
+
+/// Largest text delta made by folding queued deltas together ([`merge_deltas`]).
+const MERGED_DELTA_BYTES: usize = 64 << 10;
+
+/// Fold a text (or thinking) delta into the previous one while the consumer has not taken
+/// it yet. A reply arrives as thousands of small deltas, often many in one read; each went
+/// through every layer above (events, the session, the terminal) on its own, which was most
+/// of headless mode's time on a long reply. The text and its order are unchanged: only
+/// deltas that were waiting together are joined, up to [`MERGED_DELTA_BYTES`].
+fn merge_deltas(last: &mut TurnEvent, new: TurnEvent) -> Option<TurnEvent> {
+    match (last, new) {
+        (TurnEvent::TextDelta { text: a }, TurnEvent::TextDelta { text: b })
+        | (TurnEvent::ThinkingDelta { text: a }, TurnEvent::ThinkingDelta { text: b })
+            if a.len() + b.len() <= MERGED_DELTA_BYTES =>
+        {
+            a.push_str(&b);
+            None
+        }
+        (_, new) => Some(new),
     }
 }
 
@@ -792,6 +813,116 @@ mod tests {
             .level(&class, Bucket::Requests, Instant::now())
             .expect("known");
         assert!((requests - 49.0).abs() < 0.01, "{requests}");
+    }
+
+    /// A server whose reply is the given stream events, all ready at once.
+    struct Replies(std::sync::Mutex<Option<Vec<StreamEvent>>>);
+
+    impl Transport for Replies {
+        fn send(
+            &self,
+            _request: &MessagesRequest,
+            _attempt: u32,
+        ) -> BoxFuture<'static, Result<TransportResponse, TransportError>> {
+            let events = self.0.lock().expect("lock").take().unwrap_or_default();
+            Box::pin(async move {
+                Ok(TransportResponse {
+                    status: 200,
+                    headers: HeaderMap::new(),
+                    body: ResponseBody::Events(
+                        futures::stream::iter(events.into_iter().map(Ok)).boxed(),
+                    ),
+                })
+            })
+        }
+
+        fn describe(&self) -> String {
+            "replies".into()
+        }
+    }
+
+    fn start_event() -> StreamEvent {
+        StreamEvent::MessageStart(MessageResponse {
+            id: "msg_1".into(),
+            model: "m".into(),
+            role: Role::Assistant,
+            content: Vec::new(),
+            stop_reason: None,
+            stop_sequence: None,
+            usage: Usage::default(),
+        })
+    }
+
+    fn delta(delta: crate::api::Delta) -> StreamEvent {
+        StreamEvent::ContentBlockDelta { index: 0, delta }
+    }
+
+    #[tokio::test]
+    async fn deltas_waiting_together_reach_the_consumer_joined_in_order() {
+        let mut events = vec![start_event()];
+        let mut want_text = String::new();
+        for i in 0..3000 {
+            let text = format!("word{i} ");
+            want_text.push_str(&text);
+            events.push(delta(crate::api::Delta::TextDelta { text }));
+            if i == 1500 {
+                events.push(delta(crate::api::Delta::ThinkingDelta {
+                    thinking: "hmm".into(),
+                }));
+            }
+        }
+        // Long enough that joining must stop at the bound.
+        let long = "x".repeat(MERGED_DELTA_BYTES - 10);
+        want_text.push_str(&long);
+        events.push(delta(crate::api::Delta::TextDelta { text: long }));
+        events.push(StreamEvent::MessageStop);
+        let driver = Driver::new(Arc::new(Replies(std::sync::Mutex::new(Some(events)))));
+        let request = MessagesRequest::new("m", 100, vec![Message::text(Role::User, "hi")]);
+        let got: Vec<TurnEvent> = driver.run(request).collect().await;
+
+        let mut text = String::new();
+        let mut pieces = Vec::new();
+        let mut thinking_after = None;
+        for event in &got {
+            match event {
+                TurnEvent::TextDelta { text: t } => {
+                    text.push_str(t);
+                    pieces.push(t.len());
+                }
+                TurnEvent::ThinkingDelta { text: t } => {
+                    assert_eq!(t, "hmm");
+                    thinking_after = Some(text.len());
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(text, want_text, "the text is unchanged and in order");
+        // The thinking delta stays between the text before and after it.
+        let before: usize = (0..=1500).map(|i| format!("word{i} ").len()).sum();
+        assert_eq!(thinking_after, Some(before));
+        // 3,001 text deltas arrived together: a few joined ones reach the consumer, none
+        // larger than the bound.
+        assert!(pieces.len() <= 4, "{pieces:?}");
+        assert!(
+            pieces.iter().all(|&n| n <= MERGED_DELTA_BYTES),
+            "{pieces:?}"
+        );
+        assert!(matches!(got.last(), Some(TurnEvent::Finished { .. })));
+    }
+
+    #[test]
+    fn only_deltas_of_one_kind_join() {
+        let mut last = TurnEvent::TextDelta { text: "a".into() };
+        let back = merge_deltas(&mut last, TurnEvent::ThinkingDelta { text: "b".into() });
+        assert!(matches!(back, Some(TurnEvent::ThinkingDelta { .. })));
+        assert!(merge_deltas(&mut last, TurnEvent::TextDelta { text: "c".into() }).is_none());
+        assert!(matches!(&last, TurnEvent::TextDelta { text } if text == "ac"));
+        let mut other = TurnEvent::Sending {
+            attempt: 1,
+            max_attempts: 1,
+        };
+        let back = merge_deltas(&mut other, TurnEvent::TextDelta { text: "d".into() });
+        assert!(matches!(back, Some(TurnEvent::TextDelta { .. })));
     }
 
     fn api_error(status: u16, kind: &str) -> Attempt {
