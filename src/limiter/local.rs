@@ -28,7 +28,10 @@ use futures::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{CacheHint, Demand, Grant, GrantSource, Limiter, Reservation};
+use super::{
+    CHECKED_ESTIMATE_ERROR, CHECKED_WITHIN, CacheHint, Demand, Grant, GrantSource, Limiter,
+    Reservation, UNCHECKED_ESTIMATE_ERROR,
+};
 use crate::api::{MessagesRequest, Usage, cache_reads_count};
 use crate::quota::{
     Bucket, BucketQuota, ModelClass, QuotaSnapshot, TokenBucket, learn_capacity, refill_rate,
@@ -96,6 +99,10 @@ struct ClassModel {
     buckets: [Option<TokenBucket>; 3],
     /// Capacity learned from `remaining` + `reset`, per dimension.
     learned_capacity: [Option<f64>; 3],
+    /// The limit the server last stated, per dimension.
+    stated: [Option<u64>; 3],
+    /// The last settled input estimate came within [`CHECKED_WITHIN`] of the usage.
+    estimate_checked: bool,
     /// The largest single demand the server has admitted, per dimension: the bucket holds at
     /// least that much (output is charged later, so it proves nothing there).
     admitted_max: [f64; 3],
@@ -127,6 +134,8 @@ impl ClassModel {
         ClassModel {
             buckets: [None, None, None],
             learned_capacity: [None, None, None],
+            stated: [None, None, None],
+            estimate_checked: false,
             admitted_max: [0.0; 3],
             pending: [0.0; 3],
             streaming_output: 0.0,
@@ -148,6 +157,7 @@ impl ClassModel {
         let Some(limit) = q.limit.filter(|l| *l > 0) else {
             return;
         };
+        self.stated[i] = Some(limit);
         let limit = limit as f64;
         let dim = DIMS[i];
         let rate = refill_rate(limit, minute);
@@ -486,6 +496,7 @@ impl Limiter for LocalLimiter {
             .remove(&grant.id)
             .unwrap_or(model.input_scale);
         if scale_actual > 0.0 && scale_reserved > 0.0 {
+            model.estimate_checked = (scale_actual / scale_reserved - 1.0).abs() <= CHECKED_WITHIN;
             // actual ÷ the unscaled estimate: what the scale should have been for this one.
             let ratio = (scale_actual / scale_reserved * reserved_scale).clamp(0.1, 10.0);
             model.input_scale = model.input_scale * (1.0 - EWMA_WEIGHT) + ratio * EWMA_WEIGHT;
@@ -503,6 +514,19 @@ impl Limiter for LocalLimiter {
                     b.take(-over, now);
                 }
             }
+        }
+    }
+
+    fn stated_limit(&self, class: &ModelClass, bucket: Bucket) -> Option<u64> {
+        let st = self.lock();
+        st.classes.get(class)?.stated[dim_index(bucket)?]
+    }
+
+    fn input_estimate_error(&self, class: &ModelClass) -> f64 {
+        let st = self.lock();
+        match st.classes.get(class) {
+            Some(m) if m.estimate_checked => CHECKED_ESTIMATE_ERROR,
+            _ => UNCHECKED_ESTIMATE_ERROR,
         }
     }
 
@@ -808,6 +832,30 @@ mod tests {
             (level - 7_500.0).abs() < 1e-6,
             "settled at its estimate: {level}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_estimate_counts_as_checked_only_while_usage_confirms_it() {
+        let p = LocalLimiter::new();
+        let now = Instant::now();
+        p.observe(&class(), &quota(now, (50, 50, 0), (30_000, 30_000, 0)));
+        assert_eq!(p.stated_limit(&class(), Bucket::InputTokens), Some(30_000));
+        assert_eq!(p.input_estimate_error(&class()), UNCHECKED_ESTIMATE_ERROR);
+        let usage = |input| Usage {
+            input_tokens: input,
+            output_tokens: 1,
+            ..Usage::default()
+        };
+        // Usage within 5 % of the estimate: checked.
+        let g = granted(&p, demand(1_000.0)).await;
+        p.commit(&g);
+        p.settle(&g, &usage(1_030));
+        assert_eq!(p.input_estimate_error(&class()), CHECKED_ESTIMATE_ERROR);
+        // A reply whose usage was 20 % off: unchecked again.
+        let g = granted(&p, demand(1_000.0)).await;
+        p.commit(&g);
+        p.settle(&g, &usage(800));
+        assert_eq!(p.input_estimate_error(&class()), UNCHECKED_ESTIMATE_ERROR);
     }
 
     #[tokio::test(start_paused = true)]

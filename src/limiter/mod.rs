@@ -120,6 +120,17 @@ pub enum LimiterHealth {
 }
 
 /// Admission control shared by all turns of a process.
+/// How far an input estimate not yet checked against usage may overstate: a count of
+/// characters, and English prose has more characters per token than the estimate assumes.
+pub const UNCHECKED_ESTIMATE_ERROR: f64 = 0.15;
+
+/// How far an estimate may overstate once the last reply's usage came within
+/// [`CHECKED_WITHIN`] of it (the same conversation, corrected by its own usage).
+pub const CHECKED_ESTIMATE_ERROR: f64 = 0.02;
+
+/// A settled estimate this close to the usage counts as checked.
+pub const CHECKED_WITHIN: f64 = 0.05;
+
 pub trait Limiter: Send + Sync + 'static {
     /// What this request will need (estimates corrected by earlier usage), in the class of
     /// its model.
@@ -145,6 +156,22 @@ pub trait Limiter: Send + Sync + 'static {
 
     /// A 429 to a request of `class` said: nobody sends before `until`.
     fn rate_limited(&self, class: &ModelClass, until: Instant, bucket: Option<Bucket>);
+
+    /// The per-minute limit the server last stated for `bucket` of `class` (its
+    /// `anthropic-ratelimit-*-limit` header), if known. A request needing more than this can
+    /// never be admitted.
+    fn stated_limit(&self, class: &ModelClass, bucket: Bucket) -> Option<u64> {
+        let _ = (class, bucket);
+        None
+    }
+
+    /// By how much, as a fraction, this limiter's input estimate for `class` may overstate
+    /// the real count: [`UNCHECKED_ESTIMATE_ERROR`] until a reply's usage has shown the
+    /// estimate close, then [`CHECKED_ESTIMATE_ERROR`].
+    fn input_estimate_error(&self, class: &ModelClass) -> f64 {
+        let _ = class;
+        UNCHECKED_ESTIMATE_ERROR
+    }
 
     /// Local, shared, or degraded.
     fn health(&self) -> LimiterHealth {

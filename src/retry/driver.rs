@@ -106,6 +106,26 @@ impl Driver {
             || request.estimated_input_tokens(),
             |l| l.estimate(&request).input_tokens as u64,
         );
+        // A request the stated limit can never admit is refused before it is sent (and before
+        // any pacing wait): waiting for a full bucket and then meeting the 429 took a minute.
+        // The estimate may overstate a little; a request within that margin goes, and the
+        // server decides.
+        if let Some(limiter) = &self.limiter
+            && let Some(limit) = limiter
+                .stated_limit(&class, Bucket::InputTokens)
+                .filter(|l| *l > 0)
+            && estimated_input as f64 > limit as f64 * (1.0 + limiter.input_estimate_error(&class))
+        {
+            tx.emit(TurnEvent::Failed(TurnFailure {
+                kind: FailureKind::ExceedsQuota,
+                message: policy::exceeds_quota_message(estimated_input, limit),
+                api: None,
+                transport: None,
+                resets_at: None,
+                attempts: 0,
+            }));
+            return;
+        }
         let mut last_quota: Option<QuotaSnapshot> = None;
         let mut attempt: u32 = 0;
         // Failed attempts whose retry the server scheduled (a 429 with `retry-after`): they
@@ -923,6 +943,106 @@ mod tests {
         };
         let back = merge_deltas(&mut other, TurnEvent::TextDelta { text: "d".into() });
         assert!(matches!(back, Some(TurnEvent::TextDelta { .. })));
+    }
+
+    /// A limiter that has seen an input limit of 30,000 tokens per minute.
+    fn limiter_knowing_30k() -> Arc<LocalLimiter> {
+        let pacer = Arc::new(LocalLimiter::new());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "anthropic-ratelimit-input-tokens-limit",
+            HeaderValue::from_static("30000"),
+        );
+        headers.insert(
+            "anthropic-ratelimit-input-tokens-remaining",
+            HeaderValue::from_static("30000"),
+        );
+        pacer.observe(
+            &ModelClass::of("m"),
+            &quota::parse_quota(&headers, Instant::now()),
+        );
+        pacer
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_the_stated_limit_can_never_admit_is_refused_unsent() {
+        let pacer = limiter_knowing_30k();
+        assert_eq!(
+            pacer.stated_limit(&ModelClass::of("m"), Bucket::InputTokens),
+            Some(30_000)
+        );
+        let sent = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        struct Counts(Arc<std::sync::atomic::AtomicU32>);
+        impl Transport for Counts {
+            fn send(
+                &self,
+                _request: &MessagesRequest,
+                _attempt: u32,
+            ) -> BoxFuture<'static, Result<TransportResponse, TransportError>> {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Box::pin(async { Err(TransportError::Connect("refused".into())) })
+            }
+            fn describe(&self) -> String {
+                "counts".into()
+            }
+        }
+        let limiter: Arc<dyn Limiter> = pacer;
+        let driver = Driver::new(Arc::new(Counts(Arc::clone(&sent)))).with_limiter(Some(limiter));
+        // About 40,000 tokens: a third above the limit, beyond any error of the estimate.
+        let request = MessagesRequest::new(
+            "m",
+            100,
+            vec![Message::text(Role::User, "abcd".repeat(40_000))],
+        );
+        let t0 = Instant::now();
+        let events: Vec<TurnEvent> = driver.run(request).collect().await;
+        assert_eq!(
+            sent.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "never sent"
+        );
+        assert_eq!(Instant::now(), t0, "no pacing wait first");
+        match events.as_slice() {
+            [TurnEvent::Failed(f)] => {
+                assert_eq!(f.kind, FailureKind::ExceedsQuota);
+                assert!(
+                    f.message.contains("more than your limit of 30,000"),
+                    "{}",
+                    f.message
+                );
+                assert_eq!(f.attempts, 0);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_just_above_the_stated_limit_is_still_tried() {
+        // An estimate not yet checked against usage may be high: 5% above the limit goes to
+        // the server, which decides.
+        let pacer = limiter_knowing_30k();
+        let limiter: Arc<dyn Limiter> = pacer;
+        let driver = Driver::new(Arc::new(Admits {
+            headers: HeaderMap::new(),
+            input_tokens: 29_000,
+        }))
+        .with_limiter(Some(limiter));
+        let request = MessagesRequest::new(
+            "m",
+            100,
+            vec![Message::text(Role::User, "abcd".repeat(31_500))],
+        );
+        let events: Vec<TurnEvent> = driver.run(request).collect().await;
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, TurnEvent::Sending { .. })),
+            "{events:?}"
+        );
+        assert!(
+            matches!(events.last(), Some(TurnEvent::Finished { .. })),
+            "{events:?}"
+        );
     }
 
     fn api_error(status: u16, kind: &str) -> Attempt {

@@ -126,13 +126,7 @@ pub fn classify(
     {
         return Verdict::Fail {
             kind: FailureKind::ExceedsQuota,
-            message: format!(
-                "This request needs about {} input tokens, more than your limit of {} \
-                         input tokens per minute, so it can never be accepted. Shorten the \
-                         conversation (/clear, or a shorter prompt) or ask for a higher tier.",
-                thousands(estimated_input_tokens),
-                thousands(limit)
-            ),
+            message: exceeds_quota_message(estimated_input_tokens, limit),
         };
     }
 
@@ -178,6 +172,18 @@ pub fn classify(
             message: advice_for(status, api),
         },
     }
+}
+
+/// Why a request of `estimated_input_tokens` can never be admitted under an input limit of
+/// `limit` per minute, and what to do.
+pub fn exceeds_quota_message(estimated_input_tokens: u64, limit: u64) -> String {
+    format!(
+        "This request needs about {} input tokens, more than your limit of {} input tokens per \
+         minute, so it can never be accepted. Shorten the conversation (/clear, or a shorter \
+         prompt) or ask for a higher tier.",
+        thousands(estimated_input_tokens),
+        thousands(limit)
+    )
 }
 
 fn input_limit(limits: Option<&QuotaSnapshot>) -> Option<u64> {

@@ -767,3 +767,23 @@ async fn a_learned_capacity_is_refined_across_processes() {
     p2.flush().await;
     assert_eq!(capacity(&mut con).await, Some(1_000.0));
 }
+
+#[tokio::test]
+async fn a_limit_one_process_saw_is_known_to_the_others() {
+    let server = RedisServer::start();
+    let k = key("sk-ant-test-stated-limit");
+    let p1 = limiter(&server, &k).await;
+    let p2 = limiter(&server, &k).await;
+    assert_eq!(p2.stated_limit(&class(), Bucket::InputTokens), None);
+    p1.observe(
+        &class(),
+        &quota(Some((600, 600, 0.1)), Some((60_000, 60_000, 0.1)), None),
+    );
+    p1.flush().await;
+    assert_eq!(p1.stated_limit(&class(), Bucket::InputTokens), Some(60_000));
+    // p2 has seen no headers; its first reservation reads the shared state back, so a
+    // request that can never fit is refused there too, before it is sent.
+    let _ = granted(&p2, demand(1.0, 10.0, 10.0)).await;
+    assert_eq!(p2.stated_limit(&class(), Bucket::InputTokens), Some(60_000));
+    assert_eq!(p2.stated_limit(&class(), Bucket::Requests), Some(600));
+}

@@ -474,6 +474,24 @@ impl Limiter for RedisLimiter {
         }
     }
 
+    fn input_estimate_error(&self, class: &ModelClass) -> f64 {
+        // The estimate is the local limiter's, corrected by this process's usage.
+        self.local.input_estimate_error(class)
+    }
+
+    fn stated_limit(&self, class: &ModelClass, bucket: Bucket) -> Option<u64> {
+        // What the shared state holds (another process may have seen the headers), else
+        // what this process has seen itself.
+        let i = DIMS.iter().position(|d| *d == bucket)?;
+        let shared = self
+            .lock()
+            .classes
+            .get(class)
+            .and_then(|c| c.seen[i])
+            .map(|(limit, _)| limit);
+        shared.or_else(|| self.local.stated_limit(class, bucket))
+    }
+
     fn observe(&self, class: &ModelClass, quota: &QuotaSnapshot) {
         self.local.observe(class, quota);
         let minute = self.config.minute;
