@@ -964,6 +964,22 @@ mod tests {
         pacer
     }
 
+    /// A server that counts the attempts sent to it, and refuses each.
+    struct Counts(Arc<std::sync::atomic::AtomicU32>);
+    impl Transport for Counts {
+        fn send(
+            &self,
+            _request: &MessagesRequest,
+            _attempt: u32,
+        ) -> BoxFuture<'static, Result<TransportResponse, TransportError>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async { Err(TransportError::Connect("refused".into())) })
+        }
+        fn describe(&self) -> String {
+            "counts".into()
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_request_the_stated_limit_can_never_admit_is_refused_unsent() {
         let pacer = limiter_knowing_30k();
@@ -972,20 +988,6 @@ mod tests {
             Some(30_000)
         );
         let sent = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        struct Counts(Arc<std::sync::atomic::AtomicU32>);
-        impl Transport for Counts {
-            fn send(
-                &self,
-                _request: &MessagesRequest,
-                _attempt: u32,
-            ) -> BoxFuture<'static, Result<TransportResponse, TransportError>> {
-                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Box::pin(async { Err(TransportError::Connect("refused".into())) })
-            }
-            fn describe(&self) -> String {
-                "counts".into()
-            }
-        }
         let limiter: Arc<dyn Limiter> = pacer;
         let driver = Driver::new(Arc::new(Counts(Arc::clone(&sent)))).with_limiter(Some(limiter));
         // About 40,000 tokens: a third above the limit, beyond any error of the estimate.
