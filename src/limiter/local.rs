@@ -517,6 +517,13 @@ impl Limiter for LocalLimiter {
         }
     }
 
+    fn settle_unreported(&self, grant: &Grant) {
+        let mut st = self.lock();
+        let model = st.class(&grant.demand.class);
+        model.streaming_output = (model.streaming_output - grant.demand.output_tokens).max(0.0);
+        model.scale_at_grant.remove(&grant.id);
+    }
+
     fn stated_limit(&self, class: &ModelClass, bucket: Bucket) -> Option<u64> {
         let st = self.lock();
         st.classes.get(class)?.stated[dim_index(bucket)?]
@@ -831,6 +838,38 @@ mod tests {
         assert!(
             (level - 7_500.0).abs() < 1e-6,
             "settled at its estimate: {level}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_that_reported_no_usage_is_no_longer_owed_as_streaming() {
+        let p = LocalLimiter::new();
+        let now = Instant::now();
+        let g = granted(
+            &p,
+            Demand {
+                requests: 1.0,
+                input_tokens: 10.0,
+                output_tokens: 500.0,
+                class: class(),
+                cache: None,
+            },
+        )
+        .await;
+        p.commit(&g);
+        // Cut before `message_start`: no usage at all. It streams no more.
+        p.settle_unreported(&g);
+        let mut q = quota(now, (50, 49, 2), (30_000, 30_000, 0));
+        q.output_tokens = Some(BucketQuota {
+            limit: Some(8_000),
+            remaining: Some(8_000),
+            reset: Some(now),
+        });
+        p.observe(&class(), &q);
+        let level = p.level(&class(), Bucket::OutputTokens, now).expect("known");
+        assert!(
+            (level - 8_000.0).abs() < 1e-6,
+            "nothing is owed for a reply that ended: {level}"
         );
     }
 

@@ -151,6 +151,11 @@ pub trait Limiter: Send + Sync + 'static {
     /// The reply ended; correct the reservation with what it really used.
     fn settle(&self, grant: &Grant, usage: &Usage);
 
+    /// The reply ended without reporting any usage (a stream passed through and cut before
+    /// `message_start`): keep the reservation as spent, since the server may have charged it,
+    /// but stop counting the reply as streaming, and learn nothing from it.
+    fn settle_unreported(&self, grant: &Grant);
+
     /// Headers of any response to a request of `class`.
     fn observe(&self, class: &ModelClass, quota: &QuotaSnapshot);
 

@@ -47,7 +47,9 @@ impl Ticket {
     /// Like [`Ticket::settle`], but a reply that reported no usage at all (a stream the proxy
     /// only passed through, cut before `message_start`) corrects nothing.
     pub fn settle_reported(mut self, usage: &Usage) {
-        if usage != &Usage::default() {
+        if usage == &Usage::default() {
+            self.limiter.settle_unreported(&self.grant);
+        } else {
             self.limiter.settle(&self.grant, usage);
         }
         self.done = true;

@@ -474,6 +474,19 @@ impl Limiter for RedisLimiter {
         }
     }
 
+    fn settle_unreported(&self, grant: &Grant) {
+        let Some(record) = self.lock().records.remove(&grant.id) else {
+            return;
+        };
+        if !record.committed {
+            self.commit_units(&record);
+        }
+        // The shared state keeps the reservation as charged: nothing to true up.
+        if let Some(local) = &record.local {
+            self.local.settle_unreported(local);
+        }
+    }
+
     fn input_estimate_error(&self, class: &ModelClass) -> f64 {
         // The estimate is the local limiter's, corrected by this process's usage.
         self.local.input_estimate_error(class)
