@@ -227,6 +227,17 @@ impl Forward {
             )
         });
         let mut waited = Duration::ZERO;
+        if let Some(l) = &limiter
+            && let Some(failure) =
+                crate::retry::driver::refuse_unsent(l.as_ref(), &class, estimated_input)
+        {
+            shared.metrics.give_up();
+            shared.emit(
+                self.id,
+                ProxyEventKind::Turn(TurnEvent::Failed(failure.clone())),
+            );
+            return self.synthesized(shared, &failure, waited, in_flight);
+        }
         let mut last_quota: Option<QuotaSnapshot> = None;
         let mut attempt: u32 = 0;
         // Failures that were waits the server scheduled: they do not count against --max-retries.

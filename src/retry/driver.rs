@@ -106,24 +106,10 @@ impl Driver {
             || request.estimated_input_tokens(),
             |l| l.estimate(&request).input_tokens as u64,
         );
-        // A request the stated limit can never admit is refused before it is sent (and before
-        // any pacing wait): waiting for a full bucket and then meeting the 429 took a minute.
-        // The estimate may overstate a little; a request within that margin goes, and the
-        // server decides.
         if let Some(limiter) = &self.limiter
-            && let Some(limit) = limiter
-                .stated_limit(&class, Bucket::InputTokens)
-                .filter(|l| *l > 0)
-            && estimated_input as f64 > limit as f64 * (1.0 + limiter.input_estimate_error(&class))
+            && let Some(failure) = refuse_unsent(limiter.as_ref(), &class, estimated_input)
         {
-            tx.emit(TurnEvent::Failed(TurnFailure {
-                kind: FailureKind::ExceedsQuota,
-                message: policy::exceeds_quota_message(estimated_input, limit),
-                api: None,
-                transport: None,
-                resets_at: None,
-                attempts: 0,
-            }));
+            tx.emit(TurnEvent::Failed(failure));
             return;
         }
         let mut last_quota: Option<QuotaSnapshot> = None;
@@ -445,6 +431,29 @@ impl Driver {
             partial_kept: got_text,
         });
     }
+}
+
+/// A request the stated input limit can never admit, refused before it is sent (and before
+/// any pacing wait): pacing it as a full bucket and then meeting the 429 took a minute. The
+/// estimate may overstate a little ([`Limiter::input_estimate_error`]); a request within that
+/// margin goes, and the server decides.
+pub fn refuse_unsent(
+    limiter: &dyn Limiter,
+    class: &ModelClass,
+    estimated_input: u64,
+) -> Option<TurnFailure> {
+    let limit = limiter
+        .stated_limit(class, Bucket::InputTokens)
+        .filter(|l| *l > 0)?;
+    let margin = 1.0 + limiter.input_estimate_error(class);
+    (estimated_input as f64 > limit as f64 * margin).then(|| TurnFailure {
+        kind: FailureKind::ExceedsQuota,
+        message: policy::exceeds_quota_message(estimated_input, limit),
+        api: None,
+        transport: None,
+        resets_at: None,
+        attempts: 0,
+    })
 }
 
 /// Largest text delta made by folding queued deltas together ([`merge_deltas`]).

@@ -395,6 +395,42 @@ async fn a_request_that_can_never_fit_gets_the_chats_clear_error() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn once_the_limit_is_known_a_request_far_above_it_is_refused_unsent() {
+    let mock = MockServer::start(MockConfig {
+        limits: MockLimits {
+            itpm: 1_000,
+            ..MockLimits::default()
+        },
+        ..quick_mock()
+    })
+    .await
+    .unwrap();
+    let proxy = proxy(&mock.base_url(), |_| {}).await;
+    // A small request first: its response states the input limit.
+    let response = post(&proxy.base_url(), body(false)).await;
+    assert_eq!(response.status(), 200);
+    let big = serde_json::json!({
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "word ".repeat(5000)}],
+    })
+    .to_string();
+    let response = post(&proxy.base_url(), big).await;
+    assert_eq!(response.status(), 429);
+    let h = response.headers();
+    assert_eq!(header(h, "x-should-retry"), "false");
+    assert_eq!(header(h, "x-backchat-attempts"), "0");
+    let why = header(h, "x-backchat-gave-up");
+    assert!(why.contains("more than your limit of 1,000"), "{why}");
+    let stats = mock.control().stats();
+    assert_eq!(
+        (stats.count(200), stats.count(429)),
+        (1, 0),
+        "never sent upstream"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn client_headers_and_body_reach_upstream_unchanged() {
     let (addr, state) = scripted_upstream("odd").await;
     let proxy = proxy(&format!("http://{addr}"), |c| {
