@@ -117,6 +117,9 @@ pub fn decode_event(name: &str, data: &str) -> Result<Option<StreamEvent>, Strin
 /// missing or mistyped field) returns `None` and goes the general way, so the outcome,
 /// errors included, is the same.
 fn text_delta_fast(data: &str) -> Option<StreamEvent> {
+    if let Some(event) = text_delta_exact(data) {
+        return Some(event);
+    }
     #[derive(Deserialize)]
     struct W {
         index: usize,
@@ -145,6 +148,130 @@ fn text_delta_fast(data: &str) -> Option<StreamEvent> {
         index: w.index,
         delta,
     })
+}
+
+/// The delta in exactly the shape the API and the mock send it, in this key order:
+/// `{"type":"content_block_delta","index":N,"delta":{"type":"text_delta","text":"…"}}` (or
+/// `thinking_delta` / `"thinking"`), with or without JSON whitespace between the tokens. Only
+/// the string is given to serde_json; every other token is compared byte for byte, so the
+/// result is what serde makes of the whole, and anything else (another order, more keys, a
+/// bad string) returns `None` and goes the general way. serde reading the whole object was a
+/// fifth of headless mode's time.
+fn text_delta_exact(data: &str) -> Option<StreamEvent> {
+    let mut c = Cursor(data);
+    for t in [
+        "{",
+        r#""type""#,
+        ":",
+        r#""content_block_delta""#,
+        ",",
+        r#""index""#,
+        ":",
+    ] {
+        c.token(t)?;
+    }
+    let index = c.index()?;
+    for t in [",", r#""delta""#, ":", "{", r#""type""#, ":"] {
+        c.token(t)?;
+    }
+    let thinking = if c.token(r#""text_delta""#).is_some() {
+        c.token(",")?;
+        c.token(r#""text""#)?;
+        false
+    } else {
+        c.token(r#""thinking_delta""#)?;
+        c.token(",")?;
+        c.token(r#""thinking""#)?;
+        true
+    };
+    c.token(":")?;
+    let text = c.string()?;
+    c.token("}")?;
+    c.token("}")?;
+    if !skip_space(c.0).is_empty() {
+        return None;
+    }
+    let delta = if thinking {
+        Delta::ThinkingDelta { thinking: text }
+    } else {
+        Delta::TextDelta { text }
+    };
+    Some(StreamEvent::ContentBlockDelta { index, delta })
+}
+
+/// `s` without the JSON whitespace it starts with.
+fn skip_space(s: &str) -> &str {
+    let n = s
+        .bytes()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count();
+    &s[n..]
+}
+
+/// What is left of the JSON text [`text_delta_exact`] reads.
+struct Cursor<'a>(&'a str);
+
+impl Cursor<'_> {
+    /// Skip whitespace, then `t`.
+    fn token(&mut self, t: &str) -> Option<()> {
+        self.0 = skip_space(self.0).strip_prefix(t)?;
+        Some(())
+    }
+
+    /// A non-negative integer as serde reads a `usize`: no sign, no leading zero, and few
+    /// enough digits to fit.
+    fn index(&mut self) -> Option<usize> {
+        let rest = skip_space(self.0);
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 || (digits > 1 && rest.starts_with('0')) {
+            return None;
+        }
+        let n = rest[..digits].parse().ok()?;
+        self.0 = &rest[digits..];
+        Some(n)
+    }
+
+    /// A JSON string. One with no escape is its bytes (JSON allows any character there but
+    /// the controls below U+0020, which serde refuses); one with escapes is read by serde.
+    fn string(&mut self) -> Option<String> {
+        let rest = skip_space(self.0);
+        let (end, escaped) = json_string_end(rest)?;
+        let quoted = &rest[..end];
+        let text = if escaped {
+            serde_json::from_str(quoted).ok()?
+        } else {
+            let inner = &quoted[1..end - 1];
+            if inner.bytes().any(|b| b < 0x20) {
+                return None;
+            }
+            inner.to_owned()
+        };
+        self.0 = &rest[end..];
+        Some(text)
+    }
+}
+
+/// Where the JSON string at the start of `s` ends (just past its closing quote), skipping
+/// escaped characters, and whether it has any escape.
+fn json_string_end(s: &str) -> Option<(usize, bool)> {
+    let b = s.as_bytes();
+    if b.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    let mut escaped = false;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', &b[i..])?;
+        if b[i] == b'"' {
+            return Some((i + 1, escaped));
+        }
+        escaped = true;
+        // A backslash escapes the next byte (a quote or another backslash).
+        i += 2;
+        if i > b.len() {
+            return None;
+        }
+    }
 }
 
 /// Largest single SSE event accepted (its lines together, terminators included). A real
@@ -718,6 +845,90 @@ data: {\"type\":\"message_stop\"}\n\
                 "{d}"
             );
         }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// The exact-shape reader agrees with serde on every delta it accepts, and accepts
+        /// every compact delta serde writes.
+        #[test]
+        fn the_exact_shape_reader_agrees_with_serde(
+            text in ".*",
+            index in 0usize..100_000,
+            thinking in proptest::prelude::any::<bool>(),
+            cut in 0usize..200,
+            junk in "[\\\\\"}a ]{0,3}",
+        ) {
+            let (kind, field) = if thinking { ("thinking_delta", "thinking") } else { ("text_delta", "text") };
+            // Compact and in the API's key order, as serde_json writes a struct.
+            let data = format!(
+                r#"{{"type":"content_block_delta","index":{index},"delta":{{"type":"{kind}","{field}":{}}}}}"#,
+                serde_json::to_string(&text).expect("a string serializes"),
+            );
+            let general = |d: &str| {
+                #[derive(Deserialize)]
+                struct W {
+                    index: usize,
+                    delta: Delta,
+                }
+                serde_json::from_str::<W>(d)
+                    .map(|w| StreamEvent::ContentBlockDelta { index: w.index, delta: w.delta })
+                    .ok()
+            };
+            let exact = text_delta_exact(&data);
+            proptest::prop_assert!(exact.is_some(), "{}", data);
+            proptest::prop_assert_eq!(&exact, &general(&data));
+            // With whitespace between the tokens, as Python's json.dumps writes it.
+            let value: serde_json::Value = serde_json::from_str(&data).expect("valid");
+            let spaced = serde_json::to_string_pretty(&value).expect("valid");
+            if let Some(e) = text_delta_exact(&spaced) {
+                proptest::prop_assert_eq!(Some(e), general(&spaced));
+            }
+            let spaced = data.replace(r#"",""#, r#"", ""#).replace(r#"":"#, r#"": "#);
+            if let Some(e) = text_delta_exact(&spaced) {
+                proptest::prop_assert_eq!(Some(e), general(&spaced), "{}", spaced);
+            }
+            // Damaged: whatever it accepts, serde reads the same way.
+            let mut cut_at = cut.min(data.len());
+            while !data.is_char_boundary(cut_at) {
+                cut_at -= 1;
+            }
+            let damaged = format!("{}{}{}", &data[..cut_at], junk, &data[cut_at..]);
+            if let Some(e) = text_delta_exact(&damaged) {
+                proptest::prop_assert_eq!(Some(e), general(&damaged), "{}", damaged);
+            }
+        }
+    }
+
+    #[test]
+    fn the_exact_shape_reader_takes_compact_and_spaced_json() {
+        for d in [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\"b"}}"#,
+            r#"{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "a\"b"}}"#,
+        ] {
+            assert_eq!(
+                text_delta_exact(d),
+                Some(StreamEvent::ContentBlockDelta {
+                    index: 0,
+                    delta: Delta::TextDelta {
+                        text: "a\"b".into()
+                    },
+                }),
+                "{d}"
+            );
+        }
+        // A raw control character is not JSON: serde refuses it, and so does this.
+        let raw = "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\u{1}b\"}}";
+        assert_eq!(text_delta_exact(raw), None);
+        assert!(serde_json::from_str::<serde_json::Value>(raw).is_err());
+        // Another key order is not the exact shape: serde reads it.
+        assert_eq!(
+            text_delta_exact(
+                r#"{"index":0,"type":"content_block_delta","delta":{"type":"text_delta","text":"a"}}"#
+            ),
+            None
+        );
     }
 
     #[test]
