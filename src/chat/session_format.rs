@@ -354,7 +354,10 @@ pub fn decode(bytes: &[u8]) -> Decoded {
                 Err(e) => skip(&mut out, line, format!("a turn with a bad field ({e})")),
             },
             "superseded" => match serde_json::from_value::<SupersededRecord>(value) {
-                Ok(r) => superseded.push((line, r.n, r.edit)),
+                Ok(r) => {
+                    repaired_utf8(&mut out);
+                    superseded.push((line, r.n, r.edit));
+                }
                 Err(e) => skip(
                     &mut out,
                     line,

@@ -85,6 +85,10 @@ pub struct MockArgs {
     /// Serve the test-only admin endpoints (POST /_mock/script, GET /_mock/stats).
     #[arg(long, help_heading = "Server")]
     pub admin_endpoint: bool,
+    /// Close a kept-alive connection idle this long (no request in flight, nothing
+    /// arriving), in seconds; 0 keeps idle connections open.
+    #[arg(long, value_name = "SECS", default_value_t = STANDALONE_IDLE_TIMEOUT.as_secs(), help_heading = "Server")]
+    pub idle_timeout: u64,
 }
 
 impl Default for MockArgs {
@@ -114,6 +118,7 @@ impl Default for MockArgs {
             max_body_bytes: None,
             time_scale: None,
             admin_endpoint: false,
+            idle_timeout: STANDALONE_IDLE_TIMEOUT.as_secs(),
         }
     }
 }
@@ -175,6 +180,7 @@ impl MockArgs {
         c.keep_request_records = self.admin_endpoint;
         // A server others can reach closes connections whose request headers dawdle.
         c.header_read_timeout = Some(STANDALONE_HEADER_READ_TIMEOUT);
+        c.idle_timeout = (self.idle_timeout > 0).then(|| Duration::from_secs(self.idle_timeout));
         if self.admin_endpoint {
             c.admin_endpoint = true;
         }
@@ -235,6 +241,9 @@ pub async fn run_standalone(args: MockArgs) -> i32 {
 /// The standalone mock's header-read timeout (see `MockConfig::header_read_timeout`).
 pub const STANDALONE_HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The standalone mock's default idle timeout (`--idle-timeout`, `MockConfig::idle_timeout`).
+pub const STANDALONE_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(1);
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -257,16 +266,32 @@ mod tests {
     fn defaults_match_the_default_config() {
         let a = parse(&[]).expect("no flags");
         assert_eq!(a, MockArgs::default());
-        // Standalone, the mock guards itself: records off without the admin endpoint, and a
-        // header-read timeout. Everything else is the default config.
+        // Standalone, the mock guards itself: records off without the admin endpoint, a
+        // header-read timeout and an idle timeout. Everything else is the default config.
         assert_eq!(
             a.to_config().expect("valid"),
             MockConfig {
                 keep_request_records: false,
                 header_read_timeout: Some(STANDALONE_HEADER_READ_TIMEOUT),
+                idle_timeout: Some(Duration::from_mins(1)),
                 ..MockConfig::default()
             }
         );
+    }
+
+    #[test]
+    fn idle_timeout_flag_sets_or_disables_it() {
+        let c = parse(&["--idle-timeout", "5"])
+            .expect("valid flag")
+            .to_config()
+            .expect("valid config");
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(5)));
+        let c = parse(&["--idle-timeout", "0"])
+            .expect("valid flag")
+            .to_config()
+            .expect("valid config");
+        assert_eq!(c.idle_timeout, None);
+        assert!(parse(&["--idle-timeout", "-1"]).is_err());
     }
 
     #[test]

@@ -240,6 +240,13 @@ pub struct MockConfig {
     /// Off for in-process servers: on a paused test clock tokio may jump past it while a
     /// request is still on the loopback wire. The standalone mock sets 10 s.
     pub header_read_timeout: Option<Duration>,
+    /// Close a kept-alive connection that has had no request in flight and no bytes
+    /// arriving for this long, so that idle clients cannot hold every slot. A response in
+    /// progress (a slow first byte, a stall, a long stream) never counts as idle. Off for
+    /// in-process servers: their one client is the process itself, and a paused test clock
+    /// that jumps minutes between two requests would close the client's pooled connection
+    /// under it. The standalone mock sets 60 s (`--idle-timeout`).
+    pub idle_timeout: Option<Duration>,
     /// Keep a record of each request (`MockStats::requests`, a ring of the last
     /// [`super::stats::MAX_RECORDS`]). The counters are always kept. On for in-process
     /// servers (tests read the records); the standalone mock keeps them only with
@@ -268,6 +275,7 @@ impl Default for MockConfig {
             cache_evict: 0.0,
             max_connections: 1024,
             header_read_timeout: None,
+            idle_timeout: None,
             keep_request_records: true,
         }
     }

@@ -1,25 +1,42 @@
 //! The mock's connections, guarded against clients that would exhaust it: at most
 //! `max_connections` at once (further clients wait in the kernel's backlog until one closes),
-//! and a connection whose first request's headers have not all arrived within
+//! a connection whose first request's headers have not all arrived within
 //! `header_read_timeout` (when set) is closed (a slowloris client sends them a byte at a
-//! time, forever).
+//! time, forever), and a kept-alive connection that sits idle for `idle_timeout` (when set)
+//! is closed, so that idle clients cannot hold every slot.
+//!
+//! "Idle" means no request in flight and no bytes arriving. A plain timer on read silence
+//! would cut the mock's own deliberate silences (a slow first byte, a stalled or paused
+//! stream) and any stream longer than the timeout, so each connection counts its requests in
+//! flight ([`Activity`]): [`track_requests`], a middleware, counts a request from its arrival
+//! until its response body is finished or dropped, and the idle timer runs only while that
+//! count is zero.
 
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::Request;
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::serve::IncomingStream;
+use futures::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// A listener that enforces the connection cap and the header-read timeout.
+/// A listener that enforces the connection cap and the header-read and idle timeouts.
 pub(super) struct Guarded {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     header_read_timeout: Option<Duration>,
+    idle_timeout: Option<Duration>,
 }
 
 impl Guarded {
@@ -27,11 +44,13 @@ impl Guarded {
         inner: TcpListener,
         max_connections: usize,
         header_read_timeout: Option<Duration>,
+        idle_timeout: Option<Duration>,
     ) -> Self {
         Guarded {
             inner,
             permits: Arc::new(Semaphore::new(max_connections.max(1))),
             header_read_timeout,
+            idle_timeout,
         }
     }
 }
@@ -62,12 +81,103 @@ impl axum::serve::Listener for Guarded {
                 .header_read_timeout
                 .map(|t| Box::pin(tokio::time::sleep(t))),
             tail: Vec::new(),
+            idle_timeout: self.idle_timeout,
+            idle_deadline: None,
+            activity: Activity::default(),
         };
         (io, addr)
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
+    }
+}
+
+/// One connection's requests in flight, shared by its [`GuardedIo`] and, through axum's
+/// connect info, by [`track_requests`]; cheap to clone.
+#[derive(Clone, Default)]
+pub(super) struct Activity(Arc<ActivityInner>);
+
+#[derive(Default)]
+struct ActivityInner {
+    in_flight: AtomicUsize,
+    /// The connection's reader, woken when the last request in flight ends so that its idle
+    /// timer starts at once.
+    reader: AtomicWaker,
+}
+
+impl Activity {
+    /// Count a request in flight until the guard is dropped.
+    fn begin(&self) -> InFlight {
+        self.0.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.0.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Connected<IncomingStream<'_, Guarded>> for Activity {
+    fn connect_info(stream: IncomingStream<'_, Guarded>) -> Self {
+        stream.io().activity.clone()
+    }
+}
+
+/// A request in flight, from its arrival until its response body is finished or dropped.
+struct InFlight(Activity);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let inner = &(self.0).0;
+        if inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            inner.reader.wake();
+        }
+    }
+}
+
+/// Middleware: count each request in flight on its connection until its response body is
+/// done (hyper drops a body once its last frame is written, or when the connection goes).
+pub(super) async fn track_requests(req: Request, next: Next) -> Response {
+    let guard = req
+        .extensions()
+        .get::<ConnectInfo<Activity>>()
+        .map(|ConnectInfo(a)| a.begin());
+    let response = next.run(req).await;
+    match guard {
+        Some(guard) => response.map(|inner| {
+            Body::new(TrackedBody {
+                inner,
+                _guard: guard,
+            })
+        }),
+        None => response,
+    }
+}
+
+/// A response body that keeps its request counted in flight while it lives.
+struct TrackedBody {
+    inner: Body,
+    _guard: InFlight,
+}
+
+impl HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -79,6 +189,33 @@ pub(super) struct GuardedIo {
     headers_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The last bytes read, so that a `\r\n\r\n` split across reads is found.
     tail: Vec<u8>,
+    idle_timeout: Option<Duration>,
+    /// Running while the connection is idle: armed when a read finds nothing to read and no
+    /// request is in flight, dropped when bytes arrive or a request is in flight.
+    idle_deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    activity: Activity,
+}
+
+impl GuardedIo {
+    /// After a read that found nothing: run the idle timer while no request is in flight.
+    /// `true` when the connection has been idle for the whole timeout.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(timeout) = self.idle_timeout else {
+            return false;
+        };
+        // Register before looking at the count: a request that ends in between still wakes
+        // this reader, which then arms the timer.
+        self.activity.0.reader.register(cx.waker());
+        if self.activity.in_flight() > 0 {
+            self.idle_deadline = None;
+            return false;
+        }
+        self.idle_deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)))
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+    }
 }
 
 impl AsyncRead for GuardedIo {
@@ -97,7 +234,19 @@ impl AsyncRead for GuardedIo {
             )));
         }
         let before = buf.filled().len();
+        // Read before looking at the idle timer: bytes already waiting win over a timer that
+        // a paused test clock may have jumped past.
         let polled = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        match polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => this.idle_deadline = None,
+            Poll::Pending if this.idle_expired(cx) => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the connection was idle too long",
+                )));
+            }
+            _ => {}
+        }
         if this.headers_deadline.is_some() && matches!(polled, Poll::Ready(Ok(()))) {
             this.tail.extend_from_slice(&buf.filled()[before..]);
             if this.tail.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -111,7 +260,6 @@ impl AsyncRead for GuardedIo {
         polled
     }
 }
-
 impl AsyncWrite for GuardedIo {
     fn poll_write(
         self: Pin<&mut Self>,

@@ -154,7 +154,8 @@ impl MockServer {
         let shared = Arc::new(Shared::new(config, rx.clone()));
         let app = Router::new()
             .fallback(dispatch)
-            .with_state(Arc::clone(&shared));
+            .with_state(Arc::clone(&shared))
+            .layer(axum::middleware::from_fn(super::conn::track_requests));
         let guard = Arc::clone(&shared);
         let task = tokio::spawn(async move {
             let mut rx = rx;
@@ -162,7 +163,9 @@ impl MockServer {
                 listener,
                 guard.config.max_connections,
                 guard.config.header_read_timeout,
+                guard.config.idle_timeout,
             );
+            let app = app.into_make_service_with_connect_info::<super::conn::Activity>();
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { wait_for_shutdown(&mut rx).await })
                 .await;

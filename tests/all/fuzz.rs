@@ -62,3 +62,25 @@ proptest! {
         }
     }
 }
+
+/// Found by the `session_loader` fuzz target: a superseded mark with bytes that are not UTF-8
+/// was applied without a word, while a damaged turn or header line is reported as repaired.
+#[test]
+fn a_superseded_mark_with_damaged_bytes_is_reported() {
+    use backchat::chat::session_format::decode;
+    let turn = |n: u64| {
+        format!(r#"{{"v":1,"type":"turn","n":{n},"user":"u","reply":"r","end":"complete"}}"#)
+    };
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(turn(1).as_bytes());
+    bytes.extend_from_slice(b"\n{\"type\":\"superseded\",\"v\":1,\"n\":1,\"ts\":\"\xcb\xcbt\"}\n");
+    bytes.extend_from_slice(turn(2).as_bytes());
+    bytes.push(b'\n');
+    let d = decode(&bytes);
+    assert_eq!(d.turns.len(), 2);
+    assert!(d.turns[0].1.superseded, "the mark still applies");
+    assert_eq!(d.issues.len(), 1, "{:?}", d.issues);
+    assert_eq!(d.issues[0].line, 2);
+    assert!(!d.issues[0].skipped);
+    assert!(d.issues[0].reason.contains("UTF-8"), "{}", d.issues[0]);
+}

@@ -11,6 +11,7 @@
 mod endpoints;
 mod faults;
 mod harness;
+mod idle;
 mod rate_limits;
 mod replies;
 mod scenarios;
