@@ -59,7 +59,7 @@ pub fn decode_event(name: &str, data: &str) -> Result<Option<StreamEvent>, Strin
                 index: usize,
                 delta: Delta,
             }
-            if let Some(event) = text_delta_fast(data) {
+            if let Some(event) = text_delta_exact(data).or_else(|| text_delta_fast(data)) {
                 return Ok(Some(event));
             }
             let w: W = serde_json::from_str(data).map_err(bad)?;
@@ -117,9 +117,6 @@ pub fn decode_event(name: &str, data: &str) -> Result<Option<StreamEvent>, Strin
 /// missing or mistyped field) returns `None` and goes the general way, so the outcome,
 /// errors included, is the same.
 fn text_delta_fast(data: &str) -> Option<StreamEvent> {
-    if let Some(event) = text_delta_exact(data) {
-        return Some(event);
-    }
     #[derive(Deserialize)]
     struct W {
         index: usize,
