@@ -39,12 +39,13 @@ const RETRY: [&str; 6] = [
     "--shared-limiter-ca",
 ];
 const FILES: [&str; 2] = ["--config", "--log-level"];
-const MOCK: [&str; 24] = [
+const MOCK: [&str; 25] = [
     "--addr",
     "--scenario",
     "--seed",
     "--max-body-bytes",
     "--admin-endpoint",
+    "--idle-timeout",
     "--tier",
     "--rpm",
     "--itpm",
