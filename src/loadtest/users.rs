@@ -138,7 +138,12 @@ impl Transport for Recording {
 /// How one submission of a request ended.
 pub(crate) enum Outcome {
     Done,
-    GaveUp { rate_limit: bool },
+    GaveUp {
+        rate_limit: bool,
+        /// When the failure said the quota frees up (a refused pacing wait): resubmitting
+        /// earlier would only be refused again, at once.
+        retry_at: Option<Instant>,
+    },
 }
 
 /// Run every user of the plan to the end and collect the records. `key` is the API key
@@ -290,10 +295,20 @@ async fn run_user(
             };
             match outcome {
                 Outcome::Done => break,
-                Outcome::GaveUp { rate_limit } => {
+                Outcome::GaveUp {
+                    rate_limit,
+                    retry_at,
+                } => {
                     give_ups += 1;
                     rate_limit_give_ups += u32::from(rate_limit);
-                    tokio::time::sleep(time.real(scenario.resubmit_delay_s)).await;
+                    // As a person would: after the resubmit delay, and not before the time
+                    // the refusal named (a user told "it frees up at 10:42" does not press
+                    // retry again at once; a simulated one that did looped without end).
+                    let after_delay = Instant::now() + time.real(scenario.resubmit_delay_s);
+                    tokio::time::sleep_until(
+                        retry_at.map_or(after_delay, |at| at.max(after_delay)),
+                    )
+                    .await;
                 }
             }
         }
@@ -347,7 +362,10 @@ pub(crate) async fn peer_submission(
                     Outcome::Done
                 } else {
                     // The stream broke after it started: no peer retries that by itself.
-                    Outcome::GaveUp { rate_limit: false }
+                    Outcome::GaveUp {
+                        rate_limit: false,
+                        retry_at: None,
+                    }
                 };
             }
             Ok(r) => (r.status, hints(&r.headers, time.scale)),
@@ -357,6 +375,7 @@ pub(crate) async fn peer_submission(
             Decision::GiveUp => {
                 return Outcome::GaveUp {
                     rate_limit: status == 429,
+                    retry_at: None,
                 };
             }
             Decision::Retry { delay_s } => {
@@ -429,7 +448,12 @@ async fn backchat_submission(
                 }
             }
             TurnEvent::Finished { .. } => return Outcome::Done,
-            TurnEvent::Interrupted { .. } => return Outcome::GaveUp { rate_limit: false },
+            TurnEvent::Interrupted { .. } => {
+                return Outcome::GaveUp {
+                    rate_limit: false,
+                    retry_at: None,
+                };
+            }
             TurnEvent::Failed(f) => {
                 let status = f.api.as_ref().and_then(|a| a.status);
                 // A 429, or the pacer refusing a wait that long: both are the rate limit.
@@ -439,10 +463,19 @@ async fn backchat_submission(
                             f.kind,
                             FailureKind::WaitTooLong | FailureKind::DeadlineExceeded
                         ));
-                return Outcome::GaveUp { rate_limit };
+                let retry_at = (f.api.is_none() && f.kind == FailureKind::WaitTooLong)
+                    .then_some(f.resets_at)
+                    .flatten();
+                return Outcome::GaveUp {
+                    rate_limit,
+                    retry_at,
+                };
             }
             _ => {}
         }
     }
-    Outcome::GaveUp { rate_limit: false }
+    Outcome::GaveUp {
+        rate_limit: false,
+        retry_at: None,
+    }
 }

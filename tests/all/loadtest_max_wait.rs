@@ -56,3 +56,33 @@ fn max_wait_is_a_duration_as_the_chat_takes_it() {
         None
     );
 }
+
+#[tokio::test]
+async fn a_user_refused_a_long_wait_resubmits_when_the_quota_frees_up_not_at_once() {
+    // No resubmit delay: a user told "it frees up at …" tries again then. Resubmitting at
+    // once was refused at once, again and again, with no model time passing: the run never
+    // ended.
+    let args = parse_args([
+        "--scenario",
+        "A",
+        "--seeds",
+        "0",
+        "--policy",
+        "backchat",
+        "--resubmit-delay-secs",
+        "0",
+        "--max-wait",
+        "5",
+    ])
+    .expect("parses");
+    let setup = Setup::from_args(&args, None).expect("valid");
+    let (report, _) = tokio::time::timeout(Duration::from_secs(120), setup.run())
+        .await
+        .expect("the run ends")
+        .expect("runs");
+    let mean = &report.policies[0].mean;
+    assert!(mean.give_ups > 0.0, "the 5 s patience is shorter than the queue");
+    // Each give-up waits for the slot it was told about: a handful per request, not
+    // thousands.
+    assert!(mean.give_ups < 100.0, "{}", mean.give_ups);
+}
