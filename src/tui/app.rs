@@ -20,6 +20,7 @@ use super::search::{self, Search};
 use super::theme::Theme;
 use super::timeline::Timeline;
 use super::transcript::TranscriptCache;
+use super::wrap::{StyledLine, WrapMode};
 use crate::chat::{self, Applied, Conversation, ReplyState, SessionInfo, Turn};
 use crate::config::Config;
 use crate::quota::{Bucket, QuotaSnapshot};
@@ -289,6 +290,14 @@ impl App {
                 width,
                 self.epoch,
             );
+        }
+    }
+
+    /// Have the transcript's rows `top..top + height` rendered (drawing does this, after
+    /// [`App::sync_transcript`]).
+    pub fn prepare_transcript(&self, top: usize, height: usize) {
+        if let Ok(mut cache) = self.transcript.try_borrow_mut() {
+            cache.prepare(&self.conversation.turns, top, height);
         }
     }
 
@@ -949,19 +958,41 @@ impl App {
             self.sync_transcript(width);
         }
         let Some(s) = &mut self.search else { return };
-        let Ok(cache) = self.transcript.try_borrow() else {
+        let Ok(mut cache) = self.transcript.try_borrow_mut() else {
             return;
         };
         let key = (cache.total_rows(), width, self.epoch);
         if s.computed_for == Some(key) {
             return;
         }
-        let rows = (0..cache.total_rows()).map(|r| match cache.row(r) {
-            Some(super::transcript::Row::Line(l)) => Some(l.to_string()),
-            _ => None,
+        // Row by row, rendering what is not cached as it goes: the transcript's text is
+        // never held whole. A part none of whose lines can hold a match is not laid out.
+        let mut hits = Vec::new();
+        let query = s.query.as_str();
+        let folded = search::fold_text(query);
+        let mut look = |row: usize, r: super::transcript::Row<'_>| {
+            if let super::transcript::Row::Line(l) = r {
+                let n = search::find_in_row(&l.to_string(), query).len();
+                hits.extend((0..n).map(|nth| search::Hit { row, nth }));
+            }
+        };
+        let turns = &self.conversation.turns;
+        let grew = s.hits_for.as_ref().is_some_and(|(q, k)| {
+            *k == key && !q.is_empty() && folded.starts_with(&search::fold_text(q))
         });
+        if grew {
+            // The query grew (it is being typed): a row that holds it holds what it was, so
+            // only the rows that matched before are looked at again.
+            let mut rows: Vec<usize> = s.hits.iter().map(|h| h.row).collect();
+            rows.dedup();
+            cache.for_rows(turns, &rows, &mut look);
+        } else {
+            let wanted = |line: &StyledLine| !query.is_empty() && may_match(line, &folded);
+            cache.for_each_row_where(turns, wanted, &mut look);
+        }
         let old = s.current.and_then(|i| s.hits.get(i).copied());
-        s.hits = search::find_all(rows, &s.query);
+        s.hits = hits;
+        s.hits_for = Some((s.query.clone(), key));
         // Stay on the same match if it is still there.
         s.current = old.and_then(|h| s.hits.iter().position(|x| *x == h));
         s.computed_for = Some(key);
@@ -1347,6 +1378,32 @@ impl App {
         self.timeline.cancelled(l.id, now);
         vec![self.ended(l.turn_index)]
     }
+}
+
+/// Whether a row that `line` wraps into may hold `query` (folded): its rows are its first
+/// prefix or its prefix (or neither) and a part of its text, so a match lies in the text, in
+/// a prefix, or starts in a prefix and goes on at the start of some part of the text. Tables
+/// and rules are laid out as text the line does not hold: they may always match.
+fn may_match(line: &StyledLine, query: &str) -> bool {
+    if matches!(line.mode, WrapMode::Table(_) | WrapMode::Rule) {
+        return true;
+    }
+    let text = |spans: &[ratatui::text::Span<'_>]| {
+        search::fold_text(&spans.iter().map(|s| s.content.as_ref()).collect::<String>())
+    };
+    let content = text(&line.spans);
+    if content.contains(query) {
+        return true;
+    }
+    [&line.first_prefix, &line.prefix].into_iter().any(|p| {
+        let p = text(p);
+        p.contains(query)
+            || p.char_indices().any(|(i, _)| {
+                query
+                    .strip_prefix(&p[i..])
+                    .is_some_and(|rest| content.contains(rest))
+            })
+    })
 }
 
 /// The longest prefix all of `items` share.

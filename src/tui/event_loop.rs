@@ -377,7 +377,8 @@ impl Runner<'_> {
                     }
                 }
                 Effect::TurnEnded { turn_index, turn } => {
-                    // Saved (and fsync'd) the moment it ends. Finished tasks are forgotten.
+                    // Saved (and fsync'd) the moment it ends, right after the frame that shows
+                    // it (see `main_loop`). Finished tasks are forgotten.
                     self.tasks.retain(|_, h| !h.is_finished());
                     if let Err(text) = self.sessions.save(turn_index, &turn) {
                         self.notify(NoticeKind::Error, text);
@@ -664,6 +665,21 @@ async fn main_loop(
                 in_flight.add_permits(1);
             }
             let effects = update(app, msg, Instant::now());
+            // A turn that ended is saved (serialised and fsync'd: for a reply of megabytes,
+            // many milliseconds, growing with it). The frame that shows it ended goes first,
+            // so that Esc or Ctrl+C shows at once whatever the reply's length.
+            if effects
+                .iter()
+                .any(|e| matches!(e, Effect::TurnEnded { .. }))
+            {
+                let now = Instant::now();
+                if let Err(e) = draw(terminal, app, now) {
+                    runner.abort_all();
+                    return Err(e);
+                }
+                last_draw = Some(now);
+                dirty = false;
+            }
             match runner.run(effects, terminal) {
                 Ok(true) => quit = true,
                 Ok(false) => {}

@@ -81,6 +81,21 @@ impl LineStore {
         self.styles.shrink_to_fit();
     }
 
+    /// Bytes this store holds on the heap (its text, its spans and lines, room included).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.segments.capacity() * size_of::<(u32, String)>()
+            + self
+                .segments
+                .iter()
+                .map(|(_, s)| s.capacity())
+                .sum::<usize>()
+            + self.ends.capacity() * size_of::<u32>()
+            + self.style_of.capacity() * size_of::<u16>()
+            + self.lines.capacity() * size_of::<LineRec>()
+            + self.styles.capacity() * size_of::<Style>()
+    }
+
     /// Append `line` (its prefixes and spans; its wrap mode is the rows' business); returns
     /// its index.
     pub fn push(&mut self, line: StyledLine) -> usize {

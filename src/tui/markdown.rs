@@ -5,8 +5,12 @@
 //! Streaming is incremental: a reply is cut into chunks at top-level block boundaries (a
 //! non-indented line after a blank line, outside a code fence). A finished chunk never renders
 //! differently however much text follows it, so [`MdStream`] renders each chunk once and only
-//! re-renders the unfinished tail as text arrives. Finished replies are rendered the same way,
-//! so nothing jumps when the stream ends.
+//! re-renders the unfinished tail as text arrives. A chunk longer than [`PIECE`] (a paragraph
+//! or a code block of megabytes) is cut into pieces as well ([`next_cut`]), each rendered on
+//! its own, so that the unfinished tail, and the work of a frame, stays small; each piece
+//! starts a new row, and a code block goes on across its pieces. Finished replies are cut and
+//! rendered the same way, so nothing jumps when the stream ends, and a piece can be rendered
+//! again on its own from a few bytes of state ([`MdState`]).
 
 use std::sync::OnceLock;
 
@@ -111,7 +115,7 @@ const OPTIONS: Options = Options::ENABLE_STRIKETHROUGH
 
 /// Render one chunk of markdown (already sanitized) into `out`, every line indented by
 /// `indent`. Code blocks are numbered from 1 (see [`render_chunk_from`]).
-pub fn render_chunk(text: &str, theme: Theme, indent: &str, out: &mut Vec<StyledLine>) {
+pub fn render_chunk(text: &str, theme: Theme, indent: &'static str, out: &mut Vec<StyledLine>) {
     let mut codes = 0;
     render_chunk_from(text, theme, indent, out, &mut codes);
 }
@@ -122,7 +126,7 @@ pub fn render_chunk(text: &str, theme: Theme, indent: &str, out: &mut Vec<Styled
 pub fn render_chunk_from(
     text: &str,
     theme: Theme,
-    indent: &str,
+    indent: &'static str,
     out: &mut Vec<StyledLine>,
     codes: &mut usize,
 ) {
@@ -169,110 +173,337 @@ pub fn code_blocks(text: &str) -> Vec<String> {
     out
 }
 
-/// Render a whole document: the same chunks, joined the same way, as [`MdStream`] does.
-pub fn render_document(text: &str, theme: Theme, indent: &str) -> Vec<StyledLine> {
+/// Render a whole document: the same pieces, joined the same way, as [`MdStream`] does.
+pub fn render_document(text: &str, theme: Theme, indent: &'static str) -> Vec<StyledLine> {
     let mut s = MdStream::default();
     s.advance(text, theme, indent);
     let mut lines = s.stable;
-    lines.extend(s_tail(
-        text,
-        s.end,
-        !lines.is_empty(),
-        theme,
-        indent,
-        s.codes,
-    ));
+    render_rest(text, s.end, &s.state, theme, indent, &mut lines);
     lines
 }
 
-fn s_tail(
-    text: &str,
-    end: usize,
-    after_stable: bool,
-    theme: Theme,
-    indent: &str,
-    codes: usize,
-) -> Vec<StyledLine> {
-    let mut out = Vec::new();
-    let tail = text.get(end..).unwrap_or("");
-    if tail.trim().is_empty() {
-        return out;
-    }
-    if after_stable {
-        out.push(StyledLine::blank());
-    }
-    let mut codes = codes;
-    render_chunk_from(tail, theme, indent, &mut out, &mut codes);
-    out
+/// A block longer than this is laid out in pieces (see [`next_cut`]), so that no piece of a
+/// reply costs more than about this much to render again, however long the block.
+pub const PIECE: usize = 64 << 10;
+
+/// What the scanner and the renderer must know to go on from the start of a piece without
+/// looking back: a few bytes, kept for every unit of a transcript.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MdState {
+    /// Code blocks rendered before (the next one is numbered `codes + 1`).
+    pub codes: u32,
+    /// Inside a code fence whose opening line starts at this byte offset (the piece goes on
+    /// with the block's code).
+    pub fence: Option<u32>,
+    flags: u8,
 }
 
-/// A reply rendered incrementally: the finished chunks, and where they end.
+/// A piece before this one produced lines (the next block is set apart by a blank line).
+const EMITTED: u8 = 1;
+/// The piece continues a block cut because it was long (no blank line before it, unless
+/// the text has one).
+const CONT: u8 = 2;
+/// The line before the piece was blank.
+const PREV_BLANK: u8 = 4;
+/// The piece starts in the middle of a line.
+const MID_LINE: u8 = 8;
+
+impl MdState {
+    fn has(self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    fn with(mut self, f: u8, on: bool) -> MdState {
+        if on {
+            self.flags |= f;
+        } else {
+            self.flags &= !f;
+        }
+        self
+    }
+}
+
+/// The fence marker (character and count) that `line` starts with, if it does.
+fn fence_marker(line: &str) -> Option<(char, usize)> {
+    let trimmed = line.trim_start();
+    let m = trimmed.chars().next().filter(|c| *c == '`' || *c == '~')?;
+    Some((m, trimmed.chars().take_while(|c| *c == m).count()))
+}
+
+/// The line of `text` that starts at `at`, without its line break.
+fn line_at(text: &str, at: usize) -> &str {
+    let rest = text.get(at..).unwrap_or("");
+    let line = rest.split('\n').next().unwrap_or("");
+    line.trim_end_matches('\r')
+}
+
+/// Where a piece that starts at `s` is cut in the middle of a line: it has no line start
+/// in `s + PIECE ..= s + 2 × PIECE`, and `text` goes past that. At the first word in that
+/// window (a letter after a space: a piece that starts with one is a paragraph's text), or
+/// else at the first character boundary after it.
+fn mid_line_cut(text: &str, s: usize, piece: usize) -> usize {
+    let lo = s + piece;
+    let hi = s + 2 * piece;
+    let lo = (lo..=text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
+    let mut prev_space = false;
+    for (i, c) in text.get(lo..).unwrap_or("").char_indices() {
+        let q = lo + i;
+        if i > 0 && prev_space && c.is_alphabetic() && q <= hi {
+            return q;
+        }
+        if q >= hi {
+            return q;
+        }
+        prev_space = c.is_whitespace();
+    }
+    text.len()
+}
+
+/// The cut that ends the piece of `text` starting at `s` in state `st`, and the state at
+/// the cut; `None` while the text so far does not decide it (the piece is unfinished).
+///
+/// A piece ends where a new top-level block starts (a line that is not indented and not
+/// blank, after a blank line, outside a code fence): the chunks of [`boundaries`]. A chunk
+/// longer than [`PIECE`] is cut into pieces as well: at the first line start at least
+/// `PIECE` bytes in, or, when there is none up to `2 × PIECE`, in that line
+/// ([`mid_line_cut`]). A cut found in a text stays a cut however the text grows, so a reply
+/// is cut the same way while it streams as when it is read whole.
+pub fn next_cut(text: &str, s: usize, st: &MdState) -> Option<(usize, MdState)> {
+    cut_with(text, s, st, PIECE)
+}
+
+/// [`next_cut`] with pieces of `piece` bytes.
+fn cut_with(text: &str, s: usize, st: &MdState, piece_len: usize) -> Option<(usize, MdState)> {
+    let rest = text.get(s..)?;
+    let mut fence_at = st.fence.map(|o| o as usize);
+    let mut fence = fence_at.and_then(|o| fence_marker(line_at(text, o)));
+    let mut prev_blank = st.has(PREV_BLANK);
+    let mut pos = s;
+    let piece = |end: usize, fence_at: Option<usize>, prev_blank: bool, mid: bool| {
+        let next = MdState {
+            fence: fence_at.map(|o| u32::try_from(o).unwrap_or(u32::MAX)),
+            ..*st
+        };
+        Some((
+            end,
+            next.with(CONT, true)
+                .with(PREV_BLANK, prev_blank)
+                .with(MID_LINE, mid),
+        ))
+    };
+    // The fence when the line looked at began: a cut in that line is made in that state,
+    // whether or not the line is complete yet.
+    let mut line_fence = fence_at;
+    for line in rest.split_inclusive('\n') {
+        let complete = line.ends_with('\n');
+        let content = line.trim_end_matches(['\n', '\r']);
+        if pos > s {
+            if pos > s + 2 * piece_len {
+                // No line start in the window: the long line before this one is cut.
+                return piece(mid_line_cut(text, s, piece_len), line_fence, false, true);
+            }
+            let starts_block = content.chars().next().is_some_and(|c| !c.is_whitespace());
+            if fence.is_none() && prev_blank && starts_block {
+                let next = MdState { fence: None, ..*st };
+                return Some((
+                    pos,
+                    next.with(CONT, false)
+                        .with(PREV_BLANK, true)
+                        .with(MID_LINE, false),
+                ));
+            }
+            if pos >= s + piece_len {
+                if fence.is_none() && prev_blank && content.is_empty() && !complete {
+                    // The line may yet start a block: then this is a chunk's end.
+                    return None;
+                }
+                return piece(pos, fence_at, prev_blank, false);
+            }
+        }
+        line_fence = fence_at;
+        if !complete {
+            break;
+        }
+        if pos == s && st.has(MID_LINE) {
+            // The end of a line cut in the middle: neither a fence nor blank.
+            prev_blank = false;
+        } else {
+            if let Some((m, n)) = fence_marker(content) {
+                let after = content.trim_start().get(n..).unwrap_or("");
+                match fence {
+                    Some((fm, fnum)) if fm == m && n >= fnum && after.trim().is_empty() => {
+                        fence = None;
+                        fence_at = None;
+                    }
+                    None if n >= 3 => {
+                        fence = Some((m, n));
+                        fence_at = Some(pos);
+                    }
+                    _ => {}
+                }
+            }
+            prev_blank = content.trim().is_empty();
+        }
+        pos += line.len();
+    }
+    if text.len() > s + 2 * piece_len {
+        return piece(mid_line_cut(text, s, piece_len), line_fence, false, true);
+    }
+    None
+}
+
+/// Where a piece of plain text (a prompt, thinking) that starts at `s` is cut: at the first
+/// line start at least [`PIECE`] bytes in, or in a longer line as [`next_cut`] does; `None`
+/// when the rest is one piece. Lines are laid out one by one, so a cut at a line start
+/// changes nothing on screen.
+pub fn plain_cut(text: &str, s: usize) -> Option<usize> {
+    plain_cut_with(text, s, PIECE)
+}
+
+fn plain_cut_with(text: &str, s: usize, piece: usize) -> Option<usize> {
+    let rest = text.get(s..)?;
+    let mut pos = s;
+    for line in rest.split_inclusive('\n') {
+        if pos > s + 2 * piece {
+            break;
+        }
+        if pos > s && pos >= s + piece {
+            return Some(pos);
+        }
+        pos += line.len();
+    }
+    (text.len() > s + 2 * piece).then(|| mid_line_cut(text, s, piece))
+}
+
+/// Render the piece `text[range]` that starts in state `st` into `out`; returns the state
+/// after it, given `next`, the state [`next_cut`] gave at its end (`None` for the rest of the
+/// text: a code block still open at its end is shown closed).
+pub fn render_piece(
+    text: &str,
+    range: std::ops::Range<usize>,
+    st: &MdState,
+    next: Option<&MdState>,
+    theme: Theme,
+    indent: &'static str,
+    out: &mut Vec<StyledLine>,
+) -> MdState {
+    let piece = text.get(range).unwrap_or("");
+    let mut after = match next {
+        Some(n) => MdState {
+            codes: st.codes,
+            flags: n.flags & !EMITTED | st.flags & EMITTED,
+            ..*n
+        },
+        None => *st,
+    };
+    if st.fence.is_none() && piece.trim().is_empty() {
+        return after;
+    }
+    let cont = st.has(CONT);
+    if st.has(EMITTED) && (!cont || (st.fence.is_none() && st.has(PREV_BLANK))) {
+        out.push(StyledLine::blank());
+    }
+    let before = out.len();
+    // Neutralised here, piece by piece, so that streaming never re-scans the whole reply.
+    let clean = sanitize(piece, 0);
+    let mut r = Renderer::new(theme, indent, out);
+    r.codes = st.codes as usize;
+    match st.fence {
+        Some(open) => {
+            // The code block goes on: parsed after its opening line, which is not drawn again.
+            let opener = sanitize(line_at(text, open as usize), 0);
+            let source = format!("{opener}\n{clean}");
+            r.continued_code = true;
+            for event in Parser::new_ext(&source, OPTIONS) {
+                r.event(event);
+            }
+        }
+        None => {
+            for event in Parser::new_ext(&clean, OPTIONS) {
+                r.event(event);
+            }
+        }
+    }
+    r.flush();
+    let codes = r.codes;
+    let last_close = r.last_close;
+    if next.is_some_and(|n| n.fence.is_some()) && last_close.is_some_and(|i| i + 1 == out.len()) {
+        // The block goes on in the next piece: no closing fence yet.
+        out.pop();
+    }
+    after.codes = u32::try_from(codes).unwrap_or(u32::MAX);
+    after.with(EMITTED, st.has(EMITTED) || out.len() > before)
+}
+
+/// Render the piece of `text` that starts at `at` in state `st` into `out`, if [`next_cut`]
+/// can tell where it ends; returns that end and the state there. `None` (nothing rendered):
+/// the rest of the text is unfinished (see [`render_rest`]).
+pub fn step(
+    text: &str,
+    at: usize,
+    st: &MdState,
+    theme: Theme,
+    indent: &'static str,
+    out: &mut Vec<StyledLine>,
+) -> Option<(usize, MdState)> {
+    let (end, next) = next_cut(text, at, st)?;
+    let after = render_piece(text, at..end, st, Some(&next), theme, indent, out);
+    Some((end, after))
+}
+
+/// Render the rest of `text` from `at` (a reply's unfinished tail) into `out`.
+pub fn render_rest(
+    text: &str,
+    at: usize,
+    st: &MdState,
+    theme: Theme,
+    indent: &'static str,
+    out: &mut Vec<StyledLine>,
+) {
+    render_piece(text, at..text.len(), st, None, theme, indent, out);
+}
+
+/// A reply rendered incrementally: the finished pieces, and where they end.
 #[derive(Clone, Debug, Default)]
 pub struct MdStream {
-    /// Byte offset in the text where the finished chunks end.
+    /// Byte offset in the text where the finished pieces end.
     pub end: usize,
-    /// Lines of the finished chunks (filled by [`MdStream::advance`]; a caller that keeps
-    /// them elsewhere uses [`MdStream::advance_into`], and this stays empty).
+    /// The state there.
+    pub state: MdState,
+    /// Lines of the finished pieces (filled by [`MdStream::advance`]).
     pub stable: Vec<StyledLine>,
-    /// Code blocks in the finished chunks (the tail's are numbered after them).
-    pub codes: usize,
-    /// Whether the finished chunks produced any line (the next one is set apart by a blank).
-    emitted: bool,
 }
 
 impl MdStream {
-    /// Render the chunks of `text` that finished since the last call. Returns the index in
+    /// Render the pieces of `text` that finished since the last call. Returns the index in
     /// [`MdStream::stable`] where the new lines start.
-    pub fn advance(&mut self, text: &str, theme: Theme, indent: &str) -> usize {
+    pub fn advance(&mut self, text: &str, theme: Theme, indent: &'static str) -> usize {
         let first_new = self.stable.len();
-        let mut stable = std::mem::take(&mut self.stable);
-        self.advance_into(text, theme, indent, &mut stable);
-        self.stable = stable;
+        while let Some((end, st)) =
+            step(text, self.end, &self.state, theme, indent, &mut self.stable)
+        {
+            self.end = end;
+            self.state = st;
+        }
         first_new
     }
 
-    /// [`MdStream::advance`], appending the new lines to `out` instead of keeping them.
-    pub fn advance_into(
-        &mut self,
-        text: &str,
-        theme: Theme,
-        indent: &str,
-        out: &mut Vec<StyledLine>,
-    ) {
-        self.advance_each(text, theme, indent, |lines| out.append(lines));
-    }
-
-    /// [`MdStream::advance`], handing each finished chunk's lines to `take` as it is
-    /// rendered (from a buffer it may empty), so that a caller storing them otherwise never
-    /// holds more than one chunk as [`StyledLine`]s: a whole reply rendered at once, when a
-    /// long one is resumed, costs many times its text that way.
-    pub fn advance_each(
-        &mut self,
-        text: &str,
-        theme: Theme,
-        indent: &str,
-        mut take: impl FnMut(&mut Vec<StyledLine>),
-    ) {
-        let mut out = Vec::new();
-        for b in boundaries(text, self.end) {
-            let chunk = text.get(self.end..b).unwrap_or("");
-            if !chunk.trim().is_empty() {
-                out.clear();
-                if self.emitted {
-                    out.push(StyledLine::blank());
-                }
-                let before = out.len();
-                render_chunk_from(chunk, theme, indent, &mut out, &mut self.codes);
-                self.emitted |= out.len() > before;
-                take(&mut out);
-            }
-            self.end = b;
-        }
-    }
-
     /// The lines of the unfinished tail (including the blank line that separates it).
-    pub fn tail(&self, text: &str, theme: Theme, indent: &str) -> Vec<StyledLine> {
-        s_tail(text, self.end, self.emitted, theme, indent, self.codes)
+    pub fn tail(&self, text: &str, theme: Theme, indent: &'static str) -> Vec<StyledLine> {
+        let mut out = Vec::new();
+        render_rest(text, self.end, &self.state, theme, indent, &mut out);
+        out
+    }
+}
+
+/// `n` spaces (borrowed, for the few a list's indentation takes: every line has them).
+fn spaces(n: usize) -> Span<'static> {
+    const SPACES: &str = "                ";
+    match SPACES.get(..n) {
+        Some(s) => Span::raw(s),
+        None => Span::raw(" ".repeat(n)),
     }
 }
 
@@ -298,7 +529,7 @@ struct Table {
 
 struct Renderer<'a> {
     theme: Theme,
-    indent: String,
+    indent: &'static str,
     out: &'a mut Vec<StyledLine>,
     inline: Vec<Span<'static>>,
     styles: Vec<Style>,
@@ -310,13 +541,18 @@ struct Renderer<'a> {
     need_blank: bool,
     /// Code blocks rendered so far in this reply (the next one is `codes + 1`).
     codes: usize,
+    /// The first code block continues one begun in an earlier piece: no opening line, and
+    /// no new number.
+    continued_code: bool,
+    /// Where the last closing fence line went in `out`.
+    last_close: Option<usize>,
 }
 
 impl<'a> Renderer<'a> {
-    fn new(theme: Theme, indent: &str, out: &'a mut Vec<StyledLine>) -> Self {
+    fn new(theme: Theme, indent: &'static str, out: &'a mut Vec<StyledLine>) -> Self {
         Renderer {
             theme,
-            indent: indent.to_string(),
+            indent,
             out,
             inline: Vec::new(),
             styles: Vec::new(),
@@ -327,6 +563,8 @@ impl<'a> Renderer<'a> {
             table: None,
             need_blank: false,
             codes: 0,
+            continued_code: false,
+            last_close: None,
         }
     }
 
@@ -349,8 +587,8 @@ impl<'a> Renderer<'a> {
         let mut first = Vec::new();
         let mut cont = Vec::new();
         if !self.indent.is_empty() {
-            first.push(Span::raw(self.indent.clone()));
-            cont.push(Span::raw(self.indent.clone()));
+            first.push(Span::raw(self.indent));
+            cont.push(Span::raw(self.indent));
         }
         for c in &mut self.containers {
             match c {
@@ -359,12 +597,11 @@ impl<'a> Renderer<'a> {
                     cont.push(Span::styled("│ ", dim));
                 }
                 Container::Item { marker, width } => {
-                    let pad = " ".repeat(*width);
                     match marker.take() {
                         Some(m) => first.push(Span::styled(m, dim.remove_modifier(Modifier::DIM))),
-                        None => first.push(Span::raw(pad.clone())),
+                        None => first.push(spaces(*width)),
                     }
-                    cont.push(Span::raw(pad));
+                    cont.push(spaces(*width));
                 }
             }
         }
@@ -376,12 +613,12 @@ impl<'a> Renderer<'a> {
             // Quote bars continue through the gap; list markers do not.
             let mut prefix = Vec::new();
             if !self.indent.is_empty() {
-                prefix.push(Span::raw(self.indent.clone()));
+                prefix.push(Span::raw(self.indent));
             }
             for c in &self.containers {
                 match c {
                     Container::Quote => prefix.push(Span::styled("│", self.theme.dim())),
-                    Container::Item { width, .. } => prefix.push(Span::raw(" ".repeat(*width))),
+                    Container::Item { width, .. } => prefix.push(spaces(*width)),
                 }
             }
             let only_spaces = prefix.iter().all(|s| s.content.trim().is_empty());
@@ -654,15 +891,21 @@ impl<'a> Renderer<'a> {
         };
         let dim = self.theme.dim();
         let body = code.text.strip_suffix('\n').unwrap_or(&code.text);
-        self.codes += 1;
-        self.emit(
-            vec![
-                Span::styled(format!("```{}", code.lang), dim),
-                Span::styled(format!(" [{}]", self.codes), self.theme.code_number()),
-            ],
-            WrapMode::Char,
-        );
-        let highlighted = if self.theme.color && !code.lang.is_empty() {
+        let continued = std::mem::take(&mut self.continued_code);
+        if !continued {
+            self.codes += 1;
+            self.emit(
+                vec![
+                    Span::styled(format!("```{}", code.lang), dim),
+                    Span::styled(format!(" [{}]", self.codes), self.theme.code_number()),
+                ],
+                WrapMode::Char,
+            );
+        }
+        let highlighted = if continued && code.text.is_empty() {
+            // Cut just before its closing fence: no line left.
+            Some(Vec::new())
+        } else if self.theme.color && !code.lang.is_empty() {
             highlight(&code.lang, body, self.theme.light)
         } else {
             None
@@ -680,6 +923,7 @@ impl<'a> Renderer<'a> {
             }
         }
         self.emit(vec![Span::styled("```", dim)], WrapMode::Char);
+        self.last_close = Some(self.out.len() - 1);
         self.need_blank = true;
     }
 
@@ -837,5 +1081,128 @@ mod tests {
                 "see docs (https://x.y/z)"
             ]
         );
+    }
+
+    /// The cuts of `text` with pieces of `piece` bytes, and the unfinished rest's start.
+    fn cuts(text: &str, piece: usize) -> (Vec<(usize, MdState)>, usize) {
+        let mut out = Vec::new();
+        let (mut at, mut st) = (0, MdState::default());
+        while let Some((end, next)) = cut_with(text, at, &st, piece) {
+            assert!(end > at, "a cut moves on");
+            out.push((end, next));
+            (at, st) = (end, next);
+        }
+        (out, at)
+    }
+
+    /// `text` rendered as it streams in `stride`-byte steps, pieces of `piece` bytes, and
+    /// as read whole.
+    fn streamed_and_whole(text: &str, piece: usize, stride: usize) -> (Vec<String>, Vec<String>) {
+        let render = |upto: &[usize]| {
+            let mut lines = Vec::new();
+            let (mut at, mut st) = (0, MdState::default());
+            for &len in upto {
+                let t = &text[..len];
+                while let Some((end, next)) = cut_with(t, at, &st, piece) {
+                    let theme = Theme::default();
+                    st = render_piece(t, at..end, &st, Some(&next), theme, "  ", &mut lines);
+                    at = end;
+                }
+            }
+            render_rest(text, at, &st, Theme::default(), "  ", &mut lines);
+            plain(&lines)
+        };
+        let mut steps: Vec<usize> = (0..=text.len())
+            .step_by(stride.max(1))
+            .filter(|c| text.is_char_boundary(*c))
+            .collect();
+        steps.push(text.len());
+        (render(&steps), render(&[text.len()]))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cuts_found_in_a_prefix_stay_cuts(
+            text in "([a-z]{1,6}|[ \n]|\n\n|```|~~~|> |# |- |\t){0,80}",
+            piece in 4usize..40,
+        ) {
+            let (full, rest) = cuts(&text, piece);
+            for len in (0..=text.len()).filter(|c| text.is_char_boundary(*c)) {
+                let (part, _) = cuts(&text[..len], piece);
+                proptest::prop_assert_eq!(&full[..part.len()], &part[..], "prefix {}", len);
+            }
+            // No piece, and no unfinished rest, is much longer than two pieces.
+            let mut at = 0;
+            for (end, _) in &full {
+                proptest::prop_assert!(end - at <= 2 * piece + 3, "{at}..{end}");
+                at = *end;
+            }
+            proptest::prop_assert!(text.len() - rest <= 2 * piece + 3);
+        }
+
+        #[test]
+        fn small_pieces_stream_as_they_read_whole(
+            text in "([a-z]{1,6}|[ \n]|\n\n|```rust\n|```\n|> |# |- |1\\. |\\*\\*|`){0,60}",
+            piece in 4usize..40,
+            stride in 1usize..30,
+        ) {
+            let (streamed, whole) = streamed_and_whole(&text, piece, stride);
+            proptest::prop_assert_eq!(streamed, whole);
+        }
+    }
+
+    /// A reply with blocks longer than a piece: a paragraph of many lines, a code block, a
+    /// paragraph with no line break, then short blocks.
+    fn long_blocks() -> String {
+        let mut t = String::from("Intro.\n\n");
+        for i in 0..3000 {
+            t.push_str(&format!(
+                "line {i} of a long paragraph with **bold** words\n"
+            ));
+        }
+        t.push_str("\n```rust\n");
+        for i in 0..4000 {
+            t.push_str(&format!("let x{i} = {i}; // code\n"));
+        }
+        t.push_str("```\n\n");
+        t.push_str(&"word ".repeat(60_000));
+        t.push_str("\n\n- a\n- b\n\nEnd.");
+        t
+    }
+
+    #[test]
+    fn long_blocks_are_cut_in_pieces_and_lose_nothing() {
+        let t = long_blocks();
+        let (cuts, _) = cuts(&t, PIECE);
+        assert!(cuts.len() >= 8, "{} cuts", cuts.len());
+        let (streamed, whole) = streamed_and_whole(&t, PIECE, 7919);
+        assert_eq!(streamed, whole);
+        // Every line of the paragraph, in order.
+        let joined = whole.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+        let mut from = 0;
+        for i in (0..3000).step_by(97) {
+            let at = joined[from..]
+                .find(&format!("line {i} of"))
+                .unwrap_or_else(|| panic!("line {i}"));
+            from += at;
+        }
+        // The code block: one opening line and number, each code line once, one closing.
+        let open = whole
+            .iter()
+            .position(|l| l == "  ```rust [1]")
+            .expect("opening");
+        for i in 0..4000 {
+            assert_eq!(whole[open + 1 + i], format!("  let x{i} = {i}; // code"));
+        }
+        assert_eq!(whole[open + 4001], "  ```");
+        assert_eq!(whole.iter().filter(|l| l.contains("```")).count(), 2);
+        // The line of words: all of them, however it was cut.
+        let words: usize = whole
+            .iter()
+            .map(|l| l.split_whitespace().filter(|w| *w == "word").count())
+            .sum();
+        assert_eq!(words, 60_000);
+        assert!(whole.iter().any(|l| l == "  • a"));
+        assert_eq!(whole.last().map(String::as_str), Some("  End."));
     }
 }

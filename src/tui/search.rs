@@ -31,6 +31,9 @@ pub struct Search {
     pub current: Option<usize>,
     /// The transcript's (rows, width, epoch) when `hits` was computed.
     pub computed_for: Option<(usize, u16, u64)>,
+    /// The query and the transcript's (rows, width, epoch) `hits` were found for: a longer
+    /// query in the same transcript is looked for in their rows only.
+    pub hits_for: Option<(String, (usize, u16, u64))>,
 }
 
 impl Search {
@@ -47,6 +50,12 @@ impl Search {
 fn fold(c: char) -> char {
     // One char in, one char out, so positions in the folded text are positions in the row.
     c.to_lowercase().next().unwrap_or(c)
+}
+
+/// `text` as matches compare it: each character folded to lower case (one for one, so a
+/// folded text contains a folded needle exactly where [`find_in_row`] finds it).
+pub fn fold_text(text: &str) -> String {
+    text.chars().map(fold).collect()
 }
 
 /// Where `needle` occurs in `hay`, case-insensitively, as (start, end) display columns,

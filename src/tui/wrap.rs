@@ -286,6 +286,22 @@ impl Wrapped {
         self.owned.shrink_to_fit();
     }
 
+    /// Bytes these rows hold on the heap (room included; the lines are the store's).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.rows.capacity() * size_of::<RowRef>()
+            + self.pieces.capacity() * size_of::<Piece>()
+            + self.owned.capacity() * size_of::<Line<'static>>()
+            + self
+                .owned
+                .iter()
+                .map(|l| {
+                    l.spans.capacity() * size_of::<Span<'static>>()
+                        + l.spans.iter().map(|s| s.content.len()).sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+
     /// Wrap `line`, the logical line number `index` of the slice later passed to
     /// [`Wrapped::row`], to `width` cells, and append its visual rows; returns how many.
     /// Always at least one.
@@ -338,7 +354,7 @@ impl Wrapped {
                 }
                 b.finish();
             }
-            WrapMode::Word => wrap_words(self, index, line, width),
+            WrapMode::Word => wrap_words(self, index, line, width, true),
         }
         self.rows.len() - before
     }
@@ -358,6 +374,11 @@ impl Wrapped {
     pub fn row<'a>(&'a self, row: usize, lines: &'a LineStore) -> Option<Line<'a>> {
         let r = self.rows.get(row)?;
         Some(self.materialise(r, lines))
+    }
+
+    /// The logical line (its index in the store) that row `row` belongs to.
+    pub fn line_of(&self, row: usize) -> Option<usize> {
+        self.rows.get(row).map(|r| r.line as usize)
     }
 
     /// Every visual row in order, borrowing from `lines`.
@@ -619,7 +640,9 @@ fn add(runs: &mut Vec<Run>, span: usize, start: usize, end: usize) {
     }
 }
 
-fn wrap_words(out: &mut Wrapped, index: u32, line: &StyledLine, width: usize) {
+/// Break `line` between words. `ascii`: take printable ASCII byte by byte (as grapheme by
+/// grapheme gives the same, slower).
+fn wrap_words(out: &mut Wrapped, index: u32, line: &StyledLine, width: usize, ascii: bool) {
     let mut b = Builder::new(out, index, line, width);
     let mut word: Vec<Run> = Vec::new();
     let mut word_w = 0usize;
@@ -670,7 +693,22 @@ fn wrap_words(out: &mut Wrapped, index: u32, line: &StyledLine, width: usize) {
     };
 
     for (si, span) in line.spans.iter().enumerate() {
-        for (at, g) in span.content.grapheme_indices(true) {
+        let text: &str = &span.content;
+        if ascii && text.bytes().all(|c| (b' '..=b'~').contains(&c)) {
+            // Printable ASCII, the common case: each byte is a grapheme one cell wide.
+            for (at, c) in text.bytes().enumerate() {
+                if c == b' ' {
+                    flush(&mut b, &mut word, &mut word_w, &mut space, &mut space_w);
+                    add(&mut space, si, at, at + 1);
+                    space_w += 1;
+                } else {
+                    add(&mut word, si, at, at + 1);
+                    word_w += 1;
+                }
+            }
+            continue;
+        }
+        for (at, g) in text.grapheme_indices(true) {
             let gw = g.width();
             if g.chars().all(char::is_whitespace) {
                 flush(&mut b, &mut word, &mut word_w, &mut space, &mut space_w);
@@ -758,6 +796,30 @@ mod tests {
                 let lone = line.spans.iter().map(|s| s.content.graphemes(true).count()).sum::<usize>() == 1;
                 proptest::prop_assert!(line.width() <= usize::from(width) || lone, "{line:?}");
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_byte_by_byte_wraps_as_graphemes_do(
+            parts in proptest::collection::vec("[ a-z.,]{0,30}", 1..4),
+            width in 1u16..30,
+        ) {
+            let bold = Style::new().add_modifier(Modifier::BOLD);
+            let mut l = StyledLine::simple("  ", "", Style::new());
+            l.spans = parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Span::styled(p.clone(), if i % 2 == 0 { bold } else { Style::new() }))
+                .collect();
+            let rows = |ascii: bool| {
+                let mut w = Wrapped::default();
+                let mut store = LineStore::default();
+                let i = store.push(l.clone());
+                wrap_words(&mut w, idx(i), &l, usize::from(width), ascii);
+                w.rows(&store).map(|r| format!("{r:?}")).collect::<Vec<_>>()
+            };
+            proptest::prop_assert_eq!(rows(true), rows(false));
         }
     }
 

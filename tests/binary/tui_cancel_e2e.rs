@@ -1,9 +1,10 @@
 //! The real TUI in a pseudo-terminal against a server that streams a reply forever, as fast
 //! as the socket takes it: Esc, and then Ctrl+C on a second turn, each cancel the turn in
-//! flight; and while the screen cannot keep up (here: its output is not read at all), the
-//! reply is not read ahead of it without bound. The tests wait on what changes (the turn's
-//! "cancelled" line on screen, the server seeing its connection closed, the server's writes
-//! stopping), never on a clock; the guard only bounds a failure.
+//! flight, also when the reply is one paragraph of megabytes that never ends; and while the
+//! screen cannot keep up (here: its output is not read at all), the reply is not read ahead
+//! of it without bound. The tests wait on what changes (the turn's "cancelled" line on
+//! screen, the server seeing its connection closed, the server's writes stopping), never on
+//! a clock; the guard only bounds a failure.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -28,9 +29,18 @@ struct Seen {
     closed: AtomicUsize,
 }
 
-/// A server that answers every request with a reply that never ends: paragraphs of text
-/// deltas, written as fast as the client reads them, until the client goes away.
-fn endless_server() -> (String, Arc<Seen>) {
+/// What the endless reply is made of.
+#[derive(Clone, Copy)]
+enum Reply {
+    /// Short paragraphs, several per delta.
+    Paragraphs,
+    /// One paragraph: no blank line and no line break, ever.
+    OneParagraph,
+}
+
+/// A server that answers every request with a reply that never ends, written as fast as the
+/// client reads it, until the client goes away.
+fn endless_server(reply: Reply) -> (String, Arc<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let seen = Arc::new(Seen::default());
@@ -39,7 +49,7 @@ fn endless_server() -> (String, Arc<Seen>) {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
             let counts = Arc::clone(&counts);
-            std::thread::spawn(move || stream_forever(stream, &counts));
+            std::thread::spawn(move || stream_forever(stream, &counts, reply));
         }
     });
     (url, seen)
@@ -49,7 +59,7 @@ fn event(name: &str, data: &serde_json::Value) -> String {
     format!("event: {name}\ndata: {data}\n\n")
 }
 
-fn stream_forever(mut s: TcpStream, seen: &Seen) {
+fn stream_forever(mut s: TcpStream, seen: &Seen, reply: Reply) {
     // The request: its headers, then its body.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
@@ -83,15 +93,33 @@ fn stream_forever(mut s: TcpStream, seen: &Seen) {
         return;
     }
     seen.started.fetch_add(1, Ordering::SeqCst);
-    // Several short paragraphs per delta: cheap to decode, dear to lay out.
-    let paragraph = format!("{}\n\n", "and on it goes".repeat(20)).repeat(8);
-    let chunk = event(
-        "content_block_delta",
-        &serde_json::json!({"type":"content_block_delta","index":0,
-            "delta":{"type":"text_delta","text":paragraph}}),
-    )
-    .repeat(32);
-    while s.write_all(chunk.as_bytes()).is_ok() {
+    for n in 0u64.. {
+        let paragraph = match reply {
+            // Several short paragraphs per delta: cheap to decode, dear to lay out. Each
+            // starts elsewhere in the phrase, so that the rows in view change as the reply
+            // grows and every frame has a screenful to write, as with real text.
+            Reply::Paragraphs => {
+                let phrase = "and on it goes".repeat(21);
+                let mut text = String::new();
+                for k in 0..8 {
+                    let at = (n as usize * 5 + k * 3) % 14;
+                    text.push_str(&phrase[at..at + 280]);
+                    text.push_str("\n\n");
+                }
+                text
+            }
+            // Words and spaces only: the paragraph never ends.
+            Reply::OneParagraph => "and on it goes ".repeat(300),
+        };
+        let chunk = event(
+            "content_block_delta",
+            &serde_json::json!({"type":"content_block_delta","index":0,
+                "delta":{"type":"text_delta","text":paragraph}}),
+        )
+        .repeat(32);
+        if s.write_all(chunk.as_bytes()).is_err() {
+            break;
+        }
         seen.written.fetch_add(chunk.len(), Ordering::SeqCst);
     }
     seen.closed.fetch_add(1, Ordering::SeqCst);
@@ -104,6 +132,16 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
         assert!(start.elapsed() < GUARD, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The tokens the screen says have streamed so far ("streaming N tok"), 0 when it does not.
+fn streamed_tokens(screen: &str) -> u64 {
+    screen
+        .split("streaming ")
+        .skip(1)
+        .filter_map(|rest| rest.split(" tok").next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
 }
 
 /// How many turns on screen ended cancelled.
@@ -130,7 +168,7 @@ fn tui(url: &str, dir: &std::path::Path) -> Pty {
 
 #[test]
 fn esc_and_ctrl_c_cancel_an_endless_stream() {
-    let (url, seen) = endless_server();
+    let (url, seen) = endless_server(Reply::Paragraphs);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut term = tui(&url, dir.path());
 
@@ -177,32 +215,64 @@ fn esc_and_ctrl_c_cancel_an_endless_stream() {
     term.wait_exit();
 }
 
-/// The most a stalled screen may let the client read ahead: the turn events in flight
-/// (1,024 here of about 4.6 KB each) and the socket buffers, with room to spare. Without a
-/// bound the client read on for as long as the server wrote, into memory.
+#[test]
+fn esc_cancels_a_reply_of_one_endless_paragraph() {
+    let (url, seen) = endless_server(Reply::OneParagraph);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut term = tui(&url, dir.path());
+    term.send(b"one paragraph forever");
+    term.send(b"\r");
+    wait_until("the stream to start", || {
+        seen.started.load(Ordering::SeqCst) == 1
+    });
+    // Megabytes of one paragraph taken and laid out (the status counts about four
+    // characters a token): every frame renders its unfinished part again, which must not
+    // grow with it.
+    term.wait_for("8 MB of the paragraph on screen", |s| {
+        streamed_tokens(s) >= 2_000_000 && s.contains("and on it goes and on")
+    });
+    term.send(b"\x1b");
+    let screen = term.wait_for("the turn cancelled by Esc", |s| cancelled(s) >= 1);
+    assert!(screen.contains("partial reply kept"), "{screen}");
+    wait_until("the connection closed after Esc", || {
+        seen.closed.load(Ordering::SeqCst) == 1
+    });
+    term.send(b"\x03");
+    term.send(b"\x03");
+    term.wait_exit();
+}
+
+/// The most a stalled screen may let the client read ahead, from when the terminal stops
+/// being read: what the screen still takes until the terminal's buffer is full (frames are
+/// cheap, and a reply is taken fast), the turn events in flight (1,024 here of about 4.6 KB
+/// each) and the socket buffers, with room to spare. Without a bound the client read on for
+/// as long as the server wrote, into memory.
 const READ_AHEAD: usize = 64 << 20;
 
 #[test]
 fn a_screen_that_cannot_keep_up_holds_the_stream_back() {
-    let (url, seen) = endless_server();
+    let (url, seen) = endless_server(Reply::Paragraphs);
     let dir = tempfile::tempdir().expect("tempdir");
     let mut term = tui(&url, dir.path());
     term.send(b"go on forever");
     term.send(b"\r");
     term.wait_for("the reply streaming", |s| s.contains("Esc to cancel"));
-    // Nothing reads the screen now: the TUI's next frame blocks, and with it the turn.
+    // Nothing reads the screen now: the TUI's next frame blocks (once the terminal's buffer
+    // is full), and with it the turn.
     term.pause_output(true);
     let start = Instant::now();
-    let mut last = seen.written.load(Ordering::SeqCst);
+    let paused_at = seen.written.load(Ordering::SeqCst);
+    let mut last = paused_at;
     let mut still = 0;
     // The server's writes stop once the client stops reading: five looks in a row with no
     // byte written.
     while still < 5 {
         std::thread::sleep(Duration::from_millis(100));
         let now = seen.written.load(Ordering::SeqCst);
+        let ahead = now - paused_at;
         assert!(
-            now < READ_AHEAD,
-            "the client read {now} bytes ahead of a stalled screen"
+            ahead < READ_AHEAD,
+            "the client read {ahead} bytes ahead of a stalled screen"
         );
         still = if now == last { still + 1 } else { 0 };
         last = now;

@@ -88,11 +88,14 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         return;
     }
     app.sync_transcript(area.width);
+    let height = usize::from(area.height);
+    let total = app.transcript.try_borrow().map_or(0, |c| c.total_rows());
+    let top = app.scroll.top(total, height);
+    // Render the units in view that are not cached; then only borrow.
+    app.prepare_transcript(top, height);
     let Ok(cache) = app.transcript.try_borrow() else {
         return;
     };
-    let total = cache.total_rows();
-    let height = usize::from(area.height);
     let mut metrics = ViewMetrics {
         total_rows: total,
         height,
@@ -105,8 +108,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer, now: Instant) {
         }
         return;
     }
-    let top = app.scroll.top(total, height);
-    for (y, row) in cache.rows_from(top).take(height).enumerate() {
+    for (y, row) in cache.rows(top, height).into_iter().enumerate() {
         metrics.drawn_rows += 1;
         let yy = area.y + y as u16;
         match row {
