@@ -30,7 +30,7 @@ impl Cluster {
             dir,
         };
         for i in 0..count {
-            let port = free_port();
+            let port = free_cluster_port();
             let node_dir = cluster.dir.path().join(i.to_string());
             std::fs::create_dir_all(&node_dir).expect("a node dir");
             let child = Command::new("redis-server")
@@ -141,6 +141,17 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// A free port for a cluster node: its cluster bus listens 10,000 higher, so the port must
+/// be at most 55535 (redis-server refuses to start otherwise) and that one free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `redis-cli -p PORT ARGS…`, its output trimmed ("" when it fails).
