@@ -1,7 +1,8 @@
 //! Frame render time with a 10 MB transcript against a 1 KB one, scrolled to the bottom, to
-//! the middle and to the top. The cache is warm (the first frame has wrapped everything), as
-//! it is for every frame after the first in a real session; the target is a ratio of at most
-//! 1.5. A 1 KB transcript fits on one screen, so its "middle" is its bottom; the top shows the
+//! the middle and to the top. Each position is drawn once before it is measured, so the
+//! chunks in view are in the rendered-line cache, as they are for every frame after the first
+//! that shows them in a real session (the cache holds what is on screen plus a few MiB; the
+//! rest of the transcript is kept as heights only); the target is a ratio of at most 1.5. A 1 KB transcript fits on one screen, so its "middle" is its bottom; the top shows the
 //! same text in both, which isolates the effect of the transcript's size from that of what
 //! happens to be on screen.
 //!
