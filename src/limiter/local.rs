@@ -591,6 +591,14 @@ mod tests {
         ModelClass::of("claude-sonnet-4-5")
     }
 
+    /// One request of 10 input tokens expecting a reply of 500.
+    fn streaming_reply_demand() -> Demand {
+        Demand {
+            output_tokens: 500.0,
+            ..demand(10.0)
+        }
+    }
+
     fn demand(input: f64) -> Demand {
         Demand {
             requests: 1.0,
@@ -801,17 +809,7 @@ mod tests {
     async fn a_reply_streaming_when_the_first_headers_arrive_still_owes_its_output() {
         let p = LocalLimiter::new();
         let now = Instant::now();
-        let g = granted(
-            &p,
-            Demand {
-                requests: 1.0,
-                input_tokens: 10.0,
-                output_tokens: 500.0,
-                class: class(),
-                cache: None,
-            },
-        )
-        .await;
+        let g = granted(&p, streaming_reply_demand()).await;
         // Admitted, and its headers arrive: the server has not charged any output yet.
         p.commit(&g);
         let mut q = quota(now, (50, 49, 2), (30_000, 30_000, 0));
@@ -845,17 +843,7 @@ mod tests {
     async fn a_reply_that_reported_no_usage_is_no_longer_owed_as_streaming() {
         let p = LocalLimiter::new();
         let now = Instant::now();
-        let g = granted(
-            &p,
-            Demand {
-                requests: 1.0,
-                input_tokens: 10.0,
-                output_tokens: 500.0,
-                class: class(),
-                cache: None,
-            },
-        )
-        .await;
+        let g = granted(&p, streaming_reply_demand()).await;
         p.commit(&g);
         // Cut before `message_start`: no usage at all. It streams no more.
         p.settle_unreported(&g);

@@ -760,19 +760,11 @@ mod tests {
             let headers = self.headers.clone();
             let input = self.input_tokens;
             Box::pin(async move {
-                let start = MessageResponse {
-                    id: "msg_1".into(),
-                    model: "m".into(),
-                    role: Role::Assistant,
-                    content: Vec::new(),
-                    stop_reason: None,
-                    stop_sequence: None,
-                    usage: Usage {
-                        input_tokens: input,
-                        output_tokens: 1,
-                        ..Usage::default()
-                    },
-                };
+                let start = message_start(Usage {
+                    input_tokens: input,
+                    output_tokens: 1,
+                    ..Usage::default()
+                });
                 let events = vec![
                     Ok(StreamEvent::MessageStart(start)),
                     Ok(StreamEvent::MessageDelta {
@@ -870,16 +862,21 @@ mod tests {
         }
     }
 
-    fn start_event() -> StreamEvent {
-        StreamEvent::MessageStart(MessageResponse {
+    /// The `message_start` of model `m`'s reply, with `usage`.
+    fn message_start(usage: Usage) -> MessageResponse {
+        MessageResponse {
             id: "msg_1".into(),
             model: "m".into(),
             role: Role::Assistant,
             content: Vec::new(),
             stop_reason: None,
             stop_sequence: None,
-            usage: Usage::default(),
-        })
+            usage,
+        }
+    }
+
+    fn start_event() -> StreamEvent {
+        StreamEvent::MessageStart(message_start(Usage::default()))
     }
 
     fn delta(delta: crate::api::Delta) -> StreamEvent {

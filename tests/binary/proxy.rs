@@ -367,9 +367,9 @@ async fn a_429_from_the_mock_is_passed_on_with_its_rate_limit_headers() {
     assert_eq!(header(h, "x-backchat-attempts"), "2");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_request_that_can_never_fit_gets_the_chats_clear_error() {
-    let mock = MockServer::start(MockConfig {
+/// A mock whose input bucket holds 1,000 tokens a minute.
+async fn tight_itpm_mock() -> MockServer {
+    MockServer::start(MockConfig {
         limits: MockLimits {
             itpm: 1_000,
             ..MockLimits::default()
@@ -377,14 +377,24 @@ async fn a_request_that_can_never_fit_gets_the_chats_clear_error() {
         ..quick_mock()
     })
     .await
-    .unwrap();
-    let proxy = proxy(&mock.base_url(), |_| {}).await;
-    let big = serde_json::json!({
+    .unwrap()
+}
+
+/// A request of about 6,000 input tokens: it can never fit [`tight_itpm_mock`].
+fn far_above_1k_itpm() -> String {
+    serde_json::json!({
         "model": "claude-sonnet-4-6",
         "max_tokens": 100,
         "messages": [{"role": "user", "content": "word ".repeat(5000)}],
     })
-    .to_string();
+    .to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_that_can_never_fit_gets_the_chats_clear_error() {
+    let mock = tight_itpm_mock().await;
+    let proxy = proxy(&mock.base_url(), |_| {}).await;
+    let big = far_above_1k_itpm();
     let response = post(&proxy.base_url(), big).await;
     assert_eq!(response.status(), 429);
     let h = response.headers();
@@ -396,25 +406,12 @@ async fn a_request_that_can_never_fit_gets_the_chats_clear_error() {
 
 #[tokio::test(start_paused = true)]
 async fn once_the_limit_is_known_a_request_far_above_it_is_refused_unsent() {
-    let mock = MockServer::start(MockConfig {
-        limits: MockLimits {
-            itpm: 1_000,
-            ..MockLimits::default()
-        },
-        ..quick_mock()
-    })
-    .await
-    .unwrap();
+    let mock = tight_itpm_mock().await;
     let proxy = proxy(&mock.base_url(), |_| {}).await;
     // A small request first: its response states the input limit.
     let response = post(&proxy.base_url(), body(false)).await;
     assert_eq!(response.status(), 200);
-    let big = serde_json::json!({
-        "model": "claude-sonnet-4-6",
-        "max_tokens": 100,
-        "messages": [{"role": "user", "content": "word ".repeat(5000)}],
-    })
-    .to_string();
+    let big = far_above_1k_itpm();
     let response = post(&proxy.base_url(), big).await;
     assert_eq!(response.status(), 429);
     let h = response.headers();
