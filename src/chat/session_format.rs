@@ -17,7 +17,6 @@
 //! fields, and skip (and report) lines they cannot read, so one bad line never costs the rest.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::borrow::Cow;
 
 use crate::api::Usage;
@@ -66,10 +65,19 @@ struct TurnRecord<'a> {
     n: u64,
     #[serde(default)]
     ts: String,
+    #[serde(deserialize_with = "text_from_line")]
     user: Cow<'a, str>,
-    #[serde(default, skip_serializing_if = "str::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "str::is_empty",
+        deserialize_with = "text_from_line"
+    )]
     reply: Cow<'a, str>,
-    #[serde(default, skip_serializing_if = "str::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "str::is_empty",
+        deserialize_with = "text_from_line"
+    )]
     thinking: Cow<'a, str>,
     end: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,6 +94,87 @@ struct TurnRecord<'a> {
     superseded: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     attachments: Vec<crate::chat::attach::Attachment>,
+}
+
+/// A turn's text, read from the line's own bytes: the JSON string token is unescaped straight
+/// into a `String` of its size. serde_json's own way builds the text in a scratch buffer and
+/// then copies it, so loading a 10 MB reply held the file, the buffer and the reply at once.
+fn text_from_line<'de, D>(d: D) -> Result<Cow<'static, str>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let raw: &'de serde_json::value::RawValue = Deserialize::deserialize(d)?;
+    unescape_json_string(raw.get())
+        .map(Cow::Owned)
+        .map_err(serde::de::Error::custom)
+}
+
+/// The text of the JSON string token `token` (quotes included), as serde_json reads it into a
+/// `String`: the same escapes, and the same refusals (a control character, a bad escape, a
+/// UTF-16 surrogate without its pair).
+fn unescape_json_string(token: &str) -> Result<String, &'static str> {
+    let inner = token
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .ok_or("invalid type: expected a string")?;
+    let b = inner.as_bytes();
+    let mut out = String::with_capacity(inner.len());
+    let mut i = 0;
+    while i < b.len() {
+        let run = memchr::memchr(b'\\', &b[i..]).map_or(b.len(), |n| i + n);
+        let piece = &inner[i..run];
+        if piece.bytes().any(|c| c < 0x20 || c == b'"') {
+            return Err("a control character or a quote inside a string");
+        }
+        out.push_str(piece);
+        if run == b.len() {
+            break;
+        }
+        let esc = *b.get(run + 1).ok_or("a string ends in a backslash")?;
+        i = run + 2;
+        match esc {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'/' => out.push('/'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let first = hex4(b, i)?;
+                i += 4;
+                let c = match first {
+                    0xD800..=0xDBFF => {
+                        if b.get(i) != Some(&b'\\') || b.get(i + 1) != Some(&b'u') {
+                            return Err("a lone leading surrogate");
+                        }
+                        let second = hex4(b, i + 2)?;
+                        if !(0xDC00..=0xDFFF).contains(&second) {
+                            return Err("a leading surrogate without its trailing one");
+                        }
+                        i += 6;
+                        0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(second) - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return Err("a lone trailing surrogate"),
+                    c => u32::from(c),
+                };
+                out.push(char::from_u32(c).ok_or("an invalid code point")?);
+            }
+            _ => return Err("an invalid escape"),
+        }
+    }
+    Ok(out)
+}
+
+/// The four hex digits of a `\u` escape at `b[at..]`.
+fn hex4(b: &[u8], at: usize) -> Result<u16, &'static str> {
+    let digits = b.get(at..at + 4).ok_or("a short \\u escape")?;
+    let text = std::str::from_utf8(digits).map_err(|_| "a bad \\u escape")?;
+    if !text.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err("a bad \\u escape");
+    }
+    u16::from_str_radix(text, 16).map_err(|_| "a bad \\u escape")
 }
 
 /// "A later turn retried turn `n`."
@@ -250,6 +339,13 @@ pub struct Decoded {
     pub lines: usize,
 }
 
+/// A record's `type`, as a raw token: reading it leaves the rest of the line unread.
+#[derive(Deserialize)]
+struct Kind<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<&'a serde_json::value::RawValue>,
+}
+
 /// Read a session file's bytes. Never fails: whatever can be read is returned, and every line
 /// that could not be is listed in `issues`.
 pub fn decode(bytes: &[u8]) -> Decoded {
@@ -274,8 +370,10 @@ pub fn decode(bytes: &[u8]) -> Decoded {
         if text.trim().is_empty() {
             continue;
         }
-        let value: Value = match serde_json::from_str(&text) {
-            Ok(v) => v,
+        // The record's type, checking that the whole line is JSON. Nothing else is read here:
+        // a turn's long texts are read once, below, straight into place.
+        let kind: Kind<'_> = match serde_json::from_str(&text) {
+            Ok(k) => k,
             Err(e) => {
                 skip(
                     &mut out,
@@ -301,13 +399,12 @@ pub fn decode(bytes: &[u8]) -> Decoded {
                 });
             }
         };
-        let kind = value
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let kind = kind
+            .kind
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .unwrap_or_default();
         match kind.as_str() {
-            "header" => match serde_json::from_value::<SessionHeader>(value) {
+            "header" => match serde_json::from_str::<SessionHeader>(&text) {
                 Ok(h) if out.header.is_none() => {
                     repaired_utf8(&mut out);
                     out.header = Some(h);
@@ -316,7 +413,7 @@ pub fn decode(bytes: &[u8]) -> Decoded {
                 Ok(_) => {}
                 Err(e) => skip(&mut out, line, format!("a header with a bad field ({e})")),
             },
-            "turn" => match serde_json::from_value::<TurnRecord<'static>>(value) {
+            "turn" => match serde_json::from_str::<TurnRecord<'static>>(&text) {
                 Ok(r) => {
                     repaired_utf8(&mut out);
                     if r.v > FORMAT_VERSION {
@@ -353,7 +450,7 @@ pub fn decode(bytes: &[u8]) -> Decoded {
                 }
                 Err(e) => skip(&mut out, line, format!("a turn with a bad field ({e})")),
             },
-            "superseded" => match serde_json::from_value::<SupersededRecord>(value) {
+            "superseded" => match serde_json::from_str::<SupersededRecord>(&text) {
                 Ok(r) => {
                     repaired_utf8(&mut out);
                     superseded.push((line, r.n, r.edit));
@@ -478,6 +575,53 @@ fn turn_from_record(r: TurnRecord<'_>) -> Result<(Turn, Option<String>), String>
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+
+        /// Unescaping a string token agrees with serde_json reading it into a `String`, on
+        /// what serde writes and on escape soup: the same text, or a refusal both times.
+        #[test]
+        fn unescaping_agrees_with_serde(
+            text in ".*",
+            soup in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Just("\\".to_string()),
+                    proptest::prelude::Just("u".to_string()),
+                    proptest::prelude::Just("\\u".to_string()),
+                    proptest::prelude::Just("\\uD83D".to_string()),
+                    proptest::prelude::Just("\\uDE00".to_string()),
+                    proptest::prelude::Just("\\udbff\\udfff".to_string()),
+                    proptest::prelude::Just("\\u00e9".to_string()),
+                    proptest::prelude::Just("\"".to_string()),
+                    "[nrtbf/0-9a-fA-FxDC\u{1}\u{7f}é😀 ]",
+                ],
+                0..12,
+            ),
+        ) {
+            let written = serde_json::to_string(&text).expect("a string serializes");
+            proptest::prop_assert_eq!(unescape_json_string(&written).ok(), Some(text));
+            let token = format!("\"{}\"", soup.concat());
+            let ours = unescape_json_string(&token).ok();
+            let serde = serde_json::from_str::<String>(&token).ok();
+            proptest::prop_assert_eq!(ours, serde, "{}", token);
+        }
+    }
+
+    #[test]
+    fn a_turn_loads_its_texts_from_the_line_with_escapes_and_without() {
+        let line = r#"{"type":"turn","v":1,"n":1,"user":"plain","reply":"a\nb \"q\" \u00e9 \ud83d\ude00","thinking":"t","end":"complete"}"#;
+        let d = decode(format!("{line}\n").as_bytes());
+        assert!(d.issues.is_empty(), "{:?}", d.issues);
+        let (_, turn) = &d.turns[0];
+        assert_eq!(turn.user, "plain");
+        assert_eq!(turn.assistant, "a\nb \"q\" é 😀");
+        // A text that is not a string costs its line, with a reason.
+        let bad = r#"{"type":"turn","v":1,"n":1,"user":7,"end":"complete"}"#;
+        let d = decode(format!("{bad}\n").as_bytes());
+        assert!(d.turns.is_empty());
+        assert!(d.issues[0].reason.contains("bad field"), "{:?}", d.issues);
+    }
+
     fn turn(user: &str, reply: &str, state: ReplyState) -> Turn {
         let mut t = Turn::new(user, "m");
         t.assistant = reply.into();
@@ -590,7 +734,7 @@ mod tests {
                 }
                 // Blank lines (any Unicode whitespace) are not records, and are skipped silently.
                 let blank = String::from_utf8_lossy(&junk).trim().is_empty();
-                if !blank && junk_turns == 0 && serde_json::from_slice::<Value>(&junk).map_or(true, |v| v.get("type").and_then(Value::as_str) != Some("header")) {
+                if !blank && junk_turns == 0 && serde_json::from_slice::<serde_json::Value>(&junk).map_or(true, |v| v.get("type").and_then(serde_json::Value::as_str) != Some("header")) {
                     prop_assert!(!d.issues.is_empty(), "a skipped line is reported");
                 }
             }
