@@ -591,6 +591,18 @@ mod tests {
         ModelClass::of("claude-sonnet-4-5")
     }
 
+    /// The output level once headers say the 8,000-token output bucket is full.
+    fn output_level_after_full_8k_headers(p: &LocalLimiter, now: Instant) -> f64 {
+        let mut q = quota(now, (50, 49, 2), (30_000, 30_000, 0));
+        q.output_tokens = Some(BucketQuota {
+            limit: Some(8_000),
+            remaining: Some(8_000),
+            reset: Some(now),
+        });
+        p.observe(&class(), &q);
+        p.level(&class(), Bucket::OutputTokens, now).expect("known")
+    }
+
     /// One request of 10 input tokens expecting a reply of 500.
     fn streaming_reply_demand() -> Demand {
         Demand {
@@ -812,14 +824,7 @@ mod tests {
         let g = granted(&p, streaming_reply_demand()).await;
         // Admitted, and its headers arrive: the server has not charged any output yet.
         p.commit(&g);
-        let mut q = quota(now, (50, 49, 2), (30_000, 30_000, 0));
-        q.output_tokens = Some(BucketQuota {
-            limit: Some(8_000),
-            remaining: Some(8_000),
-            reset: Some(now),
-        });
-        p.observe(&class(), &q);
-        let level = p.level(&class(), Bucket::OutputTokens, now).expect("known");
+        let level = output_level_after_full_8k_headers(&p, now);
         assert!(
             (level - 7_500.0).abs() < 1e-6,
             "the streaming reply's 500 are owed: {level}"
@@ -847,14 +852,7 @@ mod tests {
         p.commit(&g);
         // Cut before `message_start`: no usage at all. It streams no more.
         p.settle_unreported(&g);
-        let mut q = quota(now, (50, 49, 2), (30_000, 30_000, 0));
-        q.output_tokens = Some(BucketQuota {
-            limit: Some(8_000),
-            remaining: Some(8_000),
-            reset: Some(now),
-        });
-        p.observe(&class(), &q);
-        let level = p.level(&class(), Bucket::OutputTokens, now).expect("known");
+        let level = output_level_after_full_8k_headers(&p, now);
         assert!(
             (level - 8_000.0).abs() < 1e-6,
             "nothing is owed for a reply that ended: {level}"

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use backchat::loadtest::{Setup, parse_args};
 
-async fn backchat_give_ups(max_wait: Option<&str>) -> f64 {
-    // A user resubmits 5 s after a give-up: at once, on a paused clock, a turn refused
-    // without waiting would be resubmitted forever in no time at all.
-    let mut flags = vec![
+/// Scenario A, seed 0, the backchat policy only, users resubmitting after `resubmit_delay`
+/// seconds.
+fn scenario_a_backchat(resubmit_delay: &str) -> Vec<&str> {
+    vec![
         "--scenario",
         "A",
         "--seeds",
@@ -18,8 +18,14 @@ async fn backchat_give_ups(max_wait: Option<&str>) -> f64 {
         "--policy",
         "backchat",
         "--resubmit-delay-secs",
-        "5",
-    ];
+        resubmit_delay,
+    ]
+}
+
+async fn backchat_give_ups(max_wait: Option<&str>) -> f64 {
+    // A user resubmits 5 s after a give-up: at once, on a paused clock, a turn refused
+    // without waiting would be resubmitted forever in no time at all.
+    let mut flags = scenario_a_backchat("5");
     if let Some(s) = max_wait {
         flags.extend(["--max-wait", s]);
     }
@@ -62,19 +68,9 @@ async fn a_user_refused_a_long_wait_resubmits_when_the_quota_frees_up_not_at_onc
     // No resubmit delay: a user told "it frees up at …" tries again then. Resubmitting at
     // once was refused at once, again and again, with no model time passing: the run never
     // ended.
-    let args = parse_args([
-        "--scenario",
-        "A",
-        "--seeds",
-        "0",
-        "--policy",
-        "backchat",
-        "--resubmit-delay-secs",
-        "0",
-        "--max-wait",
-        "5",
-    ])
-    .expect("parses");
+    let mut flags = scenario_a_backchat("0");
+    flags.extend(["--max-wait", "5"]);
+    let args = parse_args(flags).expect("parses");
     let setup = Setup::from_args(&args, None).expect("valid");
     let (report, _) = tokio::time::timeout(Duration::from_mins(2), setup.run())
         .await
